@@ -1,0 +1,179 @@
+"""``langgs``: build semantic Gaussian maps from bags and query them by text, without ROS.
+
+Subcommands: ``synth`` (synthetic scene bag), ``replay`` (bag or frame folder -> map),
+``query`` (map + text -> objects and goal pose), ``demo`` (all three on the bundled scene).
+Expected failures print ``error: ...`` and exit with status 2; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from langgs_ros.config import PipelineConfig, load_config
+from langgs_ros.errors import LangGSError
+
+__all__ = ["main", "entrypoint"]
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag
+
+    spec = SynthSpec(seed=args.seed, width=args.width, height=args.height, frames=args.frames, storage=args.storage)
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            _log(f"[synth] rendered {done}/{total} frames ({time.perf_counter() - start:.0f} s)")
+
+    out = make_synthetic_bag(args.out, spec, progress=progress)
+    _log(f"[synth] bag: {out.bag}\n[synth] ground truth: {out.ground_truth}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    config = load_config(getattr(args, "config", None))
+    if getattr(args, "noise", None) == "realistic":
+        from langgs_ros.config import OracleNoiseConfig
+
+        config.oracle = OracleNoiseConfig.realistic(seed=config.oracle.seed)
+    if getattr(args, "fusion", None):
+        config.mapping.fusion = args.fusion
+    return config
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from langgs_ros.pipeline import ReplayProgress, replay
+
+    config = _config(args)
+    if args.semantics == "oracle":
+        _log("[replay] semantics: ORACLE (ground-truth instances) - for synthetic/annotated data only")
+
+    def progress(p: ReplayProgress) -> None:
+        _log(f"[replay] frames {p.frames}  keyframes {p.keyframes}  Gaussians {p.gaussians}  {p.fps:.1f} fps")
+
+    summary = replay(args.bag, args.out, args.semantics, config, progress)
+    per_kf = 1000 * sum(summary.keyframe_seconds) / max(1, len(summary.keyframe_seconds))
+    _log(f"[replay] done in {summary.seconds:.1f} s: {summary.keyframes} keyframes, {summary.gaussians} Gaussians, "
+         f"{per_kf:.0f} ms per keyframe")
+    _log("[replay] " + summary.source.summary().replace("\n", "\n[replay] "))
+    _log(f"[replay] map written to {summary.map_path}")
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from langgs_ros.mapping.map_io import load_map
+    from langgs_ros.query.engine import QueryEngine
+
+    config = _config(args)
+    data = load_map(args.map)
+    engine = QueryEngine(data, config.query)
+    result = engine.query(args.text)
+    if args.png:
+        from langgs_ros.viz import render_top_down, write_png
+
+        write_png(args.png, render_top_down(data.gmap, result, config.query.robot_radius))
+    if args.json:
+        print(json.dumps(result.to_json(config.query.max_points)))
+        return 0
+    print(f"query: '{result.query}' ({result.message})")
+    for rank, obj in enumerate(result.objects, 1):
+        c, lo, hi = obj.centroid, obj.bbox_min, obj.bbox_max
+        print(f"  #{rank} score {obj.score:.3f}  {len(obj.points)} Gaussians  centroid ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f})"
+              f"  box ({lo[0]:.2f}, {lo[1]:.2f}, {lo[2]:.2f})..({hi[0]:.2f}, {hi[1]:.2f}, {hi[2]:.2f}) [{result.frame_id}]")
+    if result.goal_pose is not None:
+        g = result.goal_pose
+        print(f"  goal: ({g.position[0]:.2f}, {g.position[1]:.2f}, {g.position[2]:.2f}) yaw {g.yaw:.2f} rad "
+              f"[{result.frame_id}], {g.distance_to_object:.2f} m from the object")
+    elif result.objects:
+        print("  goal: none")
+    if args.png:
+        print(f"  picture: {args.png}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    bag = out / "synth_bag"
+    if not bag.exists():
+        _cmd_synth(argparse.Namespace(out=out, seed=0, width=640, height=480, frames=72, storage="mcap"))
+    _cmd_replay(argparse.Namespace(bag=bag, out=out / "map", semantics="oracle", config=None, noise=None, fusion=None))
+    png = out / "query.png"
+    result_path = out / "query.json"
+    from langgs_ros.mapping.map_io import load_map
+    from langgs_ros.query.engine import QueryEngine
+    from langgs_ros.viz import render_top_down, write_png
+
+    data = load_map(out / "map")
+    engine = QueryEngine(data)
+    result = engine.query(args.text)
+    write_png(png, render_top_down(data.gmap, result))
+    result_path.write_text(json.dumps(result.to_json(), indent=1))
+    _cmd_query(argparse.Namespace(map=out / "map", text=args.text, json=False, png=None, config=None))
+    _log(f"[demo] answer: {result_path}\n[demo] picture: {png}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``langgs`` argument parser."""
+    parser = argparse.ArgumentParser(prog="langgs", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="render the synthetic room into a ROS 2 bag with ground truth")
+    p.add_argument("--out", required=True, type=Path, help="output directory (gets synth_bag/ and ground_truth.json)")
+    p.add_argument("--seed", type=int, default=0, help="trajectory seed")
+    p.add_argument("--frames", type=int, default=72, help="number of camera frames (10 Hz)")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("replay", help="build a map from a ROS 2 bag or a 7-Scenes style frame folder")
+    p.add_argument("bag", type=Path, help="rosbag2 directory (mcap or sqlite3) or frame folder")
+    p.add_argument("--out", required=True, type=Path, help="map directory to write (map.npz)")
+    p.add_argument("--semantics", choices=["clip", "oracle", "none"], default="clip",
+                   help="semantic backend: clip (SAM/SAM2 + OpenCLIP), oracle (ground-truth instances, "
+                        "synthetic/annotated data only) or none (geometry only)")
+    p.add_argument("--config", type=Path, help="YAML/JSON config file (sections input, mapping, query, oracle)")
+    p.add_argument("--fusion", choices=["codebook", "average"], help="semantic fusion mode (default codebook)")
+    p.add_argument("--noise", choices=["off", "realistic"], default="off", help="oracle noise preset")
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("query", help="find objects matching a text in a map")
+    p.add_argument("map", type=Path, help="map directory written by replay")
+    p.add_argument("text", help="what to look for, e.g. 'mug'")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--png", type=Path, help="also draw the map from above with the answer")
+    p.add_argument("--config", type=Path, help="YAML/JSON config file (query section)")
+    p.set_defaults(func=_cmd_query)
+
+    p = sub.add_parser("demo", help="synthesise the bundled scene, build its map and answer a query")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="working directory")
+    p.add_argument("--text", default="red mug", help="query to answer")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LangGSError as exc:
+        _log(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _log("interrupted")
+        return 130
+
+
+def entrypoint() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

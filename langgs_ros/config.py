@@ -1,0 +1,220 @@
+"""Pipeline configuration: one dataclass per concern, loadable from a YAML or JSON file.
+
+A config file mirrors the sections below, e.g.::
+
+    input: {color_topic: /camera/color/image_raw, fixed_frame: map}
+    mapping: {pixel_stride: 2, fusion: codebook}
+    query: {robot_radius: 0.25}
+
+Unknown keys are rejected so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from langgs_ros.errors import ConfigError
+
+__all__ = [
+    "InputConfig",
+    "MappingConfig",
+    "OracleNoiseConfig",
+    "QueryConfig",
+    "PipelineConfig",
+    "load_config",
+    "config_to_dict",
+]
+
+
+@dataclass
+class InputConfig:
+    """Where frames come from in a bag and how they are paired."""
+
+    color_topic: str = "/camera/color/image_raw"
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8); if absent, ``<topic>/compressed``
+    (sensor_msgs/CompressedImage, jpeg/png) is used."""
+    camera_info_topic: str = "/camera/color/camera_info"
+    """sensor_msgs/CameraInfo of the color camera (plumb_bob / rational_polynomial / equidistant)."""
+    depth_topic: str = "/camera/aligned_depth_to_color/image_raw"
+    """sensor_msgs/Image registered to color: 16UC1 millimetres or 32FC1 metres; 0/NaN/inf invalid."""
+    instances_topic: str = "/camera/instances"
+    """Ground-truth instance ids (16UC1, 0 = background), used only by the oracle backend."""
+    labels_topic: str = "/scene/labels"
+    """std_msgs/String with JSON {"<id>": "<label>"}, used only by the oracle backend."""
+    fixed_frame: str = "map"
+    """Fixed frame of the map (REP-105)."""
+    pose_topic: str = ""
+    """If set, camera poses come from this geometry_msgs/PoseStamped or nav_msgs/Odometry topic
+    instead of /tf; the pose is of ``pose_child_frame`` and is chained to the image frame by TF."""
+    pose_child_frame: str = ""
+    """Frame whose pose ``pose_topic`` carries; empty = Odometry child_frame_id, or the image frame."""
+    sync_tolerance_s: float = 0.02
+    """Largest header-stamp difference for pairing color with depth/instances, seconds."""
+    tf_tolerance_s: float = 0.05
+    """How far outside the span of a dynamic transform a lookup may still use its end sample, s."""
+    camera_info_tolerance_s: float = -1.0
+    """Largest stamp difference between an image and its CameraInfo, seconds; < 0 accepts any."""
+    max_depth_m: float = 6.0
+    """Depth beyond this range (metres) is treated as invalid."""
+    min_depth_m: float = 0.1
+    """Depth below this range (metres) is treated as invalid."""
+
+
+@dataclass
+class MappingConfig:
+    """Feed-forward Gaussian mapping and semantic fusion."""
+
+    pixel_stride: int = 2
+    """One Gaussian per stride x stride pixel block of a keyframe."""
+    keyframe_translation_m: float = 0.10
+    """A frame becomes a keyframe once the camera moved this far from the last keyframe (m)..."""
+    keyframe_rotation_deg: float = 10.0
+    """...or turned this much (degrees)."""
+    surface_tolerance: float = 0.02
+    """A map Gaussian explains a pixel if its depth is within max(1 cm, tol * depth) of it."""
+    capacity: int = 3_000_000
+    """Most Gaussians kept; beyond it the least confirmed, least recently seen are pruned."""
+    initial_opacity: float = 0.9
+    """Opacity of a new Gaussian, 0..1."""
+    fusion: Literal["codebook", "average"] = "codebook"
+    """Semantic fusion: the CCL-LGS contrastive codebook, or a per-Gaussian running average."""
+    codebook_size: int = 256
+    """Prototypes in the codebook (capacity N of CCL-LGS)."""
+    codebook_spawn_cos: float = 0.75
+    """A feature whose best prototype cosine is below this spawns a new prototype."""
+    codebook_steps: int = 10
+    """Adam steps on the codebook per keyframe."""
+    codebook_lr: float = 0.01
+    """Adam learning rate of the prototypes."""
+    codebook_pull: float = 0.25
+    """lambda_pull of CCL-LGS eq. 8."""
+    codebook_push: float = 0.25
+    """lambda_push of CCL-LGS eq. 8."""
+    codebook_margin: float = 0.7
+    """Push-loss margin m of CCL-LGS eq. 7."""
+    replay_size: int = 2048
+    """Segment features (with their association labels) kept for codebook training."""
+    association_iou: float = 0.5
+    """A segment joins the map track it overlaps with IoU above this (CCL-LGS mask association)."""
+
+
+@dataclass
+class OracleNoiseConfig:
+    """Seeded noise of the oracle backend mimicking SAM + CLIP failures (all 0 = exact)."""
+
+    seed: int = 0
+    """Seed; the noise of a frame depends only on it and the frame stamp."""
+    embedding_noise: float = 0.0
+    """Per-view Gaussian noise on embeddings; cosine to the clean one is 1/sqrt(1 + s^2)."""
+    label_swap_prob: float = 0.0
+    """Probability that a segment takes a neighbouring segment's label in a view."""
+    boundary_px: int = 0
+    """Segments are eroded or dilated by up to this many pixels per view."""
+    split_prob: float = 0.0
+    """Probability that a segment is split in two at the subpart level (half of it at part)."""
+    merge_prob: float = 0.0
+    """Probability that a segment is merged with a neighbour at the whole level (half at part)."""
+    drop_prob: float = 0.0
+    """Probability that a segment is missing at a level."""
+
+    @classmethod
+    def realistic(cls, seed: int = 0) -> OracleNoiseConfig:
+        """Noise level typical of SAM masks + CLIP crops on indoor scenes."""
+        return cls(seed=seed, embedding_noise=0.75, label_swap_prob=0.15, boundary_px=6,
+                   split_prob=0.2, merge_prob=0.15, drop_prob=0.1)
+
+
+@dataclass
+class QueryConfig:
+    """Text query and goal planning."""
+
+    temperature: float = 0.1
+    """Softmax temperature of the relevancy (LERF pairwise softmax), in cosine units."""
+    negatives: list[str] = field(default_factory=lambda: ["object", "things", "stuff", "texture"])
+    """Canonical negative phrases of the relevancy."""
+    min_margin: float = 0.15
+    """A Gaussian matches only if its cosine to the query beats every negative by this much."""
+    keep_ratio: float = 0.7
+    """...and its margin is at least this fraction of the best margin in the map."""
+    cluster_voxel_m: float = 0.05
+    """Voxel size of the 3D connected-component clustering of the mask (m)."""
+    min_instance_gaussians: int = 20
+    """Clusters with fewer Gaussians are dropped."""
+    max_points: int = 5000
+    """Most points reported per object."""
+    robot_radius: float = 0.25
+    """Robot footprint radius (m); goals keep this clearance from every mapped obstacle."""
+    robot_height: float = 1.0
+    """Obstacles are mapped points between floor + 5 cm and floor + robot_height (m)."""
+    standoff: float = 0.6
+    """Preferred distance from the goal to the object's nearest point (m)."""
+    grid_resolution_m: float = 0.05
+    """Cell size of the navigation grid (m)."""
+
+
+@dataclass
+class PipelineConfig:
+    """All settings of a replay."""
+
+    input: InputConfig = field(default_factory=InputConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+    oracle: OracleNoiseConfig = field(default_factory=OracleNoiseConfig)
+
+
+def _update_dataclass(obj: Any, values: dict[str, Any], where: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key '{where}{key}' (known: {', '.join(sorted(fields))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{where}{key}' must be a mapping")
+            _update_dataclass(current, value, f"{where}{key}.")
+            continue
+        expected = type(current)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"'{where}{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
+            )
+        setattr(obj, key, value)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Defaults, updated from a YAML/JSON file (if given) and then from ``overrides``."""
+    config = PipelineConfig()
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            if path.suffix == ".json":
+                values = json.loads(text)
+            else:
+                import yaml
+
+                values = yaml.safe_load(text)
+        except Exception as exc:  # noqa: BLE001 - any parser error is a config error
+            raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {exc}") from None
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        _update_dataclass(config, values, "")
+    if overrides:
+        _update_dataclass(config, overrides, "")
+    return config
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain-dict copy of a config dataclass (for saving next to a map)."""
+    return dataclasses.asdict(config)

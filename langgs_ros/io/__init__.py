@@ -1,0 +1,1 @@
+"""Input/output: message conversion, TF, bag reading and writing, frame folders."""

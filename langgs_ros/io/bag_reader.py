@@ -1,0 +1,304 @@
+"""Frames from a ROS 2 bag (mcap or sqlite3) via ``rosbags``, without ROS.
+
+Color images are paired with depth (and ground-truth instances) by header stamp within
+``sync_tolerance_s``; intrinsics come from CameraInfo; the camera pose is the TF chain from the
+fixed frame to the image's ``header.frame_id`` interpolated at the image stamp (or a PoseStamped /
+Odometry topic chained through TF). A frame that cannot be paired is counted with its reason and
+never used with a wrong pose.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from langgs_ros.config import InputConfig
+from langgs_ros.errors import BagError, InputError
+from langgs_ros.io.frame_source import SourceStats
+from langgs_ros.io.image_codec import (
+    CameraModel,
+    camera_model_from_info,
+    decode_color,
+    decode_compressed_color,
+    decode_depth,
+    decode_instances,
+    stamp_to_ns,
+)
+from langgs_ros.io.tf_buffer import TransformBuffer, TransformLookupError
+from langgs_ros.types import Frame
+
+__all__ = ["BagFrameReader"]
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+TF = "tf2_msgs/msg/TFMessage"
+POSE_TYPES = ("geometry_msgs/msg/PoseStamped", "nav_msgs/msg/Odometry")
+_PAIR_WINDOW_NS = 1_000_000_000  # how long (log time) a color image waits for its depth
+
+
+def _open_reader(path: Path) -> Any:
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    if not path.exists():
+        raise BagError(f"bag {path} does not exist")
+    if path.is_file():
+        if (path.parent / "metadata.yaml").exists():
+            path = path.parent
+        else:
+            raise BagError(f"{path} is a file; pass the rosbag2 directory (with metadata.yaml)")
+    reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+    try:
+        reader.open()
+    except Exception as exc:  # noqa: BLE001 - rosbags raises many types for corrupt input
+        raise BagError(f"cannot open bag {path}: {exc or type(exc).__name__}") from None
+    return reader
+
+
+class BagFrameReader:
+    """Iterate posed, undistorted frames of a bag; ``stats`` says what was skipped and why."""
+
+    def __init__(self, path: str | Path, config: InputConfig, *, with_instances: bool = False) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.with_instances = with_instances
+        self.stats = SourceStats()
+        self.labels: dict[int, str] = {}
+        self._reader = _open_reader(self.path)
+        try:
+            self._resolve_topics()
+        except BaseException:
+            self._reader.close()
+            raise
+
+    # -- topics -----------------------------------------------------------------------------
+    def _topic_type(self, name: str) -> str | None:
+        info = self._reader.topics.get(name)
+        return info.msgtype if info is not None else None
+
+    def _available(self, *types: str) -> str:
+        names = [n for n, i in self._reader.topics.items() if not types or i.msgtype in types]
+        return ", ".join(sorted(names)) or "none"
+
+    def _resolve_topics(self) -> None:
+        cfg = self.config
+        if not self._reader.topics:
+            raise InputError(f"bag {self.path} contains no topics")
+        color = cfg.color_topic
+        if self._topic_type(color) not in (IMAGE, COMPRESSED):
+            alt = color.rstrip("/") + "/compressed"
+            if self._topic_type(alt) == COMPRESSED:
+                color = alt
+            else:
+                raise InputError(
+                    f"no color image topic '{cfg.color_topic}' (or '{alt}') in the bag; "
+                    f"image topics: {self._available(IMAGE, COMPRESSED)}"
+                )
+        self.color_topic = color
+        self._color_compressed = self._topic_type(color) == COMPRESSED
+        if self._topic_type(cfg.camera_info_topic) != CAMERA_INFO:
+            raise InputError(
+                f"no CameraInfo topic '{cfg.camera_info_topic}' in the bag; "
+                f"CameraInfo topics: {self._available(CAMERA_INFO)}"
+            )
+        self.depth_topic = cfg.depth_topic if self._topic_type(cfg.depth_topic) == IMAGE else None
+        self.instances_topic = None
+        if self.with_instances:
+            if self._topic_type(cfg.instances_topic) != IMAGE:
+                raise InputError(
+                    f"the oracle backend needs ground-truth instances on '{cfg.instances_topic}', "
+                    "which the bag lacks; use --semantics none for geometry only"
+                )
+            self.instances_topic = cfg.instances_topic
+        if cfg.pose_topic:
+            if self._topic_type(cfg.pose_topic) not in POSE_TYPES:
+                raise InputError(
+                    f"pose topic '{cfg.pose_topic}' is missing or not PoseStamped/Odometry; "
+                    f"pose topics: {self._available(*POSE_TYPES)}"
+                )
+        elif self._topic_type("/tf") != TF and self._topic_type("/tf_static") != TF:
+            raise InputError(
+                "the bag has no camera poses: no /tf or /tf_static, and no pose_topic configured "
+                f"(pose topics in the bag: {self._available(*POSE_TYPES)})"
+            )
+
+    @property
+    def has_depth(self) -> bool:
+        """Whether the bag holds the configured depth topic."""
+        return self.depth_topic is not None
+
+    # -- pass 1: small messages -------------------------------------------------------------
+    def _messages(self, topics: list[str]) -> Iterator[tuple[str, int, Any]]:
+        conns = [c for c in self._reader.connections if c.topic in topics]
+        if not conns:
+            return
+        try:
+            for conn, logtime, raw in self._reader.messages(connections=conns):
+                yield conn.topic, logtime, self._reader.deserialize(raw, conn.msgtype)
+        except (BagError, InputError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - corrupt chunks surface as many types
+            raise BagError(f"bag {self.path} is corrupt or truncated: {exc or type(exc).__name__}") from None
+
+    def _read_static_data(self) -> None:
+        cfg = self.config
+        self.tf = TransformBuffer(tolerance_ns=int(cfg.tf_tolerance_s * 1e9))
+        self.camera_infos: list[tuple[int, CameraModel | InputError]] = []
+        topics = ["/tf_static", cfg.camera_info_topic, cfg.labels_topic]
+        topics.append(cfg.pose_topic if cfg.pose_topic else "/tf")
+        for topic, _, msg in self._messages(topics):
+            if topic == "/tf_static":
+                self.tf.add_message(msg, static=True)
+            elif topic == "/tf":
+                self.tf.add_message(msg)
+            elif topic == cfg.camera_info_topic:
+                try:
+                    model: CameraModel | InputError = camera_model_from_info(msg)
+                except InputError as exc:
+                    model = exc
+                self.camera_infos.append((stamp_to_ns(msg.header.stamp), model))
+            elif topic == cfg.labels_topic:
+                self._parse_labels(msg)
+            elif topic == cfg.pose_topic:
+                self._add_pose(msg)
+        self.camera_infos.sort(key=lambda x: x[0])
+        self._info_stamps = np.array([s for s, _ in self.camera_infos], dtype=np.int64)
+
+    def _parse_labels(self, msg: Any) -> None:
+        try:
+            labels = json.loads(msg.data)
+            self.labels.update({int(k): str(v) for k, v in labels.items()})
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise InputError(f"labels on '{self.config.labels_topic}' are not JSON {{id: label}}: {exc}") from None
+
+    def _add_pose(self, msg: Any) -> None:
+        pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
+        child = self.config.pose_child_frame or getattr(msg, "child_frame_id", "") or "__pose_child__"
+        p, q = pose.position, pose.orientation
+        self.tf.add(msg.header.frame_id, child, stamp_to_ns(msg.header.stamp),
+                    (p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        self._pose_child = child
+
+    # -- pass 2: images -----------------------------------------------------------------------
+    def _camera_model(self, stamp_ns: int) -> CameraModel | str:
+        if not self.camera_infos:
+            return f"no CameraInfo on {self.config.camera_info_topic}"
+        i = int(np.searchsorted(self._info_stamps, stamp_ns))
+        candidates = [j for j in (i - 1, i) if 0 <= j < len(self.camera_infos)]
+        j = min(candidates, key=lambda k: abs(int(self._info_stamps[k]) - stamp_ns))
+        tol = self.config.camera_info_tolerance_s
+        if tol >= 0 and abs(int(self._info_stamps[j]) - stamp_ns) > tol * 1e9:
+            return "no CameraInfo within camera_info_tolerance_s"
+        model = self.camera_infos[j][1]
+        return f"bad CameraInfo: {model}" if isinstance(model, InputError) else model
+
+    def _pose(self, frame_id: str, stamp_ns: int) -> np.ndarray | str:
+        source = frame_id
+        if self.config.pose_topic and getattr(self, "_pose_child", None) == "__pose_child__":
+            source = "__pose_child__"  # PoseStamped of the camera itself
+        try:
+            T = self.tf.lookup(self.config.fixed_frame, source, stamp_ns)
+        except TransformLookupError as exc:
+            return f"no pose: {exc}"
+        if not np.all(np.isfinite(T)):
+            return "no pose: non-finite transform"
+        return T
+
+    def _build_frame(self, color_msg: Any, depth_msg: Any | None, inst_msg: Any | None) -> Frame | str:
+        stamp = stamp_to_ns(color_msg.header.stamp)
+        frame_id = str(color_msg.header.frame_id).lstrip("/")
+        model = self._camera_model(stamp)
+        if isinstance(model, str):
+            return model
+        pose = self._pose(frame_id, stamp)
+        if isinstance(pose, str):
+            return pose
+        try:
+            rgb = decode_compressed_color(color_msg) if self._color_compressed else decode_color(color_msg)
+        except InputError as exc:
+            return f"color: {exc}"
+        K = model.intrinsics
+        if rgb.shape[:2] != (K.height, K.width):
+            return f"color image {rgb.shape[1]}x{rgb.shape[0]} does not match CameraInfo {K.width}x{K.height}"
+        depth = instances = None
+        if depth_msg is not None:
+            try:
+                depth = decode_depth(depth_msg, self.config.min_depth_m, self.config.max_depth_m)
+            except InputError as exc:
+                return f"depth: {exc}"
+            if depth.shape != rgb.shape[:2]:
+                return "depth image size differs from color (not registered to color)"
+            depth = model.undistort(depth, nearest=True)
+        if inst_msg is not None:
+            try:
+                instances = decode_instances(inst_msg)
+            except InputError as exc:
+                return f"instances: {exc}"
+            if instances.shape != rgb.shape[:2]:
+                return "instance image size differs from color"
+            instances = model.undistort(instances, nearest=True)
+        return Frame(stamp_ns=stamp, frame_id=frame_id, rgb=model.undistort(rgb), intrinsics=K,
+                     T_world_cam=pose, depth=depth, instances=instances, labels=dict(self.labels))
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield usable frames in stamp order; skipped ones are counted in ``stats``."""
+        self._read_static_data()
+        tol = int(self.config.sync_tolerance_s * 1e9)
+        partners = [t for t in (self.depth_topic, self.instances_topic) if t]
+        buffers: dict[str, deque[tuple[int, int, Any]]] = {t: deque() for t in partners}
+        pending: deque[tuple[int, int, Any]] = deque()  # (logtime, stamp, color msg)
+
+        def match(topic: str, stamp: int) -> Any | None:
+            best = min(buffers[topic], key=lambda e: abs(e[1] - stamp), default=None)
+            return best[2] if best is not None and abs(best[1] - stamp) <= tol else None
+
+        def complete(entry: tuple[int, int, Any], final: bool) -> Frame | str | None:
+            _, stamp, msg = entry
+            found = {t: match(t, stamp) for t in partners}
+            missing = [t for t, m in found.items() if m is None]
+            if missing and not final:
+                return None
+            if missing:
+                return f"no {'/'.join(missing)} message within {self.config.sync_tolerance_s} s"
+            return self._build_frame(msg, found.get(self.depth_topic), found.get(self.instances_topic))
+
+        def flush(now: int, final: bool) -> Iterator[Frame]:
+            while pending:
+                entry = pending[0]
+                result = complete(entry, final or now - entry[0] > _PAIR_WINDOW_NS)
+                if result is None:
+                    return
+                pending.popleft()
+                if isinstance(result, str):
+                    self.stats.skip(result)
+                else:
+                    self.stats.frames_used += 1
+                    yield result
+
+        for topic, logtime, msg in self._messages([self.color_topic, *partners]):
+            if topic == self.color_topic:
+                self.stats.frames_seen += 1
+                pending.append((logtime, stamp_to_ns(msg.header.stamp), msg))
+            else:
+                buf = buffers[topic]
+                buf.append((logtime, stamp_to_ns(msg.header.stamp), msg))
+                while buf and logtime - buf[0][0] > 2 * _PAIR_WINDOW_NS:
+                    buf.popleft()
+            yield from flush(logtime, final=False)
+        yield from flush(0, final=True)
+
+    def close(self) -> None:
+        """Close the bag."""
+        self._reader.close()
+
+    def __enter__(self) -> BagFrameReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

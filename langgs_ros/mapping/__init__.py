@@ -1,0 +1,1 @@
+"""Semantic Gaussian map: feed-forward Gaussians from keyframes, semantic fusion, persistence."""

@@ -1,0 +1,224 @@
+"""Semantic fusion of 2D segments into the Gaussian map, per granularity level.
+
+Two modes behind one interface:
+
+* :class:`CodebookField` (CCL-LGS): each segment of a keyframe is associated with a map *track* by
+  geometric IoU > 0.5 between the segment and the tracks of the map Gaussians visible in that view
+  (a new track otherwise); its feature is matched to a learned prototype of the
+  :class:`~langgs_ros.mapping.codebook.ContrastiveCodebook`, and the track's code is the prototype
+  its features chose most often. Each Gaussian carries a track per level (kept by a streaming
+  majority vote over the views that saw it, "no segment" voting too), so its code resolves
+  track -> prototype.
+  Per Gaussian: 3 x (int32 track + uint8 vote) = 15 bytes.
+* :class:`AverageField`: per Gaussian and level, the running average of the embeddings of the
+  segments it fell in, zero where it fell in none (the baseline; 3 x 512 float16 = 3 KiB per
+  Gaussian).
+
+Relevance of a query (text embedding q, canonical negatives n_k) is the LERF margin
+``cos(f, q) - max_k cos(f, n_k)`` per Gaussian, ``-inf`` where a Gaussian has no semantics.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from langgs_ros.config import MappingConfig
+from langgs_ros.mapping.codebook import ContrastiveCodebook
+from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.semantics.backend import LEVELS, Segmentation
+
+__all__ = ["SemanticField", "CodebookField", "AverageField", "create_field", "lerf_margin"]
+
+N_LEVELS = len(LEVELS)
+
+
+def lerf_margin(features: np.ndarray, query: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """cos(f, q) - max_k cos(f, n_k) for unit-norm rows ``features`` [N, D]."""
+    neg = features @ negatives.T if len(negatives) else np.zeros((len(features), 1), np.float32)
+    return features @ query - neg.max(axis=1)
+
+
+class SemanticField(ABC):
+    """Per-Gaussian semantics, updated per keyframe and scored against text."""
+
+    mode: str
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    @abstractmethod
+    def attach(self, gmap: GaussianMap) -> None:
+        """Register this field's per-Gaussian arrays in ``gmap``."""
+
+    @abstractmethod
+    def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
+                  v: np.ndarray, is_new: np.ndarray) -> None:
+        """Fuse ``seg`` into Gaussians ``idx`` observed at pixels (u, v); ``is_new`` marks ones
+        created by this keyframe (the others were already in the map and are visible)."""
+
+    @abstractmethod
+    def level_margins(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> list[np.ndarray]:
+        """Per level, [N] float32 LERF margin of every Gaussian (-inf without semantics)."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Map-level arrays to save (per-Gaussian ones live in the GaussianMap)."""
+        return {}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state`."""
+
+    def validate(self, gmap: GaussianMap) -> None:
+        """Raise ValueError if ``gmap``'s per-Gaussian semantics disagree with this field."""
+
+
+class CodebookField(SemanticField):
+    """CCL-LGS codebook fusion with geometric mask association (see module docstring)."""
+
+    mode = "codebook"
+
+    def __init__(self, dim: int, config: MappingConfig, seed: int = 0) -> None:
+        super().__init__(dim)
+        self.config = config
+        self.codebook = ContrastiveCodebook(
+            dim, capacity=config.codebook_size, spawn_cos=config.codebook_spawn_cos,
+            lr=config.codebook_lr, pull=config.codebook_pull, push=config.codebook_push,
+            margin=config.codebook_margin, replay_size=config.replay_size, seed=seed)
+        self.track_counts = [np.zeros((0, config.codebook_size), np.int32) for _ in LEVELS]
+
+    def attach(self, gmap: GaussianMap) -> None:
+        gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
+        gmap.add_field("votes", np.uint8, (N_LEVELS,))
+
+    def track_codes(self, level: int) -> np.ndarray:
+        """[tracks] prototype index of each track of ``level`` (-1: none yet)."""
+        counts = self.track_counts[level]
+        code = counts.argmax(axis=1).astype(np.int64)
+        code[counts.max(axis=1, initial=0) == 0] = -1
+        return code
+
+    def _associate(self, s: np.ndarray, tracks: np.ndarray, is_new: np.ndarray, n_seg: int, level: int) -> np.ndarray:
+        """Track of each segment: the visible track with IoU > threshold, else a new one."""
+        n_tracks = len(self.track_counts[level])
+        old = ~is_new
+        seg_area = np.bincount(s[old & (s >= 0)], minlength=n_seg)
+        has_track = old & (tracks >= 0)
+        track_area = np.bincount(tracks[has_track], minlength=n_tracks)
+        both = has_track & (s >= 0)
+        assigned = np.full(n_seg, -1, dtype=np.int64)
+        if both.any():
+            keys, inter = np.unique(s[both].astype(np.int64) * n_tracks + tracks[both], return_counts=True)
+            ps, pt = keys // n_tracks, keys % n_tracks
+            iou = inter / (seg_area[ps] + track_area[pt] - inter)
+            good = iou > self.config.association_iou
+            assigned[ps[good]] = pt[good]  # at most one track can pass 0.5 per segment
+        new = np.flatnonzero(assigned < 0)
+        assigned[new] = n_tracks + np.arange(new.size)
+        if new.size:
+            grown = np.zeros((new.size, self.config.codebook_size), np.int32)
+            self.track_counts[level] = np.vstack([self.track_counts[level], grown])
+        return assigned
+
+    def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
+                  v: np.ndarray, is_new: np.ndarray) -> None:
+        tracks_all, votes_all = gmap["tracks"], gmap["votes"]
+        for level in range(N_LEVELS):
+            emb = seg.embeddings[level]
+            if len(emb) == 0:
+                continue
+            s = seg.levels[level][v, u]
+            tracks = tracks_all[idx, level]
+            seg_track = self._associate(s, tracks, is_new, len(emb), level)
+            proto = self.codebook.assign(emb)
+            np.add.at(self.track_counts[level], (seg_track, proto), 1)
+            self.codebook.remember(emb, seg_track * N_LEVELS + level)
+            # streaming majority vote (Boyer-Moore) of each observed Gaussian's track; a view in
+            # which the Gaussian lies in no segment votes for "no track" (-1)
+            observed_track = np.where(s >= 0, seg_track[np.maximum(s, 0)], -1)
+            cur, votes = tracks, votes_all[idx, level].astype(np.int16)
+            same = cur == observed_track
+            take = ~same & (votes == 0)
+            votes = np.where(same, np.minimum(votes + 1, 255), np.where(take, 1, votes - 1))
+            tracks_all[idx, level] = np.where(take, observed_track, cur)
+            votes_all[idx, level] = votes.astype(np.uint8)
+        self.codebook.train(self.config.codebook_steps)
+
+    def level_margins(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> list[np.ndarray]:
+        proto_margin = lerf_margin(self.codebook.normalized(), query, negatives)
+        out = []
+        for level in range(N_LEVELS):
+            code = self.track_codes(level)
+            track_margin = np.full(len(code) + 1, -np.inf, np.float32)  # last slot: track -1
+            track_margin[:-1][code >= 0] = proto_margin[code[code >= 0]]
+            out.append(track_margin[gmap["tracks"][:, level]])
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        state = {"codebook_prototypes": self.codebook.state()["prototypes"]}
+        for level, name in enumerate(LEVELS):
+            state[f"track_counts_{name}"] = self.track_counts[level]
+        return state
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.codebook.load_state(arrays["codebook_prototypes"])
+        self.track_counts = [arrays[f"track_counts_{name}"].astype(np.int32) for name in LEVELS]
+
+    def validate(self, gmap: GaussianMap) -> None:
+        if "tracks" not in gmap:
+            raise ValueError("codebook map without per-Gaussian tracks")
+        for level, counts in enumerate(self.track_counts):
+            if len(gmap) and gmap["tracks"][:, level].max() >= len(counts):
+                raise ValueError(f"Gaussian tracks exceed the {len(counts)} stored {LEVELS[level]} tracks")
+
+
+class AverageField(SemanticField):
+    """Per-Gaussian running average of segment embeddings (baseline)."""
+
+    mode = "average"
+
+    def attach(self, gmap: GaussianMap) -> None:
+        gmap.add_field("features", np.float16, (N_LEVELS, self.dim))
+        gmap.add_field("weights", np.uint16, (N_LEVELS,))
+
+    def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
+                  v: np.ndarray, is_new: np.ndarray) -> None:
+        features, weights = gmap["features"], gmap["weights"]
+        for level in range(N_LEVELS):
+            emb = seg.embeddings[level]
+            if len(emb) == 0:
+                continue
+            # a view in which the Gaussian lies in no segment contributes a zero embedding
+            s = seg.levels[level][v, u]
+            observed = np.where((s >= 0)[:, None], emb[np.maximum(s, 0)], 0.0)
+            w = weights[idx, level].astype(np.float32)[:, None]
+            mean = (features[idx, level].astype(np.float32) * w + observed) / (w + 1)
+            features[idx, level] = mean.astype(np.float16)
+            weights[idx, level] = np.minimum(w[:, 0] + 1, 65535).astype(np.uint16)
+
+    def level_margins(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> list[np.ndarray]:
+        out = []
+        chunk = 65536
+        for level in range(N_LEVELS):
+            margin = np.full(len(gmap), -np.inf, np.float32)
+            for start in range(0, len(gmap), chunk):
+                f = gmap["features"][start : start + chunk, level].astype(np.float32)
+                norm = np.linalg.norm(f, axis=1, keepdims=True)
+                ok = (gmap["weights"][start : start + chunk, level] > 0) & (norm[:, 0] > 1e-6)
+                m = lerf_margin(f / np.maximum(norm, 1e-6), query, negatives)
+                margin[start : start + chunk][ok] = m[ok]
+            out.append(margin)
+        return out
+
+    def validate(self, gmap: GaussianMap) -> None:
+        if "features" not in gmap or gmap["features"].shape[2:] != (self.dim,):
+            raise ValueError(f"average map without [N, 3, {self.dim}] features")
+
+
+def create_field(mode: str, dim: int, config: MappingConfig, seed: int = 0) -> SemanticField:
+    """Semantic field of a fusion mode (``codebook`` or ``average``)."""
+    if mode == "codebook":
+        return CodebookField(dim, config, seed=seed)
+    if mode == "average":
+        return AverageField(dim)
+    raise ValueError(f"unknown fusion mode '{mode}' (codebook or average)")

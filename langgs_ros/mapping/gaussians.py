@@ -1,0 +1,122 @@
+"""Storage of a Gaussian map as a structure of arrays with compact dtypes.
+
+Every per-Gaussian array has the Gaussian index as its first axis; fields can be added (the semantic
+field registers its own) and all fields grow, shrink and are pruned together.
+Units: means in metres in the fixed frame; scales are standard deviations in metres along the
+Gaussian's local axes (local z = surface normal); quaternions (w, x, y, z) rotate local to fixed frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["GaussianMap", "BASE_FIELDS"]
+
+# name -> (dtype, per-Gaussian shape)
+BASE_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
+    "means": (np.dtype(np.float32), (3,)),
+    "scales": (np.dtype(np.float16), (3,)),
+    "quats": (np.dtype(np.float16), (4,)),
+    "opacity": (np.dtype(np.uint8), ()),  # 0..255 -> 0..1
+    "colors": (np.dtype(np.uint8), (3,)),  # RGB
+    "confidence": (np.dtype(np.uint8), ()),  # times confirmed by a keyframe, saturating
+    "last_seen": (np.dtype(np.int32), ()),  # keyframe index of the last confirmation
+}
+
+
+class GaussianMap:
+    """Growable per-Gaussian arrays; ``map[name]`` is a view of the live rows."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+        self._fill: dict[str, float] = {}
+        self._size = 0
+        for name, (dtype, shape) in BASE_FIELDS.items():
+            self.add_field(name, dtype, shape)
+
+    def add_field(self, name: str, dtype: np.dtype | type, shape: tuple[int, ...], fill: float = 0) -> None:
+        """Register a per-Gaussian field; existing Gaussians get ``fill``.
+
+        Registering a field that exists (e.g. after loading) only sets its fill value, after
+        checking its dtype and shape.
+        """
+        if name in self._arrays:
+            arr = self._arrays[name]
+            if arr.dtype != np.dtype(dtype) or arr.shape[1:] != shape:
+                raise ValueError(f"field '{name}' is {arr.dtype}{list(arr.shape[1:])}, expected {np.dtype(dtype)}{list(shape)}")
+            self._fill[name] = fill
+            return
+        cap = len(next(iter(self._arrays.values()))) if self._arrays else 0
+        self._arrays[name] = np.full((cap, *shape), fill, dtype=dtype)
+        self._fill[name] = fill
+
+    @property
+    def fields(self) -> list[str]:
+        """Names of all per-Gaussian fields."""
+        return list(self._arrays)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._arrays[name][: self._size]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._arrays
+
+    def _reserve(self, n: int) -> None:
+        cap = len(self._arrays["means"])
+        if n <= cap:
+            return
+        new_cap = max(n, int(cap * 1.5) + 1024)
+        for name, arr in self._arrays.items():
+            grown = np.zeros((new_cap, *arr.shape[1:]), dtype=arr.dtype)
+            grown[: self._size] = arr[: self._size]
+            self._arrays[name] = grown
+
+    def append(self, **values: np.ndarray) -> np.ndarray:
+        """Append Gaussians; fields not given get their fill value. Returns the new indices."""
+        n = len(values["means"])
+        start = self._size
+        self._reserve(start + n)
+        for name, arr in values.items():
+            if name not in self._arrays:
+                raise KeyError(f"unknown Gaussian field '{name}'")
+            self._arrays[name][start : start + n] = arr
+        for name in self._arrays.keys() - values.keys():
+            self._arrays[name][start : start + n] = self._fill[name]
+        self._size = start + n
+        return np.arange(start, start + n)
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the Gaussians where ``mask`` (bool [N]) is true, in order."""
+        idx = np.flatnonzero(mask)
+        for name, arr in self._arrays.items():
+            arr[: idx.size] = arr[idx]
+        self._size = idx.size
+
+    def bytes_per_gaussian(self) -> int:
+        """Bytes one Gaussian occupies across all fields."""
+        return int(sum(arr[:1].nbytes if len(arr) else np.zeros((1, *arr.shape[1:]), arr.dtype).nbytes
+                       for arr in self._arrays.values()))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Live rows of every field (copies), for saving."""
+        return {name: self[name].copy() for name in self._arrays}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> GaussianMap:
+        """Rebuild from :meth:`to_arrays`; raises ValueError on inconsistent arrays."""
+        gmap = cls()
+        sizes = {len(a) for a in arrays.values()}
+        if len(sizes) > 1:
+            raise ValueError(f"per-Gaussian arrays have different lengths {sorted(sizes)}")
+        for name, (dtype, shape) in BASE_FIELDS.items():
+            arr = arrays.get(name)
+            if arr is None or arr.dtype != dtype or arr.shape[1:] != shape:
+                raise ValueError(f"field '{name}' missing or not {dtype}{list(shape)}")
+        for name, arr in arrays.items():
+            gmap._arrays[name] = arr.copy()
+            gmap._fill[name] = 0
+        gmap._size = sizes.pop() if sizes else 0
+        return gmap

@@ -1,0 +1,160 @@
+"""Incremental mapping: keyframes -> feed-forward Gaussians -> dedup -> semantic fusion -> pruning.
+
+For each keyframe the existing map is projected into the view: a Gaussian whose depth agrees with
+the observed depth at its pixel is *visible* (it explains that pixel, so no new Gaussian is made
+there, and it receives this view's semantics); one clearly in front of the observed surface is
+*seen through* (it lies in observed free space) and loses confidence, and is removed at zero.
+New Gaussians fill only the pixels the map does not explain. Above ``capacity`` the least
+confirmed, least recently seen Gaussians are pruned.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import minimum_filter
+
+from langgs_ros.config import MappingConfig
+from langgs_ros.errors import InputError
+from langgs_ros.geometry import invert_transform
+from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixel_gaussians
+from langgs_ros.mapping.fusion import SemanticField, create_field
+from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.keyframes import KeyframeSelector
+from langgs_ros.semantics.backend import SemanticBackend
+from langgs_ros.types import Frame
+
+__all__ = ["IntegrationStats", "Mapper"]
+
+
+@dataclass
+class IntegrationStats:
+    """What one call of :meth:`Mapper.integrate` did."""
+
+    keyframe: bool
+    added: int = 0
+    visible: int = 0
+    removed: int = 0
+    total: int = 0
+    seconds: float = 0.0
+    semantics_seconds: float = 0.0
+
+
+@dataclass
+class _Visibility:
+    visible_idx: np.ndarray  # existing Gaussians that explain a pixel
+    visible_u: np.ndarray
+    visible_v: np.ndarray
+    covered: np.ndarray  # [rows*cols] bool
+    seen_through: np.ndarray  # existing Gaussians in observed free space
+
+
+class Mapper:
+    """Builds a semantic Gaussian map from posed RGB-D frames."""
+
+    def __init__(self, config: MappingConfig, backend: SemanticBackend | None, seed: int = 0) -> None:
+        self.config = config
+        self.backend = backend
+        self.gmap = GaussianMap()
+        self.field: SemanticField | None = None
+        if backend is not None:
+            self.field = create_field(config.fusion, backend.dim, config, seed=seed)
+            self.field.attach(self.gmap)
+        self.selector = KeyframeSelector(config.keyframe_translation_m, config.keyframe_rotation_deg)
+        self.n_keyframes = 0
+        self.keyframe_poses: list[np.ndarray] = []
+        self.keyframe_stamps: list[int] = []
+
+    def integrate(self, frame: Frame) -> IntegrationStats:
+        """Add a frame; only keyframes change the map. Raises InputError for unusable frames."""
+        if frame.depth is None:
+            raise InputError("frame has no depth image; this mapper needs registered depth")
+        if frame.depth.shape != frame.rgb.shape[:2]:
+            raise InputError("depth and color image sizes differ")
+        if not np.all(np.isfinite(frame.T_world_cam)):
+            raise InputError("frame pose is not finite")
+        if not self.selector.is_keyframe(frame.T_world_cam):
+            return IntegrationStats(keyframe=False, total=len(self.gmap))
+        start = time.perf_counter()
+        self.selector.accept(frame.T_world_cam)
+        kf = self.n_keyframes
+        px = pixel_gaussians(frame, self.config.pixel_stride)
+        vis = self._visibility(frame, px)
+        new_cells = np.flatnonzero(px.valid.reshape(-1) & ~vis.covered)
+        new_idx = self.gmap.append(**gaussian_fields(px, new_cells, self.config.initial_opacity))
+        gm = self.gmap
+        gm["confidence"][vis.visible_idx] = np.minimum(gm["confidence"][vis.visible_idx].astype(np.int16) + 1, 255)
+        gm["last_seen"][vis.visible_idx] = kf
+        gm["confidence"][new_idx] = 1
+        gm["last_seen"][new_idx] = kf
+        sem_start = time.perf_counter()
+        if self.field is not None and self.backend is not None:
+            seg = self.backend.segment(frame)
+            cu, cv = px.grid.sample_pixels()
+            idx = np.concatenate([vis.visible_idx, new_idx])
+            u = np.concatenate([vis.visible_u, cu.reshape(-1)[new_cells]])
+            v = np.concatenate([vis.visible_v, cv.reshape(-1)[new_cells]])
+            is_new = np.zeros(idx.size, bool)
+            is_new[vis.visible_idx.size :] = True
+            self.field.integrate(gm, seg, idx, u, v, is_new)
+        sem_seconds = time.perf_counter() - sem_start
+        removed = self._prune(vis.seen_through)
+        self.n_keyframes += 1
+        self.keyframe_poses.append(frame.T_world_cam.copy())
+        self.keyframe_stamps.append(frame.stamp_ns)
+        return IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size,
+                                removed=removed, total=len(gm), seconds=time.perf_counter() - start,
+                                semantics_seconds=sem_seconds)
+
+    def _visibility(self, frame: Frame, px: PixelGaussians) -> _Visibility:
+        grid, K = px.grid, frame.intrinsics
+        empty = np.zeros(0, np.int64)
+        covered = np.zeros(grid.rows * grid.cols, bool)
+        if len(self.gmap) == 0:
+            return _Visibility(empty, empty, empty, covered, empty)
+        T = invert_transform(frame.T_world_cam)
+        pc = self.gmap["means"] @ T[:3, :3].T.astype(np.float32) + T[:3, 3].astype(np.float32)
+        front = np.flatnonzero(pc[:, 2] > 1e-3)
+        pc = pc[front]
+        z = pc[:, 2]
+        u = pc[:, 0] / z * K.fx + K.cx
+        v = pc[:, 1] / z * K.fy + K.cy
+        inside = (u >= 0) & (v >= 0) & (u < grid.cols * grid.stride) & (v < grid.rows * grid.stride)
+        idx, u, v, z = front[inside], u[inside], v[inside], z[inside]
+        col = (u // grid.stride).astype(np.int64)
+        row = (v // grid.stride).astype(np.int64)
+        cell = row * grid.cols + col
+        d = px.depth.reshape(-1)[cell]
+        tol = np.maximum(0.01, self.config.surface_tolerance * np.nan_to_num(d))
+        with np.errstate(invalid="ignore"):
+            visible = np.abs(z - d) < tol
+            # nearest observed surface around the pixel; holes (NaN) give no free-space evidence
+            near = minimum_filter(np.nan_to_num(px.depth, nan=0.0), size=3).reshape(-1)[cell]
+            seen_through = (z < near - 3 * tol) & (near > 0)
+        covered[cell[visible]] = True
+        # semantics are read where the depth was: at the cell's sample pixel
+        half = grid.stride // 2
+        ui = col[visible] * grid.stride + half
+        vi = row[visible] * grid.stride + half
+        return _Visibility(idx[visible], ui, vi, covered, idx[seen_through])
+
+    def _prune(self, seen_through: np.ndarray) -> int:
+        gm = self.gmap
+        n_before = len(gm)
+        keep = np.ones(n_before, bool)
+        if seen_through.size:
+            conf = gm["confidence"]
+            conf[seen_through] = np.maximum(conf[seen_through].astype(np.int16) - 1, 0)
+            keep[seen_through[conf[seen_through] == 0]] = False
+        excess = int(keep.sum()) - self.config.capacity
+        if excess > 0:
+            # least confirmed first, then least recently seen
+            score = gm["confidence"].astype(np.int64) * (1 << 32) + gm["last_seen"].astype(np.int64)
+            score[~keep] = -1
+            drop = np.argpartition(score, int((~keep).sum()) + excess - 1)[: int((~keep).sum()) + excess]
+            keep[drop] = False
+        if not keep.all():
+            gm.keep(keep)
+        return n_before - len(gm)

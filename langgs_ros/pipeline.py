@@ -1,0 +1,109 @@
+"""Offline replay: a bag or frame folder -> semantic Gaussian map on disk."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from langgs_ros.config import PipelineConfig, config_to_dict
+from langgs_ros.errors import InputError
+from langgs_ros.io.bag_reader import BagFrameReader
+from langgs_ros.io.frame_folder import FrameFolderReader, is_frame_folder
+from langgs_ros.io.frame_source import SourceStats
+from langgs_ros.mapping.map_io import MapData, save_map
+from langgs_ros.mapping.mapper import Mapper
+from langgs_ros.semantics.backend import create_backend
+
+__all__ = ["ReplayProgress", "ReplaySummary", "open_source", "build_map", "replay"]
+
+
+@dataclass
+class ReplayProgress:
+    """Progress of a replay, reported about once a second."""
+
+    frames: int
+    keyframes: int
+    gaussians: int
+    fps: float
+
+
+@dataclass
+class ReplaySummary:
+    """Outcome of a replay."""
+
+    source: SourceStats
+    keyframes: int
+    gaussians: int
+    seconds: float
+    keyframe_seconds: list[float] = field(default_factory=list)
+    map_path: Path | None = None
+
+
+def open_source(path: str | Path, config: PipelineConfig, with_instances: bool,
+                exclude: set[str] | None = None) -> BagFrameReader | FrameFolderReader:
+    """A frame source for a rosbag2 directory or a 7-Scenes style frame folder."""
+    path = Path(path)
+    if is_frame_folder(path):
+        if with_instances:
+            raise InputError(f"{path} is a frame folder without ground-truth instances; "
+                             "use --semantics none")
+        return FrameFolderReader(path, max_depth_m=config.input.max_depth_m,
+                                 min_depth_m=config.input.min_depth_m, exclude=exclude)
+    source = BagFrameReader(path, config.input, with_instances=with_instances)
+    if not source.has_depth:
+        source.close()
+        raise InputError(
+            f"the bag has no depth topic '{config.input.depth_topic}'; this release maps RGB-D only "
+            "(set input.depth_topic in a --config file if depth is on another topic)")
+    return source
+
+
+def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,
+              progress: Callable[[ReplayProgress], None] | None = None,
+              max_frames: int | None = None) -> ReplaySummary:
+    """Feed every frame of ``source`` to ``mapper``."""
+    start = last = time.perf_counter()
+    frames = 0
+    kf_seconds: list[float] = []
+    for frame in source.frames():
+        frames += 1
+        try:
+            stats = mapper.integrate(frame)
+        except InputError as exc:
+            source.stats.skip(str(exc))
+            source.stats.frames_used -= 1
+            continue
+        if stats.keyframe:
+            kf_seconds.append(stats.seconds)
+        now = time.perf_counter()
+        if progress and now - last >= 1.0:
+            progress(ReplayProgress(frames, mapper.n_keyframes, len(mapper.gmap), frames / (now - start)))
+            last = now
+        if max_frames is not None and frames >= max_frames:
+            break
+    return ReplaySummary(source=source.stats, keyframes=mapper.n_keyframes, gaussians=len(mapper.gmap),
+                         seconds=time.perf_counter() - start, keyframe_seconds=kf_seconds)
+
+
+def replay(path: str | Path, out_dir: str | Path, semantics: str, config: PipelineConfig,
+           progress: Callable[[ReplayProgress], None] | None = None) -> ReplaySummary:
+    """Build a map from ``path`` with the ``semantics`` backend and save it to ``out_dir``."""
+    backend = create_backend(semantics, config.oracle)
+    with open_source(path, config, with_instances=semantics == "oracle") as source:
+        mapper = Mapper(config.mapping, backend, seed=config.oracle.seed)
+        summary = build_map(source, mapper, progress)
+        labels = dict(getattr(source, "labels", {}))
+    if summary.keyframes == 0:
+        raise InputError(f"no usable frames in {path}:\n{summary.source.summary()}")
+    data = MapData(
+        gmap=mapper.gmap, field=mapper.field, fixed_frame=config.input.fixed_frame, semantics=semantics,
+        keyframe_poses=np.array(mapper.keyframe_poses),
+        extra={"source": str(path), "config": config_to_dict(config), "labels": labels,
+               "frames_used": summary.source.frames_used, "frames_seen": summary.source.frames_seen,
+               "skipped": dict(summary.source.skipped)})
+    summary.map_path = save_map(out_dir, data)
+    return summary

@@ -1,0 +1,162 @@
+"""Answering a text query on a map: relevance -> 3D mask -> instances -> goal pose.
+
+Relevance per Gaussian is the LERF margin of its semantic feature (or codebook prototype) to the
+query against canonical negatives; the reported ``score`` is LERF's pairwise-softmax relevancy
+``sigmoid(margin / temperature)``. The granularity level whose best margin is highest answers the
+query (LangSplat's level choice). Gaussians whose margin clears ``min_margin`` and
+``keep_ratio`` x best form the mask; its 26-connected voxel clusters are the instances, ranked by
+mean score. The goal pose is planned for the best instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from langgs_ros.config import QueryConfig
+from langgs_ros.geometry import normals_from_quat_wxyz
+from langgs_ros.mapping.map_io import MapData
+from langgs_ros.query.instances import cluster_points
+from langgs_ros.query.navigation import GoalPose, NavigationGrid, plan_goal
+from langgs_ros.semantics.backend import LEVELS, TextEncoder, create_text_encoder
+
+__all__ = ["ObjectResult", "QueryResult", "QueryEngine", "MAX_QUERY_CHARS"]
+
+MAX_QUERY_CHARS = 200
+
+
+@dataclass
+class ObjectResult:
+    """One 3D instance matching a query (fixed frame, metres)."""
+
+    score: float
+    points: np.ndarray  # [M, 3] Gaussian means
+    centroid: np.ndarray
+    bbox_min: np.ndarray
+    bbox_max: np.ndarray
+    gaussian_indices: np.ndarray
+
+    def to_json(self, max_points: int) -> dict[str, Any]:
+        """JSON-ready dict; at most ``max_points`` points, evenly subsampled."""
+        step = max(1, int(np.ceil(len(self.points) / max_points)))
+        pts = self.points[::step][:max_points]
+        return {"score": round(float(self.score), 4), "centroid": _r(self.centroid),
+                "bbox_min": _r(self.bbox_min), "bbox_max": _r(self.bbox_max),
+                "num_gaussians": int(len(self.points)), "points": [_r(p) for p in pts]}
+
+
+def _r(v: np.ndarray) -> list[float]:
+    return [round(float(x), 4) for x in v]
+
+
+@dataclass
+class QueryResult:
+    """Answer to a text query; ``objects`` empty and ``goal_pose`` None with a ``message`` why."""
+
+    query: str
+    frame_id: str
+    objects: list[ObjectResult] = field(default_factory=list)
+    goal_pose: GoalPose | None = None
+    message: str = ""
+    level: str | None = None
+
+    def to_json(self, max_points: int = 5000) -> dict[str, Any]:
+        """The documented JSON answer of ``langgs query --json``."""
+        goal = None
+        if self.goal_pose is not None:
+            goal = {"position": _r(self.goal_pose.position), "orientation": _r(self.goal_pose.orientation_xyzw),
+                    "frame_id": self.frame_id}
+        return {"query": self.query, "frame_id": self.frame_id, "level": self.level,
+                "objects": [o.to_json(max_points) for o in self.objects], "goal_pose": goal,
+                "message": self.message}
+
+
+class QueryEngine:
+    """Queries one loaded map; caches text embeddings and the navigation grid."""
+
+    def __init__(self, data: MapData, config: QueryConfig | None = None,
+                 text_encoder: TextEncoder | None = None) -> None:
+        self.data = data
+        self.config = config or QueryConfig()
+        self.encoder = text_encoder
+        if self.encoder is None and data.field is not None:
+            self.encoder = create_text_encoder(data.semantics)
+        self._text_cache: dict[str, np.ndarray] = {}
+        self._grid: NavigationGrid | None = None
+        self._negatives = self._embed_many(self.config.negatives) if self.encoder else None
+
+    def _embed_many(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in texts if t not in self._text_cache]
+        if missing:
+            assert self.encoder is not None
+            for text, emb in zip(missing, self.encoder.encode(missing)):
+                self._text_cache[text] = emb
+        return np.stack([self._text_cache[t] for t in texts]) if texts else np.zeros((0, self.encoder.dim))
+
+    @property
+    def grid(self) -> NavigationGrid:
+        """Navigation grid of the map (built on first use)."""
+        if self._grid is None:
+            gm = self.data.gmap
+            self._grid = NavigationGrid.build(gm["means"], normals_from_quat_wxyz(gm["quats"]),
+                                              self.config.grid_resolution_m, self.config.robot_height)
+        return self._grid
+
+    def warm_up(self) -> None:
+        """Build the caches a first query would otherwise pay for."""
+        _ = self.grid
+
+    def query(self, text: str) -> QueryResult:
+        """Answer ``text``; never raises for odd text, the message explains an empty answer."""
+        cfg = self.config
+        text = " ".join(str(text).split())
+        result = QueryResult(query=text, frame_id=self.data.fixed_frame)
+        if not text:
+            result.message = "empty query"
+            return result
+        if len(text) > MAX_QUERY_CHARS:
+            result.message = f"query longer than {MAX_QUERY_CHARS} characters"
+            return result
+        if self.data.field is None or self.encoder is None:
+            result.message = "the map has no semantics (it was built with --semantics none)"
+            return result
+        if len(self.data.gmap) == 0:
+            result.message = "the map is empty"
+            return result
+        q = self._embed_many([text])[0]
+        if not np.any(q):
+            result.message = f"the text encoder found no words in '{text}'"
+            return result
+        margins = self.data.field.level_margins(self.data.gmap, q, self._negatives)
+        best = [float(m.max()) if m.size else -np.inf for m in margins]
+        level = len(best) - 1 - int(np.argmax(best[::-1]))  # ties go to the coarser level
+        if not np.isfinite(best[level]):
+            result.message = "the map holds no semantic observations"
+            return result
+        if best[level] < cfg.min_margin:
+            result.message = (f"nothing in the map matches '{text}' (best margin {best[level]:.2f} "
+                              f"over the canonical negatives < {cfg.min_margin:.2f})")
+            return result
+        result.level = LEVELS[level]
+        margin = margins[level]
+        mask = np.flatnonzero(margin >= max(cfg.min_margin, cfg.keep_ratio * best[level]))
+        means = self.data.gmap["means"]
+        clusters = cluster_points(means[mask], cfg.cluster_voxel_m, cfg.min_instance_gaussians)
+        if not clusters:
+            result.message = f"'{text}' matched only {mask.size} scattered Gaussians, no object"
+            return result
+        objects = []
+        for cluster in clusters:
+            idx = mask[cluster]
+            pts = means[idx]
+            score = float(np.mean(1.0 / (1.0 + np.exp(-margin[idx] / cfg.temperature))))
+            objects.append(ObjectResult(score=score, points=pts, centroid=pts.mean(axis=0),
+                                        bbox_min=pts.min(axis=0), bbox_max=pts.max(axis=0), gaussian_indices=idx))
+        objects.sort(key=lambda o: (o.score, len(o.points)), reverse=True)
+        result.objects = objects
+        goal, why = plan_goal(self.grid, objects[0].points, objects[0].centroid, cfg.robot_radius, cfg.standoff)
+        result.goal_pose = goal
+        result.message = f"{len(objects)} object(s) match '{text}' at the {LEVELS[level]} level; {why}"
+        return result

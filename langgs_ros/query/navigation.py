@@ -1,0 +1,129 @@
+"""Floor estimate, 2D navigation grid and goal poses for a ground robot.
+
+The grid lies on the floor of the fixed frame (z up, REP-103). A cell is an *obstacle* if any map
+Gaussian lies between floor + 5 cm and floor + ``robot_height``; it is *observed free* if the map
+holds floor surface there (seen floor means the line of sight through the cell was free) and no
+obstacle. A goal is an observed-free cell at least ``robot_radius`` from every obstacle cell, as
+close as possible to ``standoff`` from the object's nearest point, facing the object's centroid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from langgs_ros.geometry import yaw_to_quat_xyzw
+
+__all__ = ["NavigationGrid", "GoalPose", "estimate_floor", "plan_goal"]
+
+_OBSTACLE_MIN_HEIGHT = 0.05
+_FLOOR_BAND = 0.05
+_MAX_CELLS = 16_000_000
+
+
+def estimate_floor(means: np.ndarray, normals: np.ndarray) -> float | None:
+    """Height (m) of the lowest well-supported horizontal surface, or None if there is none."""
+    horizontal = np.abs(normals[:, 2]) > 0.9
+    z = means[horizontal, 2]
+    if z.size < 50:
+        return None
+    bins = np.arange(z.min() - 0.02, z.max() + 0.04, 0.02)
+    hist, edges = np.histogram(z, bins=bins)
+    support = max(50, int(0.05 * z.size))
+    strong = np.flatnonzero(hist >= support)
+    if strong.size == 0:
+        return None
+    centre = 0.5 * (edges[strong[0]] + edges[strong[0] + 1])
+    near = z[np.abs(z - centre) < 0.03]
+    return float(np.median(near))
+
+
+@dataclass
+class GoalPose:
+    """A goal in the fixed frame: position (m) and orientation quaternion (x, y, z, w)."""
+
+    position: np.ndarray
+    orientation_xyzw: np.ndarray
+    yaw: float
+    distance_to_object: float
+    clearance: float
+
+
+@dataclass
+class NavigationGrid:
+    """Obstacle / observed-floor grid on the floor plane; cell (i, j) centre = origin + (i, j) * res."""
+
+    origin: np.ndarray  # (x, y) of cell (0, 0) centre
+    resolution: float
+    floor_z: float
+    floor_estimated: bool
+    obstacle: np.ndarray  # [nx, ny] bool
+    observed_free: np.ndarray  # [nx, ny] bool
+    clearance: np.ndarray  # [nx, ny] float32, metres from the cell centre to the nearest obstacle cell centre
+
+    @classmethod
+    def build(cls, means: np.ndarray, normals: np.ndarray, resolution: float, robot_height: float) -> NavigationGrid:
+        """Grid of a map's Gaussian means [N, 3] and normals [N, 3] (fixed frame)."""
+        floor = estimate_floor(means, normals)
+        floor_z = 0.0 if floor is None else floor
+        lo = means[:, :2].min(axis=0) - 0.5 if len(means) else np.zeros(2)
+        hi = means[:, :2].max(axis=0) + 0.5 if len(means) else np.ones(2)
+        while np.prod(np.ceil((hi - lo) / resolution) + 1) > _MAX_CELLS:
+            resolution *= 2
+        shape = tuple((np.ceil((hi - lo) / resolution) + 1).astype(int))
+        cells = np.round((means[:, :2] - lo) / resolution).astype(np.int64)
+        height = means[:, 2] - floor_z
+        obstacle = np.zeros(shape, bool)
+        sel = (height > _OBSTACLE_MIN_HEIGHT) & (height < robot_height)
+        obstacle[cells[sel, 0], cells[sel, 1]] = True
+        floor_pts = (np.abs(height) < _FLOOR_BAND) & (np.abs(normals[:, 2]) > 0.8)
+        observed = np.zeros(shape, bool)
+        observed[cells[floor_pts, 0], cells[floor_pts, 1]] = True
+        clearance = ndimage.distance_transform_edt(~obstacle).astype(np.float32) * resolution
+        if not obstacle.any():
+            clearance[:] = np.inf
+        return cls(origin=lo, resolution=resolution, floor_z=floor_z, floor_estimated=floor is not None,
+                   obstacle=obstacle, observed_free=observed & ~obstacle, clearance=clearance)
+
+    def cell_of(self, xy: np.ndarray) -> np.ndarray:
+        """Integer cells [N, 2] of points (x, y) [N, 2]."""
+        return np.round((xy - self.origin) / self.resolution).astype(np.int64)
+
+    def centre_of(self, cells: np.ndarray) -> np.ndarray:
+        """(x, y) [N, 2] of cell centres."""
+        return self.origin + cells * self.resolution
+
+
+def plan_goal(grid: NavigationGrid, object_points: np.ndarray, centroid: np.ndarray, robot_radius: float,
+              standoff: float, search_margin: float = 1.5) -> tuple[GoalPose | None, str]:
+    """Goal for approaching an object (points [M, 3] in the fixed frame); None and a reason if none."""
+    shape = np.array(grid.obstacle.shape)
+    obj_cells = grid.cell_of(object_points[:, :2])
+    reach = int(np.ceil((standoff + robot_radius + search_margin) / grid.resolution))
+    lo = np.clip(obj_cells.min(axis=0) - reach, 0, shape - 1)
+    hi = np.clip(obj_cells.max(axis=0) + reach + 1, 1, shape)
+    window = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
+    obj = np.zeros(hi - lo, bool)
+    local = np.clip(obj_cells - lo, 0, hi - lo - 1)
+    obj[local[:, 0], local[:, 1]] = True
+    dist_obj = ndimage.distance_transform_edt(~obj) * grid.resolution
+    # half a cell diagonal of margin: the robot must clear the whole obstacle cell
+    safe = grid.clearance[window] >= robot_radius + grid.resolution / np.sqrt(2)
+    candidates = grid.observed_free[window] & safe
+    if not candidates.any():
+        if not grid.observed_free[window].any():
+            return None, "no observed free floor near the object"
+        return None, f"no observed free floor with {robot_radius:.2f} m clearance near the object"
+    cost = np.where(candidates, np.abs(dist_obj - standoff), np.inf)
+    best_cost = cost.min()
+    ties = np.argwhere(cost <= best_cost + 1e-6)
+    pick = ties[np.argmax(grid.clearance[window][ties[:, 0], ties[:, 1]])]
+    xy = grid.centre_of(pick + lo)
+    yaw = float(np.arctan2(centroid[1] - xy[1], centroid[0] - xy[0]))
+    goal = GoalPose(position=np.array([xy[0], xy[1], grid.floor_z]), orientation_xyzw=yaw_to_quat_xyzw(yaw),
+                    yaw=yaw, distance_to_object=float(dist_obj[tuple(pick)]),
+                    clearance=float(grid.clearance[window][tuple(pick)]))
+    note = "" if grid.floor_estimated else " (floor not found in the map; assumed z = 0)"
+    return goal, f"goal {goal.distance_to_object:.2f} m from the object{note}"

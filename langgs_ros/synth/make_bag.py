@@ -1,0 +1,159 @@
+"""Render the synthetic scene along a robot trajectory and write it as a ROS 2 bag.
+
+Topics (defaults of :class:`~langgs_ros.config.InputConfig`): ``/camera/color/image_raw`` (rgb8),
+``/camera/aligned_depth_to_color/image_raw`` (32FC1, exact depth along the optical axis, metres),
+``/camera/color/camera_info``, ``/camera/instances`` (16UC1, 0 = background), ``/scene/labels``
+(JSON, once), ``/tf`` (map->odom at 5 Hz, odom->base_link at 50 Hz, stamps offset from the images so
+poses must be interpolated) and ``/tf_static`` (base_link->camera_link->camera_color_optical_frame).
+A sidecar ``ground_truth.json`` holds each object's label, box and observed surface points.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from langgs_ros.errors import InputError
+from langgs_ros.geometry import make_transform
+from langgs_ros.io.bag_writer import BagWriter, Storage
+from langgs_ros.synth.scene import Scene, default_scene
+from langgs_ros.types import CameraIntrinsics
+
+__all__ = ["SynthSpec", "SynthOutput", "make_synthetic_bag", "camera_intrinsics", "robot_pose",
+           "T_BASE_CAMLINK", "T_CAMLINK_OPTICAL", "T_MAP_ODOM", "OPTICAL_FRAME"]
+
+OPTICAL_FRAME = "camera_color_optical_frame"
+T_MAP_ODOM = make_transform(
+    np.array([[np.cos(0.05), -np.sin(0.05), 0], [np.sin(0.05), np.cos(0.05), 0], [0, 0, 1]]), [0.2, -0.1, 0.0])
+_PITCH = np.deg2rad(22.0)
+T_BASE_CAMLINK = make_transform(
+    np.array([[np.cos(_PITCH), 0, np.sin(_PITCH)], [0, 1, 0], [-np.sin(_PITCH), 0, np.cos(_PITCH)]]), [0.1, 0.0, 1.3])
+T_CAMLINK_OPTICAL = make_transform(np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], dtype=float), [0.0, 0.0, 0.0])
+_T0_NS = 1_700_000_000_000_000_000
+_IMAGE_PERIOD_NS = 100_000_000
+_TF_PERIOD_NS = 20_000_000
+_IMAGE_OFFSET_NS = 3_700_000  # images fall between TF samples
+
+
+@dataclass
+class SynthSpec:
+    """What to render."""
+
+    seed: int = 0
+    width: int = 640
+    height: int = 480
+    frames: int = 72
+    storage: Storage = "mcap"
+
+
+@dataclass
+class SynthOutput:
+    """Paths written."""
+
+    bag: Path
+    ground_truth: Path
+
+
+def camera_intrinsics(width: int, height: int) -> CameraIntrinsics:
+    """Intrinsics of the synthetic camera (62 degree horizontal field of view)."""
+    f = 525.0 * width / 640.0
+    return CameraIntrinsics(width=width, height=height, fx=f, fy=f, cx=(width - 1) / 2, cy=(height - 1) / 2)
+
+
+def robot_pose(t_s: float, duration_s: float, seed: int) -> np.ndarray:
+    """T_map_base_link at time ``t_s`` of a loop around the table (a continuous function of time)."""
+    rng = np.random.default_rng(seed)
+    phase, wobble = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.15)
+    theta = phase + 2 * np.pi * t_s / duration_s
+    radius = 1.35 + wobble * np.sin(3 * theta)
+    pos = np.array([radius * np.cos(theta), radius * np.sin(theta), 0.0])
+    yaw = theta + np.pi + 0.3 * np.sin(2 * theta)  # face the centre, panning left and right
+    R = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    return make_transform(R, pos)
+
+
+def _render(scene: Scene, K: CameraIntrinsics, T_map_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: N803
+    u, v = np.meshgrid(np.arange(K.width), np.arange(K.height))
+    rays = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u, dtype=float)], axis=-1).reshape(-1, 3)
+    norm = np.linalg.norm(rays, axis=1)
+    dirs = (rays / norm[:, None]) @ T_map_cam[:3, :3].T
+    origins = np.broadcast_to(T_map_cam[:3, 3], dirs.shape)
+    hits = scene.raycast(origins, dirs)
+    depth = (hits.t / norm).astype(np.float32)  # distance along the optical axis
+    depth[~np.isfinite(depth)] = np.nan
+    rgb = (hits.color * 255).round().astype(np.uint8)
+    return (rgb.reshape(K.height, K.width, 3), depth.reshape(K.height, K.width),
+            hits.instance.reshape(K.height, K.width))
+
+
+def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene: Scene | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> SynthOutput:
+    """Render ``spec.frames`` frames and write ``out_dir/synth_bag`` and ``out_dir/ground_truth.json``."""
+    spec = spec or SynthSpec()
+    scene = scene or default_scene()
+    if spec.frames < 1 or spec.width < 16 or spec.height < 16:
+        raise InputError("synthetic bag needs at least 1 frame of at least 16x16 pixels")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bag_path = out / "synth_bag"
+    K = camera_intrinsics(spec.width, spec.height)
+    duration = spec.frames * _IMAGE_PERIOD_NS / 1e9
+    T_base_optical = T_BASE_CAMLINK @ T_CAMLINK_OPTICAL
+    surface: dict[int, set[tuple[int, int, int]]] = {o.id: set() for o in scene.objects}
+    with BagWriter(bag_path, storage=spec.storage) as bag:
+        t_start = _T0_NS - 2 * _TF_PERIOD_NS
+        bag.write("/scene/labels", bag.string(json.dumps({str(k): v for k, v in scene.labels.items()})), t_start)
+        static = [bag.transform("base_link", "camera_link", T_BASE_CAMLINK, t_start),
+                  bag.transform("camera_link", OPTICAL_FRAME, T_CAMLINK_OPTICAL, t_start)]
+        bag.write("/tf_static", bag.tf_message(static), t_start)
+        image_times = [_T0_NS + i * _IMAGE_PERIOD_NS + _IMAGE_OFFSET_NS for i in range(spec.frames)]
+        tf_times = range(t_start, image_times[-1] + 3 * _TF_PERIOD_NS, _TF_PERIOD_NS)
+        events = [(t, "tf") for t in tf_times] + [(t, "image") for t in image_times]
+        for n_done, (stamp, kind) in enumerate(sorted(events)):
+            t_s = (stamp - _T0_NS) / 1e9
+            T_map_base = robot_pose(t_s, duration, spec.seed)
+            if kind == "tf":
+                tfs = [bag.transform("odom", "base_link", np.linalg.inv(T_MAP_ODOM) @ T_map_base, stamp)]
+                if (stamp - t_start) % (10 * _TF_PERIOD_NS) == 0:
+                    tfs.append(bag.transform("map", "odom", T_MAP_ODOM, stamp))
+                bag.write("/tf", bag.tf_message(tfs), stamp)
+                continue
+            T_map_cam = T_map_base @ T_base_optical
+            rgb, depth, inst = _render(scene, K, T_map_cam)
+            bag.write("/camera/color/camera_info", bag.camera_info(K.K, K.width, K.height, stamp, OPTICAL_FRAME), stamp)
+            bag.write("/camera/color/image_raw", bag.image(rgb, "rgb8", stamp, OPTICAL_FRAME), stamp)
+            bag.write("/camera/aligned_depth_to_color/image_raw", bag.image(depth, "32FC1", stamp, OPTICAL_FRAME), stamp)
+            bag.write("/camera/instances", bag.image(inst, "16UC1", stamp, OPTICAL_FRAME), stamp)
+            _accumulate_surface(surface, depth, inst, K, T_map_cam)
+            if progress:
+                progress(image_times.index(stamp) + 1, spec.frames)
+    gt = {
+        "frame_id": "map",
+        "room": {"lo": list(scene.room_lo), "hi": list(scene.room_hi)},
+        "objects": [
+            {"id": o.id, "label": o.label, "bbox_min": o.bounds()[0].round(4).tolist(),
+             "bbox_max": o.bounds()[1].round(4).tolist(),
+             "surface_points": (np.array(sorted(surface[o.id])) * 0.01 + 0.005).round(4).tolist()}
+            for o in scene.objects
+        ],
+    }
+    gt_path = out / "ground_truth.json"
+    gt_path.write_text(json.dumps(gt))
+    return SynthOutput(bag=bag_path, ground_truth=gt_path)
+
+
+def _accumulate_surface(surface: dict[int, set[tuple[int, int, int]]], depth: np.ndarray, inst: np.ndarray,
+                        K: CameraIntrinsics, T_map_cam: np.ndarray) -> None:  # noqa: N803
+    """Add the 1 cm voxels of every object's visible surface in this view."""
+    v, u = np.nonzero(inst > 0)
+    z = depth[v, u]
+    pts = np.stack([(u - K.cx) / K.fx * z, (v - K.cy) / K.fy * z, z], axis=1) @ T_map_cam[:3, :3].T + T_map_cam[:3, 3]
+    keys = np.floor(pts / 0.01).astype(np.int64)
+    ids = inst[v, u]
+    for obj_id in np.unique(ids):
+        uniq = np.unique(keys[ids == obj_id], axis=0)
+        surface[int(obj_id)].update(map(tuple, uniq.tolist()))

@@ -1,0 +1,72 @@
+"""Top-down PNG of a map with a query's mask, boxes and goal pose (x right, y up, fixed frame)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.query.engine import QueryResult
+
+__all__ = ["render_top_down", "write_png"]
+
+_OBJECT_COLORS = [(255, 0, 255), (255, 160, 0), (0, 200, 255), (120, 255, 0)]  # RGB
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> None:
+    """Write an RGB image as PNG atomically."""
+    path = Path(path)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError("PNG encoding failed")
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".png", dir=path.parent if str(path.parent) else ".")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(buf.tobytes())
+    os.replace(tmp, path)
+
+
+def render_top_down(gmap: GaussianMap, result: QueryResult | None = None, robot_radius: float = 0.25,
+                    max_size_px: int = 1200) -> np.ndarray:
+    """[H, W, 3] uint8 RGB view from above: map colours (top-most Gaussian per pixel), objects
+    tinted and boxed (best first, magenta), the goal as a circle of ``robot_radius`` with a heading."""
+    means = gmap["means"]
+    if len(means) == 0:
+        return np.full((200, 200, 3), 40, np.uint8)
+    lo, hi = means[:, :2].min(axis=0) - 0.3, means[:, :2].max(axis=0) + 0.3
+    scale = min(200.0, max_size_px / float(np.max(hi - lo)))  # pixels per metre
+    width, height = (np.ceil((hi - lo) * scale).astype(int) + 1).tolist()
+    header = 28
+    img = np.full((height + header, width, 3), 30, np.uint8)
+
+    def to_px(xy: np.ndarray) -> np.ndarray:
+        return np.stack([(xy[:, 0] - lo[0]) * scale, header + (hi[1] - xy[:, 1]) * scale], axis=1).astype(int)
+
+    order = np.argsort(means[:, 2], kind="stable")  # highest drawn last
+    px = to_px(means[order, :2])
+    img[px[:, 1], px[:, 0]] = (gmap["colors"][order] * 0.6).astype(np.uint8)
+    if result is not None:
+        for rank, obj in reversed(list(enumerate(result.objects[: len(_OBJECT_COLORS)]))):
+            color = _OBJECT_COLORS[rank]
+            p = to_px(obj.points[:, :2])
+            img[p[:, 1], p[:, 0]] = color
+            a, b = to_px(np.array([obj.bbox_min[:2], obj.bbox_max[:2]]))
+            cv2.rectangle(img, (a[0], b[1]), (b[0], a[1]), color, 1)
+            cv2.putText(img, f"#{rank + 1} {obj.score:.2f}", (a[0], b[1] - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1)
+        if result.goal_pose is not None:
+            g = result.goal_pose
+            c = to_px(g.position[None, :2])[0]
+            tip = to_px((g.position[:2] + 0.4 * np.array([np.cos(g.yaw), np.sin(g.yaw)]))[None])[0]
+            cv2.circle(img, tuple(int(x) for x in c), max(2, int(robot_radius * scale)), (0, 255, 0), 2)
+            cv2.arrowedLine(img, tuple(int(x) for x in c), tuple(int(x) for x in tip), (0, 255, 0), 2, tipLength=0.3)
+        title = f"'{result.query}': {len(result.objects)} object(s)" + ("" if result.goal_pose else ", no goal")
+    else:
+        title = f"{len(means)} Gaussians"
+    bar = int(scale)  # 1 m scale bar
+    cv2.line(img, (width - bar - 10, 14), (width - 10, 14), (255, 255, 255), 2)
+    cv2.putText(img, "1 m", (width - bar - 10, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1)
+    cv2.putText(img, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    return img
