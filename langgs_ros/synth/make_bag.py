@@ -5,7 +5,8 @@ Topics (defaults of :class:`~langgs_ros.config.InputConfig`): ``/camera/color/im
 ``/camera/color/camera_info``, ``/camera/instances`` (16UC1, 0 = background), ``/scene/labels``
 (JSON, once), ``/tf`` (map->odom at 5 Hz, odom->base_link at 50 Hz, stamps offset from the images so
 poses must be interpolated) and ``/tf_static`` (base_link->camera_link->camera_color_optical_frame).
-A sidecar ``ground_truth.json`` holds each object's label, box and observed surface points.
+A sidecar ``ground_truth.json`` holds each object's label, box and observed surface points (one real
+point per 1 cm voxel).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene
     K = camera_intrinsics(spec.width, spec.height)
     duration = spec.frames * _IMAGE_PERIOD_NS / 1e9
     T_base_optical = T_BASE_CAMLINK @ T_CAMLINK_OPTICAL
-    surface: dict[int, set[tuple[int, int, int]]] = {o.id: set() for o in scene.objects}
+    surface: dict[int, dict[tuple[int, int, int], tuple[float, float, float]]] = {o.id: {} for o in scene.objects}
     with BagWriter(bag_path, storage=spec.storage) as bag:
         t_start = _T0_NS - 2 * _TF_PERIOD_NS
         bag.write("/scene/labels", bag.string(json.dumps({str(k): v for k, v in scene.labels.items()})), t_start)
@@ -137,7 +138,7 @@ def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene
         "objects": [
             {"id": o.id, "label": o.label, "bbox_min": o.bounds()[0].round(4).tolist(),
              "bbox_max": o.bounds()[1].round(4).tolist(),
-             "surface_points": (np.array(sorted(surface[o.id])) * 0.01 + 0.005).round(4).tolist()}
+             "surface_points": np.round(list(surface[o.id].values()), 4).tolist()}
             for o in scene.objects
         ],
     }
@@ -146,14 +147,17 @@ def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene
     return SynthOutput(bag=bag_path, ground_truth=gt_path)
 
 
-def _accumulate_surface(surface: dict[int, set[tuple[int, int, int]]], depth: np.ndarray, inst: np.ndarray,
-                        K: CameraIntrinsics, T_map_cam: np.ndarray) -> None:  # noqa: N803
-    """Add the 1 cm voxels of every object's visible surface in this view."""
+def _accumulate_surface(surface: dict[int, dict[tuple[int, int, int], tuple[float, float, float]]],
+                        depth: np.ndarray, inst: np.ndarray, K: CameraIntrinsics, T_map_cam: np.ndarray) -> None:  # noqa: N803
+    """Record one observed surface point per 1 cm voxel of every object visible in this view."""
     v, u = np.nonzero(inst > 0)
     z = depth[v, u]
     pts = np.stack([(u - K.cx) / K.fx * z, (v - K.cy) / K.fy * z, z], axis=1) @ T_map_cam[:3, :3].T + T_map_cam[:3, 3]
     keys = np.floor(pts / 0.01).astype(np.int64)
     ids = inst[v, u]
     for obj_id in np.unique(ids):
-        uniq = np.unique(keys[ids == obj_id], axis=0)
-        surface[int(obj_id)].update(map(tuple, uniq.tolist()))
+        sel = ids == obj_id
+        uniq, first = np.unique(keys[sel], axis=0, return_index=True)
+        known = surface[int(obj_id)]
+        for key, point in zip(map(tuple, uniq.tolist()), pts[sel][first].tolist()):
+            known.setdefault(key, tuple(point))

@@ -199,20 +199,29 @@ class Scene:
 
 
 def default_scene() -> Scene:
-    """The bundled room: a table with four objects on it and four objects on the floor."""
-    table_top = 0.75
-    legs = [Box((x - 0.03, y - 0.03, 0.0), (x + 0.03, y + 0.03, table_top - 0.04))
+    """The bundled room: a table with four objects on it and four objects on the floor.
+
+    Sizes and positions avoid multiples of 5 cm so that no face lies exactly on a plane of the
+    5 cm evaluation voxel grid (where rounding alone would decide the voxel).
+    """
+    sx, sy = 0.012, 0.017
+    top = 0.74
+    legs = [Box((x - 0.03 + sx, y - 0.03 + sy, 0.0), (x + 0.03 + sx, y + 0.03 + sy, top - 0.04))
             for x in (-0.65, 0.65) for y in (-0.35, 0.35)]
     objects = [
-        SceneObject(1, "table", [Box((-0.7, -0.4, table_top - 0.04), (0.7, 0.4, table_top)), *legs], (0.55, 0.35, 0.2)),
-        SceneObject(2, "red mug", [Cylinder(0.5, 0.22, table_top, 0.05, 0.11)], (0.85, 0.1, 0.1)),
-        SceneObject(3, "book", [Box((-0.55, -0.3, table_top), (-0.3, -0.12, table_top + 0.05))], (0.15, 0.3, 0.8)),
-        SceneObject(4, "water bottle", [Cylinder(-0.05, 0.25, table_top, 0.04, 0.26)], (0.3, 0.8, 0.85)),
-        SceneObject(5, "laptop", [Box((0.05, -0.3, table_top), (0.4, -0.05, table_top + 0.03))], (0.25, 0.25, 0.28)),
-        SceneObject(6, "cardboard box", [Box((1.6, -1.6, 0.0), (2.1, -1.15, 0.4))], (0.75, 0.6, 0.35)),
-        SceneObject(7, "trash can", [Cylinder(-2.1, 1.5, 0.0, 0.2, 0.5)], (0.2, 0.55, 0.25)),
-        SceneObject(8, "football", [Sphere((1.7, 1.4, 0.12), 0.12)], (0.95, 0.95, 0.9)),
-        SceneObject(9, "potted plant", [Cylinder(-2.0, -1.6, 0.0, 0.15, 0.3), Sphere((-2.0, -1.6, 0.55), 0.25)],
-                    (0.2, 0.7, 0.2)),
+        SceneObject(1, "table", [Box((-0.7 + sx, -0.4 + sy, top - 0.04), (0.7 + sx, 0.4 + sy, top)), *legs],
+                    (0.55, 0.35, 0.2)),
+        SceneObject(2, "red mug", [Cylinder(0.5 + sx, 0.22 + sy, top, 0.05, 0.105)], (0.85, 0.1, 0.1)),
+        SceneObject(3, "book", [Box((-0.55 + sx, -0.3 + sy, top), (-0.3 + sx, -0.12 + sy, top + 0.045))],
+                    (0.15, 0.3, 0.8)),
+        SceneObject(4, "water bottle", [Cylinder(-0.05 + sx, 0.25 + sy, top, 0.04, 0.255)], (0.3, 0.8, 0.85)),
+        SceneObject(5, "laptop", [Box((0.05 + sx, -0.3 + sy, top), (0.4 + sx, -0.05 + sy, top + 0.03))],
+                    (0.25, 0.25, 0.28)),
+        SceneObject(6, "cardboard box", [Box((1.6 + sx, -1.6 + sy, 0.0), (2.1 + sx, -1.15 + sy, 0.42))],
+                    (0.75, 0.6, 0.35)),
+        SceneObject(7, "trash can", [Cylinder(-2.1 + sx, 1.5 + sy, 0.0, 0.2, 0.48)], (0.2, 0.55, 0.25)),
+        SceneObject(8, "football", [Sphere((1.7 + sx, 1.4 + sy, 0.12), 0.12)], (0.95, 0.95, 0.9)),
+        SceneObject(9, "potted plant", [Cylinder(-2.0 + sx, -1.6 + sy, 0.0, 0.15, 0.32),
+                                        Sphere((-2.0 + sx, -1.6 + sy, 0.57), 0.25)], (0.2, 0.7, 0.2)),
     ]
     return Scene(objects=objects)
