@@ -3,7 +3,8 @@
 * 3D IoU: occupied 5 cm voxels of the mask's points vs of the object's observed surface points;
 * the answer's centroid must lie inside the object's box;
 * the goal must be in free space (ground-truth clearance from every obstacle footprint in the robot's
-  height slab), near the standoff distance where free space allows, and face the object.
+  height slab), near the standoff distance where free space allows, and face the object;
+* on real RGB-D data, the map's depth rendered into held-out views vs their observed depth.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from scipy.spatial import cKDTree
 from langgs_ros.config import QueryConfig
 from langgs_ros.query.engine import QueryEngine
 from langgs_ros.synth.scene import Box, Cylinder, Scene, Sphere, default_scene
+from langgs_ros.types import Frame
 
-__all__ = ["voxel_iou", "ObjectScore", "evaluate_queries", "load_ground_truth", "footprint_clearance"]
+__all__ = ["voxel_iou", "ObjectScore", "evaluate_queries", "load_ground_truth", "footprint_clearance",
+           "depth_error_in_view"]
 
 
 def _voxels(points: np.ndarray, voxel: float) -> set[tuple[int, int, int]]:
@@ -107,3 +110,22 @@ def evaluate_queries(engine: QueryEngine, truth: list[dict], config: QueryConfig
             score.yaw_error_deg = float(np.degrees(abs((g.yaw - want + np.pi) % (2 * np.pi) - np.pi)))
         scores.append(score)
     return scores
+
+
+def depth_error_in_view(points: np.ndarray, frame: Frame) -> np.ndarray:
+    """|map depth - observed depth| (m) at every pixel of ``frame`` where both exist.
+
+    Map depth is the nearest of ``points`` [N, 3] (fixed frame) projecting into each pixel.
+    """
+    K = frame.intrinsics
+    T = np.linalg.inv(frame.T_world_cam)
+    pc = points @ T[:3, :3].T.astype(np.float32) + T[:3, 3].astype(np.float32)
+    pc = pc[pc[:, 2] > 1e-3]
+    u = np.round(pc[:, 0] / pc[:, 2] * K.fx + K.cx).astype(np.int64)
+    v = np.round(pc[:, 1] / pc[:, 2] * K.fy + K.cy).astype(np.int64)
+    inside = (u >= 0) & (v >= 0) & (u < K.width) & (v < K.height)
+    zbuf = np.full(K.height * K.width, np.inf, np.float32)
+    np.minimum.at(zbuf, v[inside] * K.width + u[inside], pc[inside, 2])
+    observed = frame.depth.reshape(-1) if frame.depth is not None else np.full(zbuf.size, np.nan)
+    valid = np.isfinite(zbuf) & np.isfinite(observed)
+    return np.abs(zbuf[valid] - observed[valid])

@@ -1,0 +1,79 @@
+"""Shared fixtures: a small synthetic bag and its oracle map, built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from langgs_ros.config import PipelineConfig
+from langgs_ros.pipeline import replay
+from langgs_ros.synth.make_bag import SynthOutput, SynthSpec, make_synthetic_bag
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LANGGS_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+
+
+@pytest.fixture(scope="session")
+def synth_bag(tmp_path_factory: pytest.TempPathFactory) -> SynthOutput:
+    """72 frames at 320x240 of the bundled room (mcap)."""
+    return make_synthetic_bag(tmp_path_factory.mktemp("synth"), SynthSpec(width=320, height=240, frames=72))
+
+
+@pytest.fixture(scope="session")
+def oracle_map(synth_bag: SynthOutput, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Map of ``synth_bag`` built with the noise-free oracle and codebook fusion."""
+    out = tmp_path_factory.mktemp("map")
+    config = PipelineConfig()
+    config.mapping.pixel_stride = 1  # 320x240 at stride 1 samples like 640x480 at stride 2
+    replay(synth_bag.bag, out, "oracle", config)
+    return out
+
+
+def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8", camera_info: bool = True,
+                    tf: bool = True, depth: bool = True, storage: str = "mcap", pose_topic: str | None = None,
+                    distortion: list[float] | None = None, compressed: bool = False) -> Path:
+    """A tiny bag (64x48, a wall 2 m ahead) with the chosen defects, via the project's BagWriter."""
+    import numpy as np
+
+    from langgs_ros.geometry import make_transform
+    from langgs_ros.io.bag_writer import BagWriter
+
+    w, h, frame = 64, 48, "cam_optical"
+    K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+    t0 = 1_000_000_000_000
+    with BagWriter(path, storage=storage) as bag:  # type: ignore[arg-type]
+        if tf:
+            bag.write("/tf_static", bag.tf_message([bag.transform("base", frame, np.eye(4), t0)]), t0)
+        for i in range(frames):
+            stamp = t0 + (i + 1) * 100_000_000
+            pose = make_transform(np.eye(3), [0.2 * i, 0, 0])
+            if tf:
+                tfs = [bag.transform("map", "base", pose, stamp - 10_000_000),
+                       bag.transform("map", "base", pose, stamp + 10_000_000)]
+                for t in tfs:
+                    bag.write("/tf", bag.tf_message([t]), t.header.stamp.sec * 10**9 + t.header.stamp.nanosec)
+            if pose_topic:
+                bag.write(pose_topic, bag.pose_stamped(pose, stamp, "map"), stamp)
+            rgb = np.zeros((h, w, 3), np.uint8)
+            rgb[..., 0] = np.arange(w, dtype=np.uint8)[None] * 4
+            rgb[..., 1] = 100
+            if camera_info:
+                bag.write("/camera/color/camera_info", bag.camera_info(K, w, h, stamp, frame, D=distortion), stamp)
+            if compressed:
+                bag.write("/camera/color/image_raw/compressed", bag.compressed_image(rgb, "png", stamp, frame), stamp)
+            elif color_encoding == "rgb8":
+                bag.write("/camera/color/image_raw", bag.image(rgb, "rgb8", stamp, frame), stamp)
+            else:
+                bag.write("/camera/color/image_raw", bag.image(rgb[..., :2].copy(), color_encoding, stamp, frame), stamp)
+            if depth:
+                d = np.full((h, w), 2000, np.uint16)
+                bag.write("/camera/aligned_depth_to_color/image_raw", bag.image(d, "16UC1", stamp, frame), stamp)
+    return path
+
+
+@pytest.fixture
+def small_bag(tmp_path: Path):
+    """Factory: ``small_bag(name, **defects)`` -> path of a tiny bag in tmp_path."""
+    return lambda name="bag", **kw: write_small_bag(tmp_path / name, **kw)

@@ -1,0 +1,114 @@
+"""Bad input gives a clear message and a non-zero exit, never a traceback (issue 2, item 10)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "langgs_ros", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "error:" in proc.stderr
+    for word in words:
+        assert word in proc.stderr, proc.stderr
+
+
+def test_good_small_bag_builds_a_geometry_map(small_bag, tmp_path):
+    proc = run_cli("replay", small_bag(), "--out", tmp_path / "map", "--semantics", "none")
+    assert proc.returncode == 0, proc.stderr
+    assert "4/4 frames used" in proc.stderr
+    query = run_cli("query", tmp_path / "map", "mug", "--json")
+    assert query.returncode == 0 and '"objects": []' in query.stdout and "no semantics" in query.stdout
+
+
+def test_unknown_color_encoding(small_bag, tmp_path):
+    proc = run_cli("replay", small_bag(color_encoding="yuv422"), "--out", tmp_path / "m", "--semantics", "none")
+    assert_clean_failure(proc, "no usable frames", "unsupported color encoding 'yuv422'")
+
+
+def test_missing_camera_info(small_bag, tmp_path):
+    proc = run_cli("replay", small_bag(camera_info=False), "--out", tmp_path / "m", "--semantics", "none")
+    assert_clean_failure(proc, "CameraInfo")
+
+
+def test_missing_poses(small_bag, tmp_path):
+    proc = run_cli("replay", small_bag(tf=False), "--out", tmp_path / "m", "--semantics", "none")
+    assert_clean_failure(proc, "no camera poses")
+
+
+def test_missing_depth(small_bag, tmp_path):
+    proc = run_cli("replay", small_bag(depth=False), "--out", tmp_path / "m", "--semantics", "none")
+    assert_clean_failure(proc, "no depth topic")
+
+
+def test_empty_bag(tmp_path):
+    from langgs_ros.io.bag_writer import BagWriter
+
+    with BagWriter(tmp_path / "empty"):
+        pass
+    proc = run_cli("replay", tmp_path / "empty", "--out", tmp_path / "m", "--semantics", "none")
+    assert_clean_failure(proc, "no topics")
+
+
+def test_missing_bag(tmp_path):
+    assert_clean_failure(run_cli("replay", tmp_path / "nope", "--out", tmp_path / "m", "--semantics", "none"),
+                         "does not exist")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_bag(small_bag, tmp_path, damage):
+    bag = small_bag()
+    data_file = next(bag.glob("*.mcap"))
+    raw = data_file.read_bytes()
+    data_file.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"\x00garbage" * 100)
+    proc = run_cli("replay", bag, "--out", tmp_path / "m", "--semantics", "none")
+    assert_clean_failure(proc)
+    assert "bag" in proc.stderr
+
+
+def test_oracle_needs_instances(small_bag, tmp_path):
+    proc = run_cli("replay", small_bag(), "--out", tmp_path / "m", "--semantics", "oracle")
+    assert_clean_failure(proc, "/camera/instances")
+
+
+def test_default_semantics_is_not_the_oracle(small_bag, tmp_path):
+    proc = run_cli("replay", small_bag(), "--out", tmp_path / "m")
+    assert_clean_failure(proc, "clip", "--semantics oracle")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+def test_corrupt_map(small_bag, tmp_path, damage):
+    assert run_cli("replay", small_bag(), "--out", tmp_path / "map", "--semantics", "none").returncode == 0
+    map_file = tmp_path / "map" / "map.npz"
+    if damage == "missing":
+        map_file.unlink()
+    else:
+        raw = map_file.read_bytes()
+        map_file.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"PK\x03\x04" + b"x" * 500)
+    assert_clean_failure(run_cli("query", tmp_path / "map", "mug"), "map")
+
+
+def test_bad_config_file(small_bag, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("mapping: {pixel_strid: 3}\n")
+    proc = run_cli("replay", small_bag(), "--out", tmp_path / "m", "--semantics", "none", "--config", cfg)
+    assert_clean_failure(proc, "pixel_strid")
+
+
+def test_replay_failure_keeps_an_existing_map(small_bag, tmp_path):
+    assert run_cli("replay", small_bag("good"), "--out", tmp_path / "map", "--semantics", "none").returncode == 0
+    before = (tmp_path / "map" / "map.npz").read_bytes()
+    proc = run_cli("replay", small_bag("bad", camera_info=False), "--out", tmp_path / "map", "--semantics", "none")
+    assert proc.returncode == 2
+    assert (tmp_path / "map" / "map.npz").read_bytes() == before
+    shutil.rmtree(tmp_path / "map")

@@ -1,0 +1,90 @@
+"""Real recorded data (../shared/data/real): geometry on noisy RGB-D frames and a real bag's formats."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from langgs_ros.config import PipelineConfig
+from langgs_ros.evaluation import depth_error_in_view
+from langgs_ros.io.frame_folder import FrameFolderReader
+from langgs_ros.io.image_codec import camera_model_from_info, decode_compressed_color
+from langgs_ros.mapping.mapper import Mapper
+from langgs_ros.pipeline import build_map
+
+SHELF = SHARED_DATA / "shelf_objects" / "frames"
+ARUCO = SHARED_DATA / "aruco_bag"
+needs_shelf = pytest.mark.skipif(not SHELF.is_dir(), reason=f"real frames not found at {SHELF}")
+needs_aruco = pytest.mark.skipif(not ARUCO.is_dir(), reason=f"real bag not found at {ARUCO}")
+
+
+@needs_shelf
+def test_shelf_map_surface_agrees_with_held_out_depth():
+    names = FrameFolderReader(SHELF).names
+    held_out = set(names[2::5])  # every fifth frame is never integrated
+    source = FrameFolderReader(SHELF, exclude=held_out)
+    mapper = Mapper(PipelineConfig().mapping, backend=None)
+    summary = build_map(source, mapper)
+    assert summary.keyframes >= 5 and source.stats.frames_used == len(names) - len(held_out)
+    loader = FrameFolderReader(SHELF)
+    errors = np.concatenate([depth_error_in_view(mapper.gmap["means"], loader.load(n)) for n in sorted(held_out)])
+    assert errors.size > 100_000  # the held-out views really overlap the map
+    median = float(np.median(errors))
+    print(f"held-out median |map depth - observed depth| = {median * 1000:.1f} mm over {errors.size} pixels")
+    assert median <= 0.02
+
+
+def _aruco_messages():
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([ARUCO]) as reader:
+        out = {}
+        for conn, _, raw in reader.messages():
+            out.setdefault(conn.topic, reader.deserialize(raw, conn.msgtype))
+        return out
+
+
+@needs_aruco
+def test_aruco_bag_jpeg_and_distorted_camera_info_decode_and_undistort():
+    msgs = _aruco_messages()
+    image_msg = msgs["/raspicam_node/image/compressed"]
+    model = camera_model_from_info(msgs["/raspicam_node/camera_info"])
+    rgb = decode_compressed_color(image_msg)
+    assert "jpeg" in image_msg.format.lower() or "jpg" in image_msg.format.lower()
+    assert rgb.shape == (960, 1280, 3) and rgb.dtype == np.uint8
+    assert (model.intrinsics.width, model.intrinsics.height) == (1280, 960)
+    assert model.distortion_model == "plumb_bob" and model.is_distorted
+
+    undistorted = model.undistort(rgb)
+    # where the distortion model sends undistorted pixels p_u, the raw image holds what the
+    # undistorted image shows at p_u
+    K = model.intrinsics.K
+    uu, vv = np.meshgrid(np.linspace(200, 1080, 23), np.linspace(150, 810, 17))
+    p_u = np.stack([uu.ravel(), vv.ravel()], axis=1)
+    rays = cv2.undistortPoints(p_u.reshape(-1, 1, 2), K, None).reshape(-1, 2)
+    rays3 = np.concatenate([rays, np.ones((len(rays), 1))], axis=1)
+    p_d = cv2.projectPoints(rays3, np.zeros(3), np.zeros(3), K, model.D)[0].reshape(-1, 2)
+    assert np.max(np.linalg.norm(p_d - p_u, axis=1)) > 2.0  # the lens really distorts here
+
+    def sample(img: np.ndarray, p: np.ndarray) -> np.ndarray:
+        mx, my = p[:, 0].astype(np.float32).reshape(1, -1), p[:, 1].astype(np.float32).reshape(1, -1)
+        return cv2.remap(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), mx, my, cv2.INTER_LINEAR).astype(float).ravel()
+
+    consistent = np.abs(sample(undistorted, p_u) - sample(rgb, p_d)).mean()
+    unrelated = np.abs(sample(rgb, p_u) - sample(rgb, p_d)).mean()
+    assert consistent < 4.0 and consistent < 0.5 * unrelated, (consistent, unrelated)
+    assert np.allclose(model.undistort_points(p_d), p_u, atol=0.05)
+
+
+@needs_aruco
+def test_replaying_the_aruco_bag_explains_what_is_missing(tmp_path):
+    from langgs_ros.errors import InputError
+    from langgs_ros.pipeline import replay
+
+    config = PipelineConfig()
+    config.input.color_topic = "/raspicam_node/image"
+    config.input.camera_info_topic = "/raspicam_node/camera_info"
+    with pytest.raises(InputError, match="no camera poses"):
+        replay(ARUCO, tmp_path / "m", "none", config)
