@@ -33,5 +33,10 @@ setup(
     packages=find_packages(include=["langgs_ros", "langgs_ros.*"]),
     install_requires=REQUIREMENTS,
     extras_require={"test": TEST_REQUIREMENTS},
+    data_files=[  # for colcon (ament_python): package index marker, manifest, launch and config files
+        ("share/ament_index/resource_index/packages", ["resource/langgs_ros"]),
+        ("share/langgs_ros", ["package.xml"]),
+        ("share/langgs_ros/config", [str(p) for p in sorted(Path("config").glob("*.yaml"))]),
+    ],
     entry_points={"console_scripts": ["langgs = langgs_ros.cli:entrypoint"]},
 )
