@@ -86,8 +86,10 @@ class MappingConfig:
     """Prototypes in the codebook (capacity N of CCL-LGS)."""
     codebook_spawn_cos: float = 0.75
     """A feature whose best prototype cosine is below this spawns a new prototype."""
-    codebook_steps: int = 10
+    codebook_steps: int = 4
     """Adam steps on the codebook per keyframe."""
+    codebook_batch: int = 128
+    """Replayed features per codebook step."""
     codebook_lr: float = 0.01
     """Adam learning rate of the prototypes."""
     codebook_pull: float = 0.25

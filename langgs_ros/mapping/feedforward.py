@@ -58,14 +58,20 @@ class PixelGaussians:
 
 
 def _camera_normals(points: np.ndarray, depth: np.ndarray, stride: int) -> np.ndarray:
-    """Normals [rows, cols, 3] from central differences of the cell point grid (optical frame).
+    """Normals [rows, cols, 3] from differences of the cell point grid (optical frame).
 
-    Where a neighbour is invalid or across a depth jump, the normal faces the camera along the ray.
+    Central differences, one-sided where a neighbour is missing; where both neighbours are missing
+    or across a depth jump, the normal faces the camera along the ray.
     """
-    rows, cols, _ = points.shape
     pad = np.pad(points, ((1, 1), (1, 1), (0, 0)), constant_values=np.nan)
-    dx = pad[1:-1, 2:] - pad[1:-1, :-2]
-    dy = pad[2:, 1:-1] - pad[:-2, 1:-1]
+
+    def difference(after: np.ndarray, before: np.ndarray) -> np.ndarray:
+        d = after - before
+        d = np.where(np.isnan(d), after - points, d)
+        return np.where(np.isnan(d), points - before, d)
+
+    dx = difference(pad[1:-1, 2:], pad[1:-1, :-2])
+    dy = difference(pad[2:, 1:-1], pad[:-2, 1:-1])
     n = np.cross(dx, dy)
     norm = np.linalg.norm(n, axis=2, keepdims=True)
     jump = np.maximum(np.abs(dx[..., 2]), np.abs(dy[..., 2])) > 0.15 * depth * stride / 2 + 0.02

@@ -142,7 +142,7 @@ class CodebookField(SemanticField):
             votes = np.where(same, np.minimum(votes + 1, 255), np.where(take, 1, votes - 1))
             tracks_all[idx, level] = np.where(take, observed_track, cur)
             votes_all[idx, level] = votes.astype(np.uint8)
-        self.codebook.train(self.config.codebook_steps)
+        self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
 
     def level_margins(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> list[np.ndarray]:
         proto_margin = lerf_margin(self.codebook.normalized(), query, negatives)

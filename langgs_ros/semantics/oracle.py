@@ -141,11 +141,15 @@ class OracleBackend(SemanticBackend):
 
     @staticmethod
     def _centroids(ids: np.ndarray, seg_labels: dict[int, str]) -> dict[int, np.ndarray]:
-        out = {}
-        for seg in seg_labels:
-            ys, xs = np.nonzero(ids == seg)
-            out[seg] = np.array([xs.mean(), ys.mean()])
-        return out
+        """Pixel centroid (x, y) of each segment, from one pass of bincounts."""
+        flat = ids.reshape(-1)
+        sel = flat >= 0
+        keys = flat[sel]
+        pix = np.flatnonzero(sel)
+        counts = np.bincount(keys)
+        cx = np.bincount(keys, weights=pix % ids.shape[1])
+        cy = np.bincount(keys, weights=pix // ids.shape[1])
+        return {seg: np.array([cx[seg], cy[seg]]) / counts[seg] for seg in seg_labels}
 
     @staticmethod
     def _nearest(seg: int, centroids: dict[int, np.ndarray], alive: dict[int, str]) -> int | None:

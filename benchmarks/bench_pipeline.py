@@ -1,0 +1,126 @@
+"""Benchmark: ingest time per keyframe, map size and memory, query latency, per-object 3D IoU.
+
+Runs the synthetic scene (640x480, 72 frames) with the oracle backend, noise off and at the
+"realistic" preset, with codebook fusion and with the running-average baseline; then times queries on
+a map tiled to >= 1M Gaussians (text encodings cached). Figures go to stdout and a JSON file.
+
+    python benchmarks/bench_pipeline.py [--work out/bench] [--frames 72] [--query-reps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from langgs_ros.config import OracleNoiseConfig, PipelineConfig
+from langgs_ros.evaluation import evaluate_queries, load_ground_truth
+from langgs_ros.io.bag_reader import BagFrameReader
+from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.map_io import MapData
+from langgs_ros.mapping.mapper import Mapper
+from langgs_ros.query.engine import QueryEngine
+from langgs_ros.semantics.backend import create_backend
+from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str) -> tuple[dict, Mapper]:
+    config = PipelineConfig()
+    config.mapping.fusion = fusion
+    mapper = Mapper(config.mapping, create_backend("oracle", noise), seed=noise.seed)
+    kf_ms, sem_ms = [], []
+    for frame in frames:
+        stats = mapper.integrate(frame)
+        if stats.keyframe:
+            kf_ms.append(1000 * stats.seconds)
+            sem_ms.append(1000 * stats.semantics_seconds)
+    engine = QueryEngine(MapData(gmap=mapper.gmap, field=mapper.field, semantics="oracle"), config.query)
+    scores = evaluate_queries(engine, truth)
+    ious = {s.label: round(s.iou, 3) for s in scores}
+    row = {
+        "fusion": fusion, "noise": "realistic" if noise.embedding_noise else "off",
+        "keyframes": len(kf_ms), "gaussians": len(mapper.gmap),
+        "ingest_ms_mean": round(float(np.mean(kf_ms)), 1), "ingest_ms_p50": round(float(np.median(kf_ms)), 1),
+        "ingest_ms_p95": round(float(np.percentile(kf_ms, 95)), 1),
+        "semantics_ms_mean": round(float(np.mean(sem_ms)), 1),
+        "first_keyframe_ms": round(kf_ms[0], 1),
+        "bytes_per_gaussian": mapper.gmap.bytes_per_gaussian(),
+        "map_mb": round(mapper.gmap.bytes_per_gaussian() * len(mapper.gmap) / 2**20, 1),
+        "mean_iou": round(float(np.mean(list(ious.values()))), 3), "iou": ious,
+        "peak_rss_mb_so_far": round(peak_rss_mb()),
+    }
+    return row, mapper
+
+
+def tiled(mapper: Mapper, target: int) -> MapData:
+    """The map repeated side by side (7 m apart in x) until it holds >= ``target`` Gaussians."""
+    base = mapper.gmap.to_arrays()
+    copies = int(np.ceil(target / len(mapper.gmap)))
+    arrays = {}
+    for name, arr in base.items():
+        arrays[name] = np.concatenate([arr] * copies)
+    offsets = np.repeat(np.arange(copies, dtype=np.float32) * 7.0, len(mapper.gmap))
+    arrays["means"][:, 0] += offsets
+    return MapData(gmap=GaussianMap.from_arrays(arrays), field=mapper.field, semantics="oracle")
+
+
+def time_queries(data: MapData, labels: list[str], reps: int) -> dict:
+    engine = QueryEngine(data)
+    engine.warm_up()
+    for label in labels:  # cache text encodings
+        engine.query(label)
+    times = []
+    for _ in range(reps):
+        for label in labels:
+            t = time.perf_counter()
+            engine.query(label)
+            times.append(1000 * (time.perf_counter() - t))
+    return {"gaussians": len(data.gmap), "queries": len(times), "p50_ms": round(float(np.median(times)), 1),
+            "p95_ms": round(float(np.percentile(times, 95)), 1), "max_ms": round(float(np.max(times)), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("out/bench"))
+    parser.add_argument("--frames", type=int, default=72)
+    parser.add_argument("--query-reps", type=int, default=30)
+    parser.add_argument("--query-gaussians", type=int, default=1_000_000)
+    args = parser.parse_args()
+    bag = args.work / "synth_bag"
+    if not bag.exists():
+        print("rendering the synthetic bag ...", flush=True)
+        make_synthetic_bag(args.work, SynthSpec(frames=args.frames))
+    truth = load_ground_truth(args.work / "ground_truth.json")
+    config = PipelineConfig()
+    with BagFrameReader(bag, config.input, with_instances=True) as source:
+        frames = list(source.frames())
+    print(f"{len(frames)} frames of 640x480 RGB-D loaded (decode time not counted below)", flush=True)
+    results = {"variants": []}
+    codebook_clean = None
+    for noise_name, noise in (("off", OracleNoiseConfig()), ("realistic", OracleNoiseConfig.realistic())):
+        for fusion in ("codebook", "average"):
+            row, mapper = run_variant(frames, truth, noise, fusion)
+            results["variants"].append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "iou"}), flush=True)
+            print("   IoU per object:", row["iou"], flush=True)
+            if noise_name == "off" and fusion == "codebook":
+                codebook_clean = mapper
+    assert codebook_clean is not None
+    results["query"] = time_queries(tiled(codebook_clean, args.query_gaussians), [o["label"] for o in truth],
+                                    args.query_reps)
+    print("query latency:", json.dumps(results["query"]), flush=True)
+    results["peak_rss_mb"] = round(peak_rss_mb())
+    (args.work / "bench_results.json").write_text(json.dumps(results, indent=1))
+    print(f"peak RSS {results['peak_rss_mb']} MB; results in {args.work / 'bench_results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Map persistence: round trip, atomic replacement, corruption detection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from langgs_ros.config import MappingConfig
+from langgs_ros.errors import MapFileError
+from langgs_ros.mapping.fusion import create_field
+from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.map_io import MapData, load_map, save_map
+
+
+def small_map(fusion="codebook"):
+    gm = GaussianMap()
+    field = create_field(fusion, 8, MappingConfig(codebook_size=4))
+    field.attach(gm)
+    gm.append(means=np.arange(30, dtype=np.float32).reshape(10, 3), colors=np.full((10, 3), 7, np.uint8))
+    if fusion == "codebook":
+        field.codebook.assign(np.eye(8, dtype=np.float32)[:2])
+        field.track_counts = [np.array([[3, 0, 0, 0], [0, 2, 0, 0]], np.int32)] * 3
+        gm["tracks"][:5] = 1
+    return MapData(gmap=gm, field=field, semantics="oracle", fixed_frame="world")
+
+
+@pytest.mark.parametrize("fusion", ["codebook", "average"])
+def test_round_trip(tmp_path, fusion):
+    data = small_map(fusion)
+    save_map(tmp_path / "m", data)
+    back = load_map(tmp_path / "m")
+    assert back.fixed_frame == "world" and back.semantics == "oracle" and back.field.mode == fusion
+    for name in data.gmap.fields:
+        assert np.array_equal(back.gmap[name], data.gmap[name]), name
+    # the loaded map keeps growing with the right fill values
+    back.gmap.append(means=np.zeros((1, 3), np.float32))
+    if fusion == "codebook":
+        assert back.gmap["tracks"][-1].tolist() == [-1, -1, -1]
+        assert np.array_equal(back.field.track_codes(0), [0, 1])
+
+
+def test_failed_save_keeps_the_previous_map(tmp_path, monkeypatch):
+    save_map(tmp_path, small_map())
+    before = (tmp_path / "map.npz").read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError):
+        save_map(tmp_path, small_map("average"))
+    assert (tmp_path / "map.npz").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["map.npz"]  # no temp file left behind
+
+
+def test_truncated_garbage_and_inconsistent_maps_fail_clearly(tmp_path):
+    save_map(tmp_path, small_map())
+    good = (tmp_path / "map.npz").read_bytes()
+    for bad in (good[: len(good) // 3], b"not a zip at all", good[:-200]):
+        (tmp_path / "map.npz").write_bytes(bad)
+        with pytest.raises(MapFileError):
+            load_map(tmp_path)
+    data = small_map()
+    data.gmap["tracks"][0] = 99  # a track the field does not know
+    save_map(tmp_path, data)
+    with pytest.raises(MapFileError, match="inconsistent"):
+        load_map(tmp_path)
+    with pytest.raises(MapFileError, match="no map"):
+        load_map(tmp_path / "missing")

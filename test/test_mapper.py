@@ -1,0 +1,58 @@
+"""Mapper: pixel-aligned Gaussians, no duplicated surface, free-space pruning, capacity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from langgs_ros.config import MappingConfig
+from langgs_ros.geometry import make_transform, normals_from_quat_wxyz
+from langgs_ros.mapping.mapper import Mapper
+from langgs_ros.types import CameraIntrinsics, Frame
+
+K = CameraIntrinsics(80, 60, 60.0, 60.0, 39.5, 29.5)
+
+
+def wall_frame(depth_m: float, x: float = 0.0, stamp: int = 0) -> Frame:
+    depth = np.full((60, 80), depth_m, np.float32)
+    depth[:5] = np.nan  # a hole
+    return Frame(stamp_ns=stamp, frame_id="cam", rgb=np.full((60, 80, 3), 90, np.uint8), intrinsics=K,
+                 T_world_cam=make_transform(np.eye(3), [x, 0, 0]), depth=depth)
+
+
+def test_gaussians_lie_on_the_surface_with_normals_and_footprint_scales():
+    mapper = Mapper(MappingConfig(pixel_stride=2), backend=None)
+    stats = mapper.integrate(wall_frame(2.0))
+    gm = mapper.gmap
+    assert stats.keyframe and stats.added == len(gm) == 40 * 30 - 40 * 2  # minus the hole rows
+    assert np.allclose(gm["means"][:, 2], 2.0, atol=1e-5)
+    assert np.allclose(np.abs(normals_from_quat_wxyz(gm["quats"].astype(np.float32))[:, 2]), 1, atol=1e-2)
+    assert np.allclose(gm["scales"][:, 0].astype(float), 0.5 * 2.0 * 2 / 60.0, rtol=1e-2)
+
+
+def test_surface_already_explained_is_not_duplicated():
+    mapper = Mapper(MappingConfig(keyframe_translation_m=0.01), backend=None)
+    mapper.integrate(wall_frame(2.0))
+    n = len(mapper.gmap)
+    stats = mapper.integrate(wall_frame(2.0, x=0.05))
+    assert stats.keyframe and stats.visible > 0.8 * n
+    assert stats.added < 0.1 * n  # only the strip the camera newly sees
+    assert not mapper.integrate(wall_frame(2.0, x=0.055)).keyframe  # too little motion
+
+
+def test_gaussians_in_observed_free_space_are_removed():
+    mapper = Mapper(MappingConfig(keyframe_translation_m=0.01), backend=None)
+    mapper.integrate(wall_frame(1.0))  # a surface that has gone
+    stats = mapper.integrate(wall_frame(3.0, x=0.02))  # the camera now sees through it
+    assert stats.removed > 0.8 * 1120
+    # survivors had no free-space evidence: outside the new view or behind its depth hole (rows < 5)
+    old = mapper.gmap["means"][mapper.gmap["means"][:, 2] < 2.0]
+    u = (old[:, 0] - 0.02) / old[:, 2] * K.fx + K.cx
+    v = old[:, 1] / old[:, 2] * K.fy + K.cy
+    assert np.all((u < 2) | (u > K.width - 2) | (v < 6))
+
+
+def test_capacity_prunes_least_confirmed():
+    mapper = Mapper(MappingConfig(keyframe_translation_m=0.01, capacity=1500), backend=None)
+    mapper.integrate(wall_frame(2.0))
+    mapper.integrate(wall_frame(2.0, x=0.3))
+    assert len(mapper.gmap) <= 1500
