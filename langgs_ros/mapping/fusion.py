@@ -86,16 +86,29 @@ class CodebookField(SemanticField):
             lr=config.codebook_lr, pull=config.codebook_pull, push=config.codebook_push,
             margin=config.codebook_margin, replay_size=config.replay_size, seed=seed)
         self.track_counts = [np.zeros((0, config.codebook_size), np.int32) for _ in LEVELS]
+        self._codes: dict[int, np.ndarray] = {}
 
     def attach(self, gmap: GaussianMap) -> None:
         gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
         gmap.add_field("votes", np.uint8, (N_LEVELS,))
 
     def track_codes(self, level: int) -> np.ndarray:
-        """[tracks] prototype index of each track of ``level`` (-1: none yet)."""
-        counts = self.track_counts[level]
-        code = counts.argmax(axis=1).astype(np.int64)
-        code[counts.max(axis=1, initial=0) == 0] = -1
+        """[tracks] prototype index of each track of ``level`` (-1: none yet).
+
+        A track's code is the prototype closest to the vote-weighted mean of the prototypes its
+        features chose, so votes split among near-duplicate prototypes still add up. Cached until
+        the next keyframe.
+        """
+        cached = self._codes.get(level)
+        if cached is not None:
+            return cached
+        counts = self.track_counts[level][:, : self.codebook.size].astype(np.float32)
+        protos = self.codebook.normalized()
+        code = np.full(len(counts), -1, np.int64)
+        voted = counts.sum(axis=1) > 0
+        if voted.any():
+            code[voted] = ((counts[voted] @ protos) @ protos.T).argmax(axis=1)
+        self._codes[level] = code
         return code
 
     def _associate(self, s: np.ndarray, tracks: np.ndarray, is_new: np.ndarray, n_seg: int, level: int) -> np.ndarray:
@@ -123,6 +136,7 @@ class CodebookField(SemanticField):
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray) -> None:
         tracks_all, votes_all = gmap["tracks"], gmap["votes"]
+        self._codes.clear()
         for level in range(N_LEVELS):
             emb = seg.embeddings[level]
             if len(emb) == 0:
@@ -163,6 +177,7 @@ class CodebookField(SemanticField):
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.codebook.load_state(arrays["codebook_prototypes"])
         self.track_counts = [arrays[f"track_counts_{name}"].astype(np.int32) for name in LEVELS]
+        self._codes.clear()
 
     def validate(self, gmap: GaussianMap) -> None:
         if "tracks" not in gmap:

@@ -5,7 +5,7 @@ query against canonical negatives; the reported ``score`` is LERF's pairwise-sof
 ``sigmoid(margin / temperature)``. The granularity level whose best margin is highest answers the
 query (LangSplat's level choice). Gaussians whose margin clears ``min_margin`` and
 ``keep_ratio`` x best form the mask; its 26-connected voxel clusters are the instances, ranked by
-mean score. The goal pose is planned for the best instance.
+mean margin (within 0.01, larger first). The goal pose is planned for the best instance.
 """
 
 from __future__ import annotations
@@ -147,15 +147,18 @@ class QueryEngine:
         if not clusters:
             result.message = f"'{text}' matched only {mask.size} scattered Gaussians, no object"
             return result
-        objects = []
+        objects, rank_keys = [], []
         for cluster in clusters:
             idx = mask[cluster]
             pts = means[idx]
             score = float(np.mean(1.0 / (1.0 + np.exp(-margin[idx] / cfg.temperature))))
             objects.append(ObjectResult(score=score, points=pts, centroid=pts.mean(axis=0),
                                         bbox_min=pts.min(axis=0), bbox_max=pts.max(axis=0), gaussian_indices=idx))
-        objects.sort(key=lambda o: (o.score, len(o.points)), reverse=True)
-        result.objects = objects
+            # rank by the unsaturated mean margin; within 0.01 of it, the larger instance first
+            rank_keys.append((round(float(margin[idx].mean()), 2), idx.size))
+        order = sorted(range(len(objects)), key=lambda i: rank_keys[i], reverse=True)
+        result.objects = [objects[i] for i in order]
+        objects = result.objects
         goal, why = plan_goal(self.grid, objects[0].points, objects[0].centroid, cfg.robot_radius, cfg.standoff)
         result.goal_pose = goal
         result.message = f"{len(objects)} object(s) match '{text}' at the {LEVELS[level]} level; {why}"
