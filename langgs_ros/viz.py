@@ -26,6 +26,7 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".png", dir=path.parent if str(path.parent) else ".")
     with os.fdopen(fd, "wb") as fh:
         fh.write(buf.tobytes())
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
 
 
