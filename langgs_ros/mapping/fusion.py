@@ -15,7 +15,8 @@ Two modes behind one interface:
   Gaussian).
 
 Relevance of a query (text embedding q, canonical negatives n_k) is the LERF margin
-``cos(f, q) - max_k cos(f, n_k)`` per Gaussian, ``-inf`` where a Gaussian has no semantics.
+``cos(f, q) - max_k cos(f, n_k)`` per Gaussian, ``-inf`` where a Gaussian has no semantics. The
+codebook scores tracks, not Gaussians, so a query costs one pass over the map's track column.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from langgs_ros.mapping.codebook import ContrastiveCodebook
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.semantics.backend import LEVELS, Segmentation
 
-__all__ = ["SemanticField", "CodebookField", "AverageField", "create_field", "lerf_margin"]
+__all__ = ["SemanticField", "Relevance", "CodebookField", "AverageField", "create_field", "lerf_margin"]
 
 N_LEVELS = len(LEVELS)
 
@@ -38,6 +39,38 @@ def lerf_margin(features: np.ndarray, query: np.ndarray, negatives: np.ndarray) 
     """cos(f, q) - max_k cos(f, n_k) for unit-norm rows ``features`` [N, D]."""
     neg = features @ negatives.T if len(negatives) else np.zeros((len(features), 1), np.float32)
     return features @ query - neg.max(axis=1)
+
+
+class Relevance:
+    """A query's LERF margins over one map, per level.
+
+    ``best[level]`` is the highest margin of any Gaussian at that level (-inf: none has
+    semantics); :meth:`matching` lists the Gaussians of a level whose margin clears a threshold.
+    """
+
+    def __init__(self, margins: list[np.ndarray]) -> None:
+        self._margins = margins
+        self.best = np.array([m.max() if m.size else -np.inf for m in margins], np.float64)
+
+    def matching(self, level: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, margins) of the Gaussians with margin >= ``threshold`` at ``level``."""
+        idx = np.flatnonzero(self._margins[level] >= threshold)
+        return idx, self._margins[level][idx]
+
+
+class _TrackRelevance(Relevance):
+    """Relevance scored per track: ``track_margin[level][t]``, the last slot being track -1."""
+
+    def __init__(self, track_margin: list[np.ndarray], present: list[np.ndarray], tracks: np.ndarray) -> None:
+        self._track_margin = track_margin
+        self._tracks = tracks
+        self.best = np.array([tm[:-1][p].max() if p.any() else -np.inf for tm, p in zip(track_margin, present)])
+
+    def matching(self, level: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        track_margin = self._track_margin[level]
+        column = self._tracks[:, level]
+        idx = np.flatnonzero((track_margin >= threshold)[column])
+        return idx, track_margin[column[idx]]
 
 
 class SemanticField(ABC):
@@ -59,8 +92,8 @@ class SemanticField(ABC):
         created by this keyframe (the others were already in the map and are visible)."""
 
     @abstractmethod
-    def level_margins(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> list[np.ndarray]:
-        """Per level, [N] float32 LERF margin of every Gaussian (-inf without semantics)."""
+    def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
+        """LERF margins of unit-norm text embedding ``query`` [D] against ``negatives`` [K, D]."""
 
     def state(self) -> dict[str, np.ndarray]:
         """Map-level arrays to save (per-Gaussian ones live in the GaussianMap)."""
@@ -87,6 +120,7 @@ class CodebookField(SemanticField):
             margin=config.codebook_margin, replay_size=config.replay_size, seed=seed)
         self.track_counts = [np.zeros((0, config.codebook_size), np.int32) for _ in LEVELS]
         self._codes: dict[int, np.ndarray] = {}
+        self._present: tuple[int, int, list[np.ndarray]] | None = None  # (id(gmap), revision, per level)
 
     def attach(self, gmap: GaussianMap) -> None:
         gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
@@ -137,6 +171,7 @@ class CodebookField(SemanticField):
                   v: np.ndarray, is_new: np.ndarray) -> None:
         tracks_all, votes_all = gmap["tracks"], gmap["votes"]
         self._codes.clear()
+        self._present = None
         for level in range(N_LEVELS):
             emb = seg.embeddings[level]
             if len(emb) == 0:
@@ -158,15 +193,28 @@ class CodebookField(SemanticField):
             votes_all[idx, level] = votes.astype(np.uint8)
         self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
 
-    def level_margins(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> list[np.ndarray]:
+    def _tracks_present(self, gmap: GaussianMap) -> list[np.ndarray]:
+        """Per level, bool [tracks]: does any Gaussian carry the track (cached per map revision)."""
+        key = (id(gmap), gmap.revision)
+        if self._present is None or self._present[:2] != key:
+            tracks = gmap["tracks"]
+            present = []
+            for level in range(N_LEVELS):
+                n = len(self.track_counts[level])
+                col = tracks[:, level]
+                present.append(np.bincount(col[col >= 0], minlength=n)[:n] > 0)
+            self._present = (*key, present)
+        return self._present[2]
+
+    def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
         proto_margin = lerf_margin(self.codebook.normalized(), query, negatives)
-        out = []
+        track_margin = []
         for level in range(N_LEVELS):
             code = self.track_codes(level)
-            track_margin = np.full(len(code) + 1, -np.inf, np.float32)  # last slot: track -1
-            track_margin[:-1][code >= 0] = proto_margin[code[code >= 0]]
-            out.append(track_margin[gmap["tracks"][:, level]])
-        return out
+            margin = np.full(len(code) + 1, -np.inf, np.float32)  # last slot: track -1
+            margin[:-1][code >= 0] = proto_margin[code[code >= 0]]
+            track_margin.append(margin)
+        return _TrackRelevance(track_margin, self._tracks_present(gmap), gmap["tracks"])
 
     def state(self) -> dict[str, np.ndarray]:
         state = {"codebook_prototypes": self.codebook.state()["prototypes"]}
@@ -178,6 +226,7 @@ class CodebookField(SemanticField):
         self.codebook.load_state(arrays["codebook_prototypes"])
         self.track_counts = [arrays[f"track_counts_{name}"].astype(np.int32) for name in LEVELS]
         self._codes.clear()
+        self._present = None
 
     def validate(self, gmap: GaussianMap) -> None:
         if "tracks" not in gmap:
@@ -211,7 +260,7 @@ class AverageField(SemanticField):
             features[idx, level] = mean.astype(np.float16)
             weights[idx, level] = np.minimum(w[:, 0] + 1, 65535).astype(np.uint16)
 
-    def level_margins(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> list[np.ndarray]:
+    def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
         out = []
         chunk = 65536
         for level in range(N_LEVELS):
@@ -223,7 +272,7 @@ class AverageField(SemanticField):
                 m = lerf_margin(f / np.maximum(norm, 1e-6), query, negatives)
                 margin[start : start + chunk][ok] = m[ok]
             out.append(margin)
-        return out
+        return Relevance(out)
 
     def validate(self, gmap: GaussianMap) -> None:
         if "features" not in gmap or gmap["features"].shape[2:] != (self.dim,):

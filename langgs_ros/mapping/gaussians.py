@@ -31,6 +31,7 @@ class GaussianMap:
         self._arrays: dict[str, np.ndarray] = {}
         self._fill: dict[str, float] = {}
         self._size = 0
+        self.revision = 0  # bumped whenever Gaussians are added or removed (for caches)
         for name, (dtype, shape) in BASE_FIELDS.items():
             self.add_field(name, dtype, shape)
 
@@ -86,6 +87,7 @@ class GaussianMap:
         for name in self._arrays.keys() - values.keys():
             self._arrays[name][start : start + n] = self._fill[name]
         self._size = start + n
+        self.revision += 1
         return np.arange(start, start + n)
 
     def keep(self, mask: np.ndarray) -> None:
@@ -94,6 +96,7 @@ class GaussianMap:
         for name, arr in self._arrays.items():
             arr[: idx.size] = arr[idx]
         self._size = idx.size
+        self.revision += 1
 
     def bytes_per_gaussian(self) -> int:
         """Bytes one Gaussian occupies across all fields."""

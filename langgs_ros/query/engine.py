@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from langgs_ros.config import QueryConfig
-from langgs_ros.geometry import normals_from_quat_wxyz
+from langgs_ros.geometry import column_bounds, normals_from_quat_wxyz
 from langgs_ros.mapping.map_io import MapData
 from langgs_ros.query.instances import cluster_points
 from langgs_ros.query.navigation import GoalPose, NavigationGrid, plan_goal
@@ -129,8 +129,8 @@ class QueryEngine:
         if not np.any(q):
             result.message = f"the text encoder found no words in '{text}'"
             return result
-        margins = self.data.field.level_margins(self.data.gmap, q, self._negatives)
-        best = [float(m.max()) if m.size else -np.inf for m in margins]
+        relevance = self.data.field.relevance(self.data.gmap, q, self._negatives)
+        best = relevance.best
         level = len(best) - 1 - int(np.argmax(best[::-1]))  # ties go to the coarser level
         if not np.isfinite(best[level]):
             result.message = "the map holds no semantic observations"
@@ -140,8 +140,7 @@ class QueryEngine:
                               f"over the canonical negatives < {cfg.min_margin:.2f})")
             return result
         result.level = LEVELS[level]
-        margin = margins[level]
-        mask = np.flatnonzero(margin >= max(cfg.min_margin, cfg.keep_ratio * best[level]))
+        mask, mask_margin = relevance.matching(level, max(cfg.min_margin, cfg.keep_ratio * best[level]))
         means = self.data.gmap["means"]
         clusters = cluster_points(means[mask], cfg.cluster_voxel_m, cfg.min_instance_gaussians)
         if not clusters:
@@ -149,13 +148,14 @@ class QueryEngine:
             return result
         objects, rank_keys = [], []
         for cluster in clusters:
-            idx = mask[cluster]
-            pts = means[idx]
-            score = float(np.mean(1.0 / (1.0 + np.exp(-margin[idx] / cfg.temperature))))
-            objects.append(ObjectResult(score=score, points=pts, centroid=pts.mean(axis=0),
-                                        bbox_min=pts.min(axis=0), bbox_max=pts.max(axis=0), gaussian_indices=idx))
+            idx, m = mask[cluster], mask_margin[cluster]
+            pts = np.take(means, idx, axis=0)
+            score = float(np.mean(1.0 / (1.0 + np.exp(-m / cfg.temperature))))
+            lo, hi, centroid = column_bounds(pts)
+            objects.append(ObjectResult(score=score, points=pts, centroid=centroid, bbox_min=lo, bbox_max=hi,
+                                        gaussian_indices=idx))
             # rank by the unsaturated mean margin; within 0.01 of it, the larger instance first
-            rank_keys.append((round(float(margin[idx].mean()), 2), idx.size))
+            rank_keys.append((round(float(m.mean()), 2), idx.size))
         order = sorted(range(len(objects)), key=lambda i: rank_keys[i], reverse=True)
         result.objects = [objects[i] for i in order]
         objects = result.objects

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from langgs_ros.geometry import column_bounds
+
 __all__ = ["cluster_points"]
 
 _MAX_CELLS = 32_000_000
@@ -21,8 +23,9 @@ def cluster_points(points: np.ndarray, voxel_m: float, min_size: int) -> list[np
     voxel = voxel_m
     while True:
         keys = np.floor(points / voxel).astype(np.int64)
-        keys -= keys.min(axis=0)
-        dims = keys.max(axis=0) + 1
+        lo, hi, _ = column_bounds(keys)
+        keys -= lo
+        dims = hi - lo + 1
         if int(np.prod(dims)) <= _MAX_CELLS:
             break
         voxel *= 2
@@ -30,7 +33,8 @@ def cluster_points(points: np.ndarray, voxel_m: float, min_size: int) -> list[np
     grid[keys[:, 0], keys[:, 1], keys[:, 2]] = True
     labels, n = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
     point_label = labels[keys[:, 0], keys[:, 1], keys[:, 2]]
-    order = np.argsort(point_label, kind="stable")
+    # a stable sort of <= 16-bit labels is a radix sort
+    order = np.argsort(point_label.astype(np.uint16) if n < 65535 else point_label, kind="stable")
     bounds = np.searchsorted(point_label[order], np.arange(1, n + 2))
     clusters = [order[bounds[i] : bounds[i + 1]] for i in range(n)]
     clusters = [c for c in clusters if c.size >= min_size]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from langgs_ros.geometry import yaw_to_quat_xyzw
+from langgs_ros.geometry import column_bounds, yaw_to_quat_xyzw
 
 __all__ = ["NavigationGrid", "GoalPose", "estimate_floor", "plan_goal"]
 
@@ -102,8 +102,9 @@ def plan_goal(grid: NavigationGrid, object_points: np.ndarray, centroid: np.ndar
     shape = np.array(grid.obstacle.shape)
     obj_cells = grid.cell_of(object_points[:, :2])
     reach = int(np.ceil((standoff + robot_radius + search_margin) / grid.resolution))
-    lo = np.clip(obj_cells.min(axis=0) - reach, 0, shape - 1)
-    hi = np.clip(obj_cells.max(axis=0) + reach + 1, 1, shape)
+    cell_lo, cell_hi, _ = column_bounds(obj_cells)
+    lo = np.clip(cell_lo - reach, 0, shape - 1)
+    hi = np.clip(cell_hi + reach + 1, 1, shape)
     window = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
     obj = np.zeros(hi - lo, bool)
     local = np.clip(obj_cells - lo, 0, hi - lo - 1)
