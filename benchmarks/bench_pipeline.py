@@ -32,9 +32,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str) -> tuple[dict, Mapper]:
+def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str,
+                **mapping: object) -> tuple[dict, Mapper]:
+    """Map ``frames`` with one fusion mode (and MappingConfig overrides); returns figures and mapper."""
     config = PipelineConfig()
     config.mapping.fusion = fusion
+    for key, value in mapping.items():
+        setattr(config.mapping, key, value)
     mapper = Mapper(config.mapping, create_backend("oracle", noise), seed=noise.seed)
     kf_ms, sem_ms = [], []
     for frame in frames:

@@ -102,6 +102,9 @@ class MappingConfig:
     """Segment features (with their association labels) kept for codebook training."""
     association_iou: float = 0.5
     """A segment joins the map track it overlaps with IoU above this (CCL-LGS mask association)."""
+    boundary_abstain_frac: float = 0.005
+    """Pixels closer to a segment boundary than this fraction of the image width (3 px at 640) do
+    not vote for a Gaussian's semantics: masks bleed and erode at their edges (both fusion modes)."""
 
 
 @dataclass

@@ -49,3 +49,14 @@ def test_push_loss_separates_close_labels():
     cb.train(50, batch=2)
     cos_after = float(cb.normalized()[0] @ cb.normalized()[1])
     assert cos_before > 0.85 and cos_after < cos_before
+
+
+def test_boundary_band_marks_pixels_near_id_changes():
+    from langgs_ros.mapping.fusion import boundary_band
+
+    ids = np.full((20, 40), -1, np.int32)
+    ids[5:15, 10:30] = 0
+    band = boundary_band(ids, 2 / 40)  # 2 px at this width
+    assert band[5, 20] and band[4, 20] and band[6, 20] and band[3, 20]  # within 2 px of the edge
+    assert not band[10, 20] and not band[0, 0] and not band[2, 20]
+    assert not boundary_band(ids, 0.0).any()

@@ -21,6 +21,7 @@ def small_map(fusion="codebook"):
         field.codebook.assign(np.eye(8, dtype=np.float32)[:2])
         field.track_counts = [np.array([[3, 0, 0, 0], [0, 2, 0, 0]], np.int32)] * 3
         gm["tracks"][:5] = 1
+        gm["codes"][:5] = 1
     return MapData(gmap=gm, field=field, semantics="oracle", fixed_frame="world")
 
 
@@ -36,7 +37,8 @@ def test_round_trip(tmp_path, fusion):
     back.gmap.append(means=np.zeros((1, 3), np.float32))
     if fusion == "codebook":
         assert back.gmap["tracks"][-1].tolist() == [-1, -1, -1]
-        assert np.array_equal(back.field.track_codes(0), [0, 1])
+        assert back.gmap["codes"][-1].tolist() == [-1, -1, -1]
+        assert np.array_equal(back.field.track_codes(0, np.array([0, 1])), [0, 1])
 
 
 def test_failed_save_keeps_the_previous_map(tmp_path, monkeypatch):
@@ -62,6 +64,11 @@ def test_truncated_garbage_and_inconsistent_maps_fail_clearly(tmp_path):
             load_map(tmp_path)
     data = small_map()
     data.gmap["tracks"][0] = 99  # a track the field does not know
+    save_map(tmp_path, data)
+    with pytest.raises(MapFileError, match="inconsistent"):
+        load_map(tmp_path)
+    data = small_map()
+    data.gmap["codes"][0] = 7  # a prototype the codebook does not hold
     save_map(tmp_path, data)
     with pytest.raises(MapFileError, match="inconsistent"):
         load_map(tmp_path)

@@ -6,23 +6,27 @@ Two modes behind one interface:
   geometric IoU > 0.5 between the segment and the tracks of the map Gaussians visible in that view
   (a new track otherwise); its feature is matched to a learned prototype of the
   :class:`~langgs_ros.mapping.codebook.ContrastiveCodebook`, and the track's code is the prototype
-  its features chose most often. Each Gaussian carries a track per level (kept by a streaming
-  majority vote over the views that saw it, "no segment" voting too), so its code resolves
-  track -> prototype.
-  Per Gaussian: 3 x (int32 track + uint8 vote) = 15 bytes.
+  its features chose (vote-weighted). Each Gaussian carries, per level, the track of its newest
+  view (for association) and a code kept by a streaming majority vote over the views that saw it
+  ("in no segment" voting too), so fragmented tracks of one object still vote for one code.
+  Per Gaussian: 3 x (int32 track + int16 code + uint8 vote) = 21 bytes.
 * :class:`AverageField`: per Gaussian and level, the running average of the embeddings of the
   segments it fell in, zero where it fell in none (the baseline; 3 x 512 float16 = 3 KiB per
   Gaussian).
 
 Relevance of a query (text embedding q, canonical negatives n_k) is the LERF margin
 ``cos(f, q) - max_k cos(f, n_k)`` per Gaussian, ``-inf`` where a Gaussian has no semantics. The
-codebook scores tracks, not Gaussians, so a query costs one pass over the map's track column.
+codebook scores its prototypes, not Gaussians, so a query costs one pass over a code column.
+
+Pixels within ``boundary_abstain_frac`` x image width of a segment boundary do not vote in either mode: masks bleed
+onto the background and erode at their edges.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import cv2
 import numpy as np
 
 from langgs_ros.config import MappingConfig
@@ -39,6 +43,21 @@ def lerf_margin(features: np.ndarray, query: np.ndarray, negatives: np.ndarray) 
     """cos(f, q) - max_k cos(f, n_k) for unit-norm rows ``features`` [N, D]."""
     neg = features @ negatives.T if len(negatives) else np.zeros((len(features), 1), np.float32)
     return features @ query - neg.max(axis=1)
+
+
+def boundary_band(ids: np.ndarray, frac: float) -> np.ndarray:
+    """bool [H, W]: pixels within ``round(frac * W)`` pixels (Chebyshev) of a change of segment id."""
+    px = int(round(frac * ids.shape[1]))
+    edge = np.zeros(ids.shape, np.uint8)
+    if px <= 0:
+        return edge.astype(bool)
+    edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
+    edge[:, :-1] |= ids[:, 1:] != ids[:, :-1]
+    edge[1:, :] |= ids[1:, :] != ids[:-1, :]
+    edge[:-1, :] |= ids[1:, :] != ids[:-1, :]
+    if px > 1:
+        edge = cv2.dilate(edge, np.ones((2 * px - 1, 2 * px - 1), np.uint8))
+    return edge.astype(bool)
 
 
 class Relevance:
@@ -58,19 +77,18 @@ class Relevance:
         return idx, self._margins[level][idx]
 
 
-class _TrackRelevance(Relevance):
-    """Relevance scored per track: ``track_margin[level][t]``, the last slot being track -1."""
+class _CodeRelevance(Relevance):
+    """Relevance scored per codebook entry: Gaussian i at a level has ``margin[codes[i, level]]``."""
 
-    def __init__(self, track_margin: list[np.ndarray], present: list[np.ndarray], tracks: np.ndarray) -> None:
-        self._track_margin = track_margin
-        self._tracks = tracks
-        self.best = np.array([tm[:-1][p].max() if p.any() else -np.inf for tm, p in zip(track_margin, present)])
+    def __init__(self, code_margin: np.ndarray, present: list[np.ndarray], codes: np.ndarray) -> None:
+        self._margin = np.append(code_margin, -np.inf).astype(np.float32)  # last slot: code -1
+        self._codes = codes
+        self.best = np.array([code_margin[p].max() if p.any() else -np.inf for p in present])
 
     def matching(self, level: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        track_margin = self._track_margin[level]
-        column = self._tracks[:, level]
-        idx = np.flatnonzero((track_margin >= threshold)[column])
-        return idx, track_margin[column[idx]]
+        column = self._codes[:, level]
+        idx = np.flatnonzero((self._margin >= threshold)[column])
+        return idx, self._margin[column[idx]]
 
 
 class SemanticField(ABC):
@@ -119,30 +137,25 @@ class CodebookField(SemanticField):
             lr=config.codebook_lr, pull=config.codebook_pull, push=config.codebook_push,
             margin=config.codebook_margin, replay_size=config.replay_size, seed=seed)
         self.track_counts = [np.zeros((0, config.codebook_size), np.int32) for _ in LEVELS]
-        self._codes: dict[int, np.ndarray] = {}
         self._present: tuple[int, int, list[np.ndarray]] | None = None  # (id(gmap), revision, per level)
 
     def attach(self, gmap: GaussianMap) -> None:
         gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
+        gmap.add_field("codes", np.int16, (N_LEVELS,), fill=-1)
         gmap.add_field("votes", np.uint8, (N_LEVELS,))
 
-    def track_codes(self, level: int) -> np.ndarray:
-        """[tracks] prototype index of each track of ``level`` (-1: none yet).
+    def track_codes(self, level: int, tracks: np.ndarray) -> np.ndarray:
+        """Codebook entry of each of ``tracks`` at ``level`` (-1: no votes yet).
 
         A track's code is the prototype closest to the vote-weighted mean of the prototypes its
-        features chose, so votes split among near-duplicate prototypes still add up. Cached until
-        the next keyframe.
+        features chose, so votes split among near-duplicate prototypes still add up.
         """
-        cached = self._codes.get(level)
-        if cached is not None:
-            return cached
-        counts = self.track_counts[level][:, : self.codebook.size].astype(np.float32)
-        protos = self.codebook.normalized()
-        code = np.full(len(counts), -1, np.int64)
+        counts = self.track_counts[level][tracks, : self.codebook.size].astype(np.float32)
+        code = np.full(len(tracks), -1, np.int64)
         voted = counts.sum(axis=1) > 0
         if voted.any():
+            protos = self.codebook.normalized()
             code[voted] = ((counts[voted] @ protos) @ protos.T).argmax(axis=1)
-        self._codes[level] = code
         return code
 
     def _associate(self, s: np.ndarray, tracks: np.ndarray, is_new: np.ndarray, n_seg: int, level: int) -> np.ndarray:
@@ -169,8 +182,7 @@ class CodebookField(SemanticField):
 
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray) -> None:
-        tracks_all, votes_all = gmap["tracks"], gmap["votes"]
-        self._codes.clear()
+        tracks_all, codes_all, votes_all = gmap["tracks"], gmap["codes"], gmap["votes"]
         self._present = None
         for level in range(N_LEVELS):
             emb = seg.embeddings[level]
@@ -182,39 +194,39 @@ class CodebookField(SemanticField):
             proto = self.codebook.assign(emb)
             np.add.at(self.track_counts[level], (seg_track, proto), 1)
             self.codebook.remember(emb, seg_track * N_LEVELS + level)
-            # streaming majority vote (Boyer-Moore) of each observed Gaussian's track; a view in
-            # which the Gaussian lies in no segment votes for "no track" (-1)
-            observed_track = np.where(s >= 0, seg_track[np.maximum(s, 0)], -1)
-            cur, votes = tracks, votes_all[idx, level].astype(np.int16)
-            same = cur == observed_track
+            seg_code = self.track_codes(level, seg_track)
+            inside = s >= 0
+            observed_track = np.where(inside, seg_track[np.maximum(s, 0)], -1)
+            observed_code = np.where(inside, seg_code[np.maximum(s, 0)], -1)
+            vote = np.ones(idx.size, bool)
+            if self.config.boundary_abstain_frac > 0:  # pixels near a mask edge do not vote
+                vote = ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
+            # tracks follow the newest view (they only serve association with the next one); codes
+            # are a streaming majority vote (Boyer-Moore) over views, "in no segment" voting -1
+            tracks_all[idx, level] = np.where(vote, observed_track, tracks)
+            cur, votes = codes_all[idx, level], votes_all[idx, level].astype(np.int16)
+            same = cur == observed_code
             take = ~same & (votes == 0)
             votes = np.where(same, np.minimum(votes + 1, 255), np.where(take, 1, votes - 1))
-            tracks_all[idx, level] = np.where(take, observed_track, cur)
-            votes_all[idx, level] = votes.astype(np.uint8)
+            codes_all[idx, level] = np.where(vote & take, observed_code, cur)
+            votes_all[idx, level] = np.where(vote, votes, votes_all[idx, level]).astype(np.uint8)
         self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
 
-    def _tracks_present(self, gmap: GaussianMap) -> list[np.ndarray]:
-        """Per level, bool [tracks]: does any Gaussian carry the track (cached per map revision)."""
+    def _codes_present(self, gmap: GaussianMap) -> list[np.ndarray]:
+        """Per level, bool [codebook size]: does any Gaussian carry the code (cached per map revision)."""
         key = (id(gmap), gmap.revision)
         if self._present is None or self._present[:2] != key:
-            tracks = gmap["tracks"]
+            n = self.codebook.size
             present = []
             for level in range(N_LEVELS):
-                n = len(self.track_counts[level])
-                col = tracks[:, level]
+                col = gmap["codes"][:, level]
                 present.append(np.bincount(col[col >= 0], minlength=n)[:n] > 0)
             self._present = (*key, present)
         return self._present[2]
 
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
-        proto_margin = lerf_margin(self.codebook.normalized(), query, negatives)
-        track_margin = []
-        for level in range(N_LEVELS):
-            code = self.track_codes(level)
-            margin = np.full(len(code) + 1, -np.inf, np.float32)  # last slot: track -1
-            margin[:-1][code >= 0] = proto_margin[code[code >= 0]]
-            track_margin.append(margin)
-        return _TrackRelevance(track_margin, self._tracks_present(gmap), gmap["tracks"])
+        code_margin = lerf_margin(self.codebook.normalized(), query, negatives)
+        return _CodeRelevance(code_margin, self._codes_present(gmap), gmap["codes"])
 
     def state(self) -> dict[str, np.ndarray]:
         state = {"codebook_prototypes": self.codebook.state()["prototypes"]}
@@ -225,12 +237,13 @@ class CodebookField(SemanticField):
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.codebook.load_state(arrays["codebook_prototypes"])
         self.track_counts = [arrays[f"track_counts_{name}"].astype(np.int32) for name in LEVELS]
-        self._codes.clear()
         self._present = None
 
     def validate(self, gmap: GaussianMap) -> None:
-        if "tracks" not in gmap:
-            raise ValueError("codebook map without per-Gaussian tracks")
+        if "tracks" not in gmap or "codes" not in gmap:
+            raise ValueError("codebook map without per-Gaussian tracks and codes")
+        if len(gmap) and gmap["codes"].max() >= self.codebook.size:
+            raise ValueError(f"Gaussian codes exceed the {self.codebook.size} stored prototypes")
         for level, counts in enumerate(self.track_counts):
             if len(gmap) and gmap["tracks"][:, level].max() >= len(counts):
                 raise ValueError(f"Gaussian tracks exceed the {len(counts)} stored {LEVELS[level]} tracks")
@@ -240,6 +253,10 @@ class AverageField(SemanticField):
     """Per-Gaussian running average of segment embeddings (baseline)."""
 
     mode = "average"
+
+    def __init__(self, dim: int, config: MappingConfig) -> None:
+        super().__init__(dim)
+        self.config = config
 
     def attach(self, gmap: GaussianMap) -> None:
         gmap.add_field("features", np.float16, (N_LEVELS, self.dim))
@@ -254,11 +271,15 @@ class AverageField(SemanticField):
                 continue
             # a view in which the Gaussian lies in no segment contributes a zero embedding
             s = seg.levels[level][v, u]
+            sel = idx
+            if self.config.boundary_abstain_frac > 0:  # pixels near a mask edge do not vote
+                keep = ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
+                sel, s = idx[keep], s[keep]
             observed = np.where((s >= 0)[:, None], emb[np.maximum(s, 0)], 0.0)
-            w = weights[idx, level].astype(np.float32)[:, None]
-            mean = (features[idx, level].astype(np.float32) * w + observed) / (w + 1)
-            features[idx, level] = mean.astype(np.float16)
-            weights[idx, level] = np.minimum(w[:, 0] + 1, 65535).astype(np.uint16)
+            w = weights[sel, level].astype(np.float32)[:, None]
+            mean = (features[sel, level].astype(np.float32) * w + observed) / (w + 1)
+            features[sel, level] = mean.astype(np.float16)
+            weights[sel, level] = np.minimum(w[:, 0] + 1, 65535).astype(np.uint16)
 
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
         out = []
@@ -284,5 +305,5 @@ def create_field(mode: str, dim: int, config: MappingConfig, seed: int = 0) -> S
     if mode == "codebook":
         return CodebookField(dim, config, seed=seed)
     if mode == "average":
-        return AverageField(dim)
+        return AverageField(dim, config)
     raise ValueError(f"unknown fusion mode '{mode}' (codebook or average)")
