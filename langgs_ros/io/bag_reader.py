@@ -20,15 +20,8 @@ import numpy as np
 from langgs_ros.config import InputConfig
 from langgs_ros.errors import BagError, InputError
 from langgs_ros.io.frame_source import SourceStats
-from langgs_ros.io.image_codec import (
-    CameraModel,
-    camera_model_from_info,
-    decode_color,
-    decode_compressed_color,
-    decode_depth,
-    decode_instances,
-    stamp_to_ns,
-)
+from langgs_ros.io.frame_builder import build_frame
+from langgs_ros.io.image_codec import CameraModel, camera_model_from_info, stamp_to_ns
 from langgs_ros.io.tf_buffer import TransformBuffer, TransformLookupError
 from langgs_ros.types import Frame
 
@@ -219,32 +212,7 @@ class BagFrameReader:
         pose = self._pose(frame_id, stamp)
         if isinstance(pose, str):
             return pose
-        try:
-            rgb = decode_compressed_color(color_msg) if self._color_compressed else decode_color(color_msg)
-        except InputError as exc:
-            return f"color: {exc}"
-        K = model.intrinsics
-        if rgb.shape[:2] != (K.height, K.width):
-            return f"color image {rgb.shape[1]}x{rgb.shape[0]} does not match CameraInfo {K.width}x{K.height}"
-        depth = instances = None
-        if depth_msg is not None:
-            try:
-                depth = decode_depth(depth_msg, self.config.min_depth_m, self.config.max_depth_m)
-            except InputError as exc:
-                return f"depth: {exc}"
-            if depth.shape != rgb.shape[:2]:
-                return "depth image size differs from color (not registered to color)"
-            depth = model.undistort(depth, nearest=True)
-        if inst_msg is not None:
-            try:
-                instances = decode_instances(inst_msg)
-            except InputError as exc:
-                return f"instances: {exc}"
-            if instances.shape != rgb.shape[:2]:
-                return "instance image size differs from color"
-            instances = model.undistort(instances, nearest=True)
-        return Frame(stamp_ns=stamp, frame_id=frame_id, rgb=model.undistort(rgb), intrinsics=K,
-                     T_world_cam=pose, depth=depth, instances=instances, labels=dict(self.labels))
+        return build_frame(color_msg, depth_msg, inst_msg, model, pose, self.config, self.labels)
 
     def frames(self) -> Iterator[Frame]:
         """Yield usable frames in stamp order; skipped ones are counted in ``stats``."""

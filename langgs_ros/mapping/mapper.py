@@ -67,6 +67,20 @@ class Mapper:
         self.keyframe_poses: list[np.ndarray] = []
         self.keyframe_stamps: list[int] = []
 
+    def adopt(self, gmap: GaussianMap, field: SemanticField | None) -> None:
+        """Continue mapping on a loaded map; raises InputError if its semantics do not fit."""
+        if (field is None) != (self.field is None):
+            have = "no semantics" if field is None else "semantics"
+            raise InputError(f"the saved map has {have}, the mapper was set up "
+                             f"{'without' if self.field is None else 'with'} a semantic backend")
+        if field is not None and self.backend is not None and (field.mode != self.config.fusion
+                                                               or field.dim != self.backend.dim):
+            raise InputError(f"the saved map uses {field.mode} fusion of {field.dim}-d features; the mapper "
+                             f"is set up for {self.config.fusion} fusion of {self.backend.dim}-d features")
+        self.gmap, self.field = gmap, field
+        if field is not None:
+            field.attach(gmap)  # restores the fill values of its per-Gaussian fields
+
     def integrate(self, frame: Frame) -> IntegrationStats:
         """Add a frame; only keyframes change the map. Raises InputError for unusable frames."""
         if frame.depth is None:

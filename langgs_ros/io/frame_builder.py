@@ -1,0 +1,58 @@
+"""One :class:`~langgs_ros.types.Frame` from synchronised image messages, a camera model and a pose.
+
+Shared by the bag reader and the ROS node, so both accept and reject exactly the same input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from langgs_ros.config import InputConfig
+from langgs_ros.errors import InputError
+from langgs_ros.io.image_codec import (CameraModel, decode_color, decode_compressed_color, decode_depth,
+                                       decode_instances, stamp_to_ns)
+from langgs_ros.types import Frame
+
+__all__ = ["build_frame"]
+
+
+def build_frame(color_msg: Any, depth_msg: Any | None, inst_msg: Any | None, model: CameraModel,
+                T_world_cam: np.ndarray, config: InputConfig, labels: dict[int, str] | None = None  # noqa: N803
+                ) -> Frame | str:
+    """Decode and undistort; returns the frame, or a one-line reason why the input is unusable.
+
+    ``color_msg`` is a sensor_msgs/Image or CompressedImage (told apart by its ``format`` field);
+    ``T_world_cam`` [4, 4] is the pose of the image's optical frame in the fixed frame.
+    """
+    stamp = stamp_to_ns(color_msg.header.stamp)
+    frame_id = str(color_msg.header.frame_id).lstrip("/")
+    if not np.all(np.isfinite(T_world_cam)):
+        return "no pose: non-finite transform"
+    try:
+        rgb = decode_compressed_color(color_msg) if hasattr(color_msg, "format") else decode_color(color_msg)
+    except InputError as exc:
+        return f"color: {exc}"
+    K = model.intrinsics  # noqa: N806
+    if rgb.shape[:2] != (K.height, K.width):
+        return f"color image {rgb.shape[1]}x{rgb.shape[0]} does not match CameraInfo {K.width}x{K.height}"
+    depth = instances = None
+    if depth_msg is not None:
+        try:
+            depth = decode_depth(depth_msg, config.min_depth_m, config.max_depth_m)
+        except InputError as exc:
+            return f"depth: {exc}"
+        if depth.shape != rgb.shape[:2]:
+            return "depth image size differs from color (not registered to color)"
+        depth = model.undistort(depth, nearest=True)
+    if inst_msg is not None:
+        try:
+            instances = decode_instances(inst_msg)
+        except InputError as exc:
+            return f"instances: {exc}"
+        if instances.shape != rgb.shape[:2]:
+            return "instance image size differs from color"
+        instances = model.undistort(instances, nearest=True)
+    return Frame(stamp_ns=stamp, frame_id=frame_id, rgb=model.undistort(rgb), intrinsics=K,
+                 T_world_cam=T_world_cam, depth=depth, instances=instances, labels=dict(labels or {}))

@@ -1,0 +1,168 @@
+"""Core types -> ROS messages (and PointCloud2 -> numpy), plain Python over message fields.
+
+Every builder takes a :class:`~langgs_ros.ros.messages.MessageFactory`, so the same code makes
+rclpy messages on a robot and rosbags messages in tests. Inputs (images, CameraInfo, TF, poses)
+are decoded by :mod:`langgs_ros.io.image_codec` and :mod:`langgs_ros.io.tf_buffer`, which read
+fields only and so accept rclpy messages too. Coordinates are in the map's fixed frame (REP-105),
+metres.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from langgs_ros.query.engine import ObjectResult, QueryResult
+from langgs_ros.query.navigation import NavigationGrid
+from langgs_ros.ros.messages import MessageFactory
+
+__all__ = ["header", "pointcloud2", "pointcloud2_to_arrays", "pose_stamped", "object_mask",
+           "query_response", "marker_array", "mono8_image", "occupancy_grid", "pack_rgb"]
+
+# sensor_msgs/PointField datatypes
+_FLOAT32 = 7
+_PF_DTYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32, 6: np.uint32, 7: np.float32,
+              8: np.float64}
+
+
+def header(f: MessageFactory, stamp_ns: int, frame_id: str) -> Any:
+    """std_msgs/Header at ``stamp_ns`` nanoseconds."""
+    stamp = f.make("builtin_interfaces/msg/Time", sec=int(stamp_ns // 1_000_000_000),
+                   nanosec=int(stamp_ns % 1_000_000_000))
+    return f.make("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
+
+
+def pack_rgb(colors: np.ndarray) -> np.ndarray:
+    """[N, 3] uint8 RGB -> [N] float32 holding 0x00RRGGBB bits (PCL/RViz "rgb" field)."""
+    c = colors.astype(np.uint32)
+    return ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
+
+
+def pointcloud2(f: MessageFactory, hdr: Any, xyz: np.ndarray, rgb: np.ndarray | None = None,
+                relevance: np.ndarray | None = None) -> Any:
+    """Unorganised sensor_msgs/PointCloud2 with float32 x, y, z [, rgb (packed)] [, relevance]."""
+    columns = [("x", xyz[:, 0]), ("y", xyz[:, 1]), ("z", xyz[:, 2])]
+    if rgb is not None:
+        columns.append(("rgb", pack_rgb(rgb)))
+    if relevance is not None:
+        columns.append(("relevance", relevance))
+    n = len(xyz)
+    table = np.empty((n, len(columns)), np.float32)
+    for i, (_, values) in enumerate(columns):
+        table[:, i] = values
+    fields = [f.make("sensor_msgs/msg/PointField", name=name, offset=4 * i, datatype=_FLOAT32, count=1)
+              for i, (name, _) in enumerate(columns)]
+    step = 4 * len(columns)
+    return f.make("sensor_msgs/msg/PointCloud2", header=hdr, height=1, width=n, fields=fields,
+                  is_bigendian=False, point_step=step, row_step=step * n,
+                  data=np.frombuffer(table.astype("<f4").tobytes(), np.uint8), is_dense=True)
+
+
+def pointcloud2_to_arrays(msg: Any) -> dict[str, np.ndarray]:
+    """Each field of a little-endian PointCloud2 as an [N] array (``rgb`` unpacked to [N, 3] uint8)."""
+    if msg.is_bigendian:
+        raise ValueError("big-endian PointCloud2 is not supported")
+    n = int(msg.width) * int(msg.height)
+    raw = np.frombuffer(bytes(msg.data), np.uint8)
+    if raw.size < n * int(msg.point_step):
+        raise ValueError(f"PointCloud2 holds {raw.size} bytes, expected {n * int(msg.point_step)}")
+    rows = raw[: n * int(msg.point_step)].reshape(n, int(msg.point_step))
+    out = {}
+    for fld in msg.fields:
+        dtype = np.dtype(_PF_DTYPES[int(fld.datatype)]).newbyteorder("<")
+        cols = rows[:, int(fld.offset) : int(fld.offset) + dtype.itemsize]
+        values = np.ascontiguousarray(cols).view(dtype)[:, 0]
+        if fld.name == "rgb":
+            bits = values.view(np.uint32)
+            values = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=1).astype(np.uint8)
+        out[str(fld.name)] = values
+    return out
+
+
+def pose_stamped(f: MessageFactory, hdr: Any, position: np.ndarray, quat_xyzw: np.ndarray) -> Any:
+    """geometry_msgs/PoseStamped."""
+    pose = f.make("geometry_msgs/msg/Pose",
+                  position=f.make("geometry_msgs/msg/Point", x=float(position[0]), y=float(position[1]),
+                                  z=float(position[2])),
+                  orientation=f.make("geometry_msgs/msg/Quaternion", x=float(quat_xyzw[0]), y=float(quat_xyzw[1]),
+                                     z=float(quat_xyzw[2]), w=float(quat_xyzw[3])))
+    return f.make("geometry_msgs/msg/PoseStamped", header=hdr, pose=pose)
+
+
+def _vector(f: MessageFactory, kind: str, v: np.ndarray) -> Any:
+    return f.make(f"geometry_msgs/msg/{kind}", x=float(v[0]), y=float(v[1]), z=float(v[2]))
+
+
+def object_mask(f: MessageFactory, hdr: Any, obj: ObjectResult, label: str, colors: np.ndarray,
+                relevance: np.ndarray, max_points: int) -> Any:
+    """langgs_ros/ObjectMask of one instance; at most ``max_points`` points, evenly subsampled.
+
+    ``colors`` [M, 3] uint8 and ``relevance`` [M] belong to ``obj.points``.
+    """
+    step = max(1, int(np.ceil(len(obj.points) / max(1, max_points))))
+    cloud = pointcloud2(f, hdr, obj.points[::step], colors[::step], relevance[::step])
+    return f.make("langgs_ros/msg/ObjectMask", label=label, score=float(obj.score),
+                  centroid=_vector(f, "Point", obj.centroid), bbox_min=_vector(f, "Vector3", obj.bbox_min),
+                  bbox_max=_vector(f, "Vector3", obj.bbox_max), points=cloud)
+
+
+def query_response(f: MessageFactory, result: QueryResult, stamp_ns: int, colors: np.ndarray,
+                   relevance: list[np.ndarray], max_points: int) -> Any:
+    """langgs_ros/srv/Query response of an answer; ``colors`` [N, 3] are the map's Gaussian colours
+    and ``relevance[i]`` the relevancy of ``result.objects[i]``'s points."""
+    hdr = header(f, stamp_ns, result.frame_id)
+    objects = [object_mask(f, hdr, o, result.query, colors[o.gaussian_indices], rel, max_points)
+               for o, rel in zip(result.objects, relevance)]
+    goal = result.goal_pose
+    goal_msg = (pose_stamped(f, hdr, goal.position, goal.orientation_xyzw) if goal is not None
+                else f.make("geometry_msgs/msg/PoseStamped", header=hdr))
+    return f.make("langgs_ros/srv/Query_Response", success=True, message=result.message, objects=objects,
+                  has_goal=goal is not None, goal_pose=goal_msg)
+
+
+def marker_array(f: MessageFactory, hdr: Any, result: QueryResult, namespace: str = "query") -> Any:
+    """visualization_msgs/MarkerArray: a DELETEALL, then per object a translucent box and a label."""
+    markers = [f.make("visualization_msgs/msg/Marker", header=hdr, ns=namespace, id=0, action=3)]
+    identity = f.make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0)
+    for i, obj in enumerate(result.objects):
+        centre = (obj.bbox_min + obj.bbox_max) / 2
+        size = np.maximum(obj.bbox_max - obj.bbox_min, 0.01)
+        hue = 1.0 if i == 0 else 0.4  # the best object stands out
+        box = f.make("visualization_msgs/msg/Marker", header=hdr, ns=namespace, id=2 * i + 1, type=1, action=0,
+                     pose=f.make("geometry_msgs/msg/Pose", position=_vector(f, "Point", centre), orientation=identity),
+                     scale=_vector(f, "Vector3", size),
+                     color=f.make("std_msgs/msg/ColorRGBA", r=hue, g=0.8 * (1 - hue) + 0.2, b=0.1, a=0.35))
+        top = centre + np.array([0.0, 0.0, size[2] / 2 + 0.08])
+        text = f.make("visualization_msgs/msg/Marker", header=hdr, ns=namespace, id=2 * i + 2, type=9, action=0,
+                      pose=f.make("geometry_msgs/msg/Pose", position=_vector(f, "Point", top), orientation=identity),
+                      scale=f.make("geometry_msgs/msg/Vector3", x=0.0, y=0.0, z=0.08),
+                      color=f.make("std_msgs/msg/ColorRGBA", r=1.0, g=1.0, b=1.0, a=1.0),
+                      text=f"{result.query} #{i + 1} ({obj.score:.2f})")
+        markers += [box, text]
+    return f.make("visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def mono8_image(f: MessageFactory, hdr: Any, mask: np.ndarray) -> Any:
+    """sensor_msgs/Image mono8 of a bool mask [H, W] (255 = inside)."""
+    data = np.ascontiguousarray(mask, dtype=np.uint8) * 255
+    h, w = data.shape
+    return f.make("sensor_msgs/msg/Image", header=hdr, height=h, width=w, encoding="mono8", is_bigendian=0,
+                  step=w, data=data.reshape(-1))
+
+
+def occupancy_grid(f: MessageFactory, hdr: Any, grid: NavigationGrid) -> Any:
+    """nav_msgs/OccupancyGrid of mapped obstacles: 100 obstacle, 0 observed free floor, -1 unknown.
+
+    Grid cell (i, j) of :class:`NavigationGrid` is x-major; OccupancyGrid rows run along y.
+    """
+    cells = np.full(grid.obstacle.shape, -1, np.int8)
+    cells[grid.observed_free] = 0
+    cells[grid.obstacle] = 100
+    nx, ny = cells.shape
+    origin = np.array([grid.origin[0] - grid.resolution / 2, grid.origin[1] - grid.resolution / 2, grid.floor_z])
+    info = f.make("nav_msgs/msg/MapMetaData", map_load_time=hdr.stamp, resolution=float(grid.resolution),
+                  width=nx, height=ny,
+                  origin=f.make("geometry_msgs/msg/Pose", position=_vector(f, "Point", origin),
+                                orientation=f.make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0)))
+    return f.make("nav_msgs/msg/OccupancyGrid", header=hdr, info=info, data=cells.T.reshape(-1).copy())

@@ -1,0 +1,91 @@
+"""The mapping node's logic without rclpy: queueing and dropping, the worker, queries, save/reset."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+
+from langgs_ros.config import PipelineConfig
+from langgs_ros.evaluation import load_ground_truth
+from langgs_ros.io.bag_reader import BagFrameReader
+from langgs_ros.mapping.map_io import load_map
+from langgs_ros.query.engine import QueryEngine
+from langgs_ros.ros.mapping_runtime import LatestQueue, MappingRuntime
+
+
+def test_latest_queue_drops_the_oldest_and_never_blocks():
+    q = LatestQueue(2)
+    for i in range(5):
+        q.put(i)
+    assert q.dropped == 3 and q.get(0) == 3 and q.get(0) == 4 and q.get(0.01) is None
+    q.close()
+    assert q.get(10) is None  # returns at once once closed
+    with pytest.raises(ValueError):
+        LatestQueue(0)
+
+
+@pytest.fixture(scope="module")
+def frames(synth_bag):
+    with BagFrameReader(synth_bag.bag, PipelineConfig().input, with_instances=True) as source:
+        return list(itertools.islice(source.frames(), 0, None, 2))
+
+
+@pytest.fixture(scope="module")
+def runtime(frames):
+    rt = MappingRuntime(PipelineConfig(), "oracle", queue_size=len(frames))
+    assert rt.configure() == "new empty map"
+    for frame in frames:
+        rt.submit(frame)
+    assert rt.process_pending() == len(frames)
+    return rt
+
+
+def test_runtime_maps_and_answers_like_the_offline_engine(runtime, synth_bag, tmp_path):
+    s = runtime.status
+    assert s.frames_in == s.frames_used > 0 and s.frames_dropped == 0 and s.keyframes > 0 and s.gaussians > 0
+    label = load_ground_truth(synth_bag.ground_truth)[0]["label"]
+    answer = runtime.query(label)
+    assert answer.objects and answer.goal_pose is not None
+    runtime.save(tmp_path)
+    offline = QueryEngine(load_map(tmp_path)).query(label)  # what `langgs query` answers on the saved map
+    assert np.allclose(offline.objects[0].centroid, answer.objects[0].centroid)
+    assert np.allclose(offline.goal_pose.position, answer.goal_pose.position)
+    mask, frame = runtime.mask_in_last_view(answer)
+    assert mask.shape == frame.depth.shape and mask.any()
+
+
+def test_threshold_max_objects_and_odd_queries(runtime, synth_bag):
+    label = load_ground_truth(synth_bag.ground_truth)[0]["label"]
+    assert len(runtime.query(label, max_objects=1).objects) == 1
+    strict = runtime.query(label, threshold=0.999999)
+    assert not strict.objects and "nothing in the map matches" in strict.message
+    for bad in ("", "   ", "x" * 500):
+        assert not runtime.query(bad).objects
+    assert "threshold" in runtime.query(label, threshold=1.5).message
+
+
+def test_worker_thread_drops_when_busy_and_reset_empties_the_map(frames, tmp_path):
+    rt = MappingRuntime(PipelineConfig(), "oracle", queue_size=1)
+    rt.configure()
+    rt.start()
+    for frame in frames:  # faster than a keyframe takes: most wait, the oldest are dropped
+        rt.submit(frame)
+    deadline = time.time() + 60
+    while rt.status.frames_used + rt.status.frames_dropped < len(frames) and time.time() < deadline:
+        time.sleep(0.05)
+    rt.stop()
+    s = rt.status
+    assert s.frames_dropped > 0 and s.frames_used + s.frames_dropped == len(frames) and s.gaussians > 0
+    saved = s.gaussians
+    rt.save(tmp_path)
+    rt.reset()
+    assert rt.status.gaussians == 0 and rt.query("table").message == "the map is empty"
+    # a restarted node continues on the saved map
+    again = MappingRuntime(PipelineConfig(), "oracle")
+    assert again.configure(tmp_path).startswith(f"loaded {saved} Gaussians")
+    wrong = MappingRuntime(PipelineConfig(), "none")
+    with pytest.raises(Exception, match="semantics"):
+        wrong.configure(tmp_path)
