@@ -1,4 +1,4 @@
-"""pip install -e .  (the ROS 2 build uses package.xml + CMakeLists.txt instead)."""
+"""pip install -e .  (the library and CLI; the ROS 2 build uses package.xml + CMakeLists.txt)."""
 
 from pathlib import Path
 
@@ -37,6 +37,9 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/langgs_ros"]),
         ("share/langgs_ros", ["package.xml"]),
         ("share/langgs_ros/config", [str(p) for p in sorted(Path("config").glob("*.yaml"))]),
+        ("share/langgs_ros/launch", [str(p) for p in sorted(Path("launch").glob("*.launch.py"))]),
+        ("share/langgs_ros/msg", [str(p) for p in sorted(Path("msg").glob("*.msg"))]),
+        ("share/langgs_ros/srv", [str(p) for p in sorted(Path("srv").glob("*.srv"))]),
     ],
     entry_points={"console_scripts": ["langgs = langgs_ros.cli:entrypoint"]},
 )

@@ -37,6 +37,7 @@ class ObjectResult:
     bbox_min: np.ndarray
     bbox_max: np.ndarray
     gaussian_indices: np.ndarray
+    relevance: np.ndarray | None = None  # [M] relevancy sigmoid(margin / T) of each point
 
     def to_json(self, max_points: int) -> dict[str, Any]:
         """JSON-ready dict; at most ``max_points`` points, evenly subsampled."""
@@ -150,10 +151,11 @@ class QueryEngine:
         for cluster in clusters:
             idx, m = mask[cluster], mask_margin[cluster]
             pts = np.take(means, idx, axis=0)
-            score = float(np.mean(1.0 / (1.0 + np.exp(-m / cfg.temperature))))
+            point_rel = (1.0 / (1.0 + np.exp(-m / cfg.temperature))).astype(np.float32)
+            score = float(point_rel.mean())
             lo, hi, centroid = column_bounds(pts)
             objects.append(ObjectResult(score=score, points=pts, centroid=centroid, bbox_min=lo, bbox_max=hi,
-                                        gaussian_indices=idx))
+                                        gaussian_indices=idx, relevance=point_rel))
             # rank by the unsaturated mean margin; within 0.01 of it, the larger instance first
             rank_keys.append((round(float(m.mean()), 2), idx.size))
         order = sorted(range(len(objects)), key=lambda i: rank_keys[i], reverse=True)

@@ -1,0 +1,322 @@
+"""``mapping_node``: a lifecycle node that maps RGB-D streams into a semantic Gaussian map and
+serves ``/query``. The map lives in this process; the query service shares it (no copy).
+
+Lifecycle: configure = parameters validated, backend and map (``map_path``) loaded; activate =
+subscriptions, services and timers start; deactivate = they stop; cleanup = the map is saved if
+``save_on_shutdown`` and released. All work on frames runs on the runtime's worker thread behind
+a bounded latest-wins queue, so callbacks and services never wait for mapping.
+
+Topics (relative names, remap as needed): ``color/image_raw`` (sensor_msgs/Image or, with
+``input.color_topic`` ending in ``/compressed``, CompressedImage), ``aligned_depth/image_raw``,
+``color/camera_info``; poses from TF (``input.fixed_frame`` -> image frame). The defaults come from
+``input.*_topic`` parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.duration import Duration
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
+
+from langgs_ros.errors import LangGSError
+from langgs_ros.geometry import make_transform, quat_xyzw_to_matrix
+from langgs_ros.io.frame_builder import build_frame
+from langgs_ros.io.image_codec import camera_model_from_info
+from langgs_ros.ros import conversions as cv
+from langgs_ros.ros.mapping_runtime import MappingRuntime
+from langgs_ros.ros.messages import RclpyMessages
+from langgs_ros.ros.parameters import config_from_parameters, parameter_table
+
+__all__ = ["MappingNode", "main"]
+
+
+class MappingNode(LifecycleNode):
+    """See the module docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("mapping_node", **kwargs)
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        for name, default, description in parameter_table():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        self.messages = RclpyMessages()
+        self.runtime: MappingRuntime | None = None
+        self._camera_model = None
+        self._camera_lock = threading.Lock()
+        self._handles: list[Any] = []
+        self._sync = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            config = config_from_parameters({n: self._param(n) for n, _, _ in parameter_table() if "." in n})
+            semantics = str(self._param("semantics"))
+            if semantics not in ("clip", "oracle", "none"):
+                raise LangGSError(f"parameter semantics must be clip, oracle or none, not '{semantics}'")
+            if semantics == "oracle":
+                self.get_logger().warn("semantics:=oracle reads ground-truth instances; synthetic data only")
+            self.config = config
+            self.runtime = MappingRuntime(config, semantics, queue_size=int(self._param("queue_size")))
+            note = self.runtime.configure(str(self._param("map_path")) or None)
+        except LangGSError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        from tf2_ros import Buffer, TransformListener
+
+        self.tf_buffer = Buffer()
+        self.tf_listener = TransformListener(self.tf_buffer, self)
+        self.get_logger().info(f"configured ({semantics} semantics): {note}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        import message_filters
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+        from std_msgs.msg import String
+        from std_srvs.srv import Trigger
+
+        from langgs_ros.srv import Query
+
+        cfg = self.config.input
+        frames_group = MutuallyExclusiveCallbackGroup()
+        services_group = ReentrantCallbackGroup()
+        color_type = CompressedImage if cfg.color_topic.endswith("/compressed") else Image
+        subs = [message_filters.Subscriber(self, color_type, cfg.color_topic, qos_profile=qos_profile_sensor_data,
+                                           callback_group=frames_group),
+                message_filters.Subscriber(self, Image, cfg.depth_topic, qos_profile=qos_profile_sensor_data,
+                                           callback_group=frames_group)]
+        if self.runtime.semantics == "oracle":
+            subs.append(message_filters.Subscriber(self, Image, cfg.instances_topic,
+                                                   qos_profile=qos_profile_sensor_data, callback_group=frames_group))
+            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+            self._handles.append(self.create_subscription(String, cfg.labels_topic, self._on_labels, latched))
+        self._labels: dict[int, str] = {}
+        self._sync = message_filters.ApproximateTimeSynchronizer(subs, queue_size=10,
+                                                                 slop=float(self._param("sync_slop_s")))
+        self._sync.registerCallback(self._on_images)
+        self._filter_subs = subs
+        self._handles += [
+            self.create_subscription(CameraInfo, cfg.camera_info_topic, self._on_camera_info, qos_profile_sensor_data),
+            self.create_subscription(String, "/query_text", self._on_query_text, 10, callback_group=services_group),
+            self.create_service(Query, "/query", self._on_query, callback_group=services_group),
+            self.create_service(Trigger, "~/save_map", self._on_save, callback_group=services_group),
+            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services_group),
+        ]
+        self._make_publishers()
+        rate = float(self._param("map_publish_rate_hz"))
+        if rate > 0:
+            self._handles.append(self.create_timer(1.0 / rate, self._publish_map, callback_group=services_group))
+        self._handles.append(self.create_timer(1.0 / max(1e-3, float(self._param("status_rate_hz"))),
+                                               self._publish_status, callback_group=services_group))
+        self.runtime.start()
+        self.get_logger().info(f"active: color {cfg.color_topic}, depth {cfg.depth_topic}, "
+                               f"camera_info {cfg.camera_info_topic}, fixed frame {cfg.fixed_frame}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _make_publishers(self) -> None:
+        from geometry_msgs.msg import PoseStamped
+        from nav_msgs.msg import OccupancyGrid
+        from sensor_msgs.msg import Image, PointCloud2
+        from std_msgs.msg import String
+        from visualization_msgs.msg import MarkerArray
+
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_map = self.create_publisher(PointCloud2, "~/map_cloud", latched)
+        self.pub_status = self.create_publisher(String, "~/status", 10)
+        self.pub_objects = self.create_publisher(MarkerArray, "/query/objects", latched)
+        self.pub_mask = self.create_publisher(PointCloud2, "/query/mask", latched)
+        self.pub_goal = self.create_publisher(PoseStamped, "/query/goal_pose", latched)
+        self.pub_mask_image = self.create_publisher(Image, "/query/mask_image", latched)
+        self.pub_grid = (self.create_publisher(OccupancyGrid, "~/occupancy", latched)
+                         if self._param("publish_occupancy_grid") else None)
+        self._publishers = [p for p in (self.pub_map, self.pub_status, self.pub_objects, self.pub_mask,
+                                        self.pub_goal, self.pub_mask_image, self.pub_grid) if p is not None]
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        if self.runtime is not None:
+            self.runtime.stop()
+        for handle in self._handles:
+            self._destroy(handle)
+        for sub in getattr(self, "_filter_subs", []):
+            self.destroy_subscription(sub.sub)
+        for pub in getattr(self, "_publishers", []):
+            self.destroy_publisher(pub)
+        self._handles, self._filter_subs, self._publishers, self._sync = [], [], [], None
+        return TransitionCallbackReturn.SUCCESS
+
+    def _destroy(self, handle: Any) -> None:
+        for kind in ("subscription", "service", "timer"):
+            if type(handle).__name__.lower() == kind:
+                getattr(self, f"destroy_{kind}")(handle)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._save_if_configured()
+        self.runtime = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        if self.runtime is not None:
+            self.runtime.stop()
+        self._save_if_configured()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _save_if_configured(self) -> None:
+        path = str(self._param("map_path"))
+        if self.runtime is not None and path and self._param("save_on_shutdown"):
+            try:
+                self.get_logger().info(f"map saved to {self.runtime.save(path)}")
+            except (LangGSError, OSError) as exc:
+                self.get_logger().error(f"could not save the map to {path}: {exc}")
+
+    # -- input ------------------------------------------------------------------------------
+    def _on_labels(self, msg: Any) -> None:
+        try:
+            self._labels = {int(k): str(v) for k, v in json.loads(msg.data).items()}
+        except (ValueError, AttributeError) as exc:
+            self.get_logger().warn(f"ignoring labels message that is not JSON {{id: label}}: {exc}")
+
+    def _on_camera_info(self, msg: Any) -> None:
+        try:
+            model = camera_model_from_info(msg)
+        except LangGSError as exc:
+            self.runtime.reject(f"camera_info: {exc}")
+            return
+        with self._camera_lock:
+            self._camera_model = model
+
+    def _on_images(self, color: Any, depth: Any, instances: Any = None) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return
+        with self._camera_lock:
+            model = self._camera_model
+        if model is None:
+            self._reject(f"no CameraInfo received on {self.config.input.camera_info_topic} yet")
+            return
+        frame_id = str(color.header.frame_id).lstrip("/")
+        try:
+            tf = self.tf_buffer.lookup_transform(self.config.input.fixed_frame, frame_id, Time.from_msg(color.header.stamp),
+                                                 timeout=Duration(seconds=float(self._param("tf_timeout_s"))))
+        except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
+            self._reject(f"no pose {self.config.input.fixed_frame} <- {frame_id}: {exc}")
+            return
+        t, q = tf.transform.translation, tf.transform.rotation
+        pose = make_transform(quat_xyzw_to_matrix([q.x, q.y, q.z, q.w]), np.array([t.x, t.y, t.z]))
+        frame = build_frame(color, depth, instances, model, pose, self.config.input, self._labels)
+        if isinstance(frame, str):
+            self._reject(frame)
+            return
+        runtime.submit(frame)
+
+    def _reject(self, reason: str) -> None:
+        self.runtime.reject(reason)
+        self.get_logger().warn(f"frame skipped: {reason}", throttle_duration_sec=5.0)
+
+    # -- output -----------------------------------------------------------------------------
+    def _stamp_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _publish_map(self) -> None:
+        xyz, rgb = self.runtime.map_points(int(self._param("map_publish_max_points")))
+        hdr = cv.header(self.messages, self._stamp_ns(), self.config.input.fixed_frame)
+        self.pub_map.publish(cv.pointcloud2(self.messages, hdr, xyz, rgb))
+        if self.pub_grid is not None and len(xyz):
+            with self.runtime._lock:  # noqa: SLF001 - the grid is built from the live map
+                grid = self.runtime._engine_for_map().grid  # noqa: SLF001
+            self.pub_grid.publish(cv.occupancy_grid(self.messages, hdr, grid))
+
+    def _publish_status(self) -> None:
+        from std_msgs.msg import String
+
+        s = self.runtime.status
+        self.pub_status.publish(String(data=json.dumps({
+            "frames_in": s.frames_in, "frames_used": s.frames_used, "frames_dropped": s.frames_dropped,
+            "frames_rejected": s.frames_rejected, "keyframes": s.keyframes, "gaussians": s.gaussians,
+            "last_update_ms": None if np.isnan(s.last_update_ms) else round(s.last_update_ms, 1),
+            "last_error": s.last_error})))
+
+    def _answer(self, text: str, threshold: float, max_objects: int) -> Any:
+        threshold = threshold or float(self._param("default_threshold"))
+        max_objects = max_objects or int(self._param("default_max_objects"))
+        result = self.runtime.query(text, threshold, max_objects)
+        colors = self.runtime.colors()
+        relevance = [o.relevance for o in result.objects]
+        stamp = self._stamp_ns()
+        f = self.messages
+        response = cv.query_response(f, result, stamp, colors, relevance, int(self._param("answer_max_points")))
+        hdr = cv.header(f, stamp, result.frame_id)
+        self.pub_objects.publish(cv.marker_array(f, hdr, result))
+        if result.objects:
+            best = result.objects[0]
+            self.pub_mask.publish(cv.pointcloud2(f, hdr, best.points, colors[best.gaussian_indices]))
+        if result.goal_pose is not None:
+            self.pub_goal.publish(response.goal_pose)
+        view = self.runtime.mask_in_last_view(result)
+        if view is not None:
+            mask, frame = view
+            self.pub_mask_image.publish(cv.mono8_image(f, cv.header(f, frame.stamp_ns, frame.frame_id), mask))
+        self.get_logger().info(f"query '{result.query}': {result.message}")
+        return response
+
+    def _on_query(self, request: Any, response: Any) -> Any:
+        answer = self._answer(request.text, float(request.threshold), int(request.max_objects))
+        for name in ("success", "message", "objects", "has_goal", "goal_pose"):
+            setattr(response, name, getattr(answer, name))
+        return response
+
+    def _on_query_text(self, msg: Any) -> None:
+        self._answer(msg.data, 0.0, 0)
+
+    def _on_save(self, request: Any, response: Any) -> Any:
+        path = str(self._param("map_path"))
+        if not path:
+            response.success, response.message = False, "parameter map_path is empty; set it to a directory"
+            return response
+        try:
+            response.success, response.message = True, f"saved {self.runtime.save(Path(path))}"
+        except (LangGSError, OSError) as exc:
+            response.success, response.message = False, f"could not save the map: {exc}"
+        return response
+
+    def _on_reset(self, request: Any, response: Any) -> Any:
+        try:
+            self.runtime.reset()
+            response.success, response.message = True, "map cleared"
+        except LangGSError as exc:
+            response.success, response.message = False, str(exc)
+        return response
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``ros2 run langgs_ros mapping_node``; the launch file drives the lifecycle."""
+    rclpy.init(args=args)
+    node = MappingNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""ROS parameters of the mapping node: one per configuration field, with its docstring as the
+description, plus the node's own settings. rclpy-free, so CI checks the table."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+from functools import cache
+from typing import Any
+
+from langgs_ros.config import InputConfig, MappingConfig, PipelineConfig, QueryConfig, load_config
+
+__all__ = ["NODE_PARAMETERS", "parameter_table", "config_from_parameters"]
+
+SECTIONS: dict[str, type] = {"input": InputConfig, "mapping": MappingConfig, "query": QueryConfig}
+
+NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
+    "semantics": ("clip", "2D semantics backend: clip (SAM/SAM2 + OpenCLIP), oracle (ground-truth "
+                          "instances, synthetic data only) or none (geometry only)"),
+    "map_path": ("", "Directory of map.npz: loaded at configure if present, written by ~/save_map"),
+    "save_on_shutdown": (False, "Save the map to map_path when the node is cleaned up or shut down"),
+    "queue_size": (2, "Frames waiting for the mapping worker; when full the oldest is dropped"),
+    "tf_timeout_s": (0.1, "How long a frame waits for its camera pose in TF, seconds"),
+    "map_publish_rate_hz": (0.5, "Rate of the map PointCloud2 on ~/map_cloud (0 = off)"),
+    "map_publish_max_points": (200000, "Most Gaussians in ~/map_cloud (evenly subsampled)"),
+    "status_rate_hz": (1.0, "Rate of the JSON status on ~/status"),
+    "publish_occupancy_grid": (False, "Publish the mapped obstacles as nav_msgs/OccupancyGrid on ~/occupancy"),
+    "default_threshold": (0.0, "Least relevancy (0..1) of a mask Gaussian when a request gives 0; 0 = config"),
+    "default_max_objects": (5, "Objects per answer when a request gives 0"),
+    "answer_max_points": (5000, "Most points per object in answers"),
+    "sync_slop_s": (0.02, "Approximate-time pairing window of color and depth, seconds"),
+}
+
+
+@cache
+def _docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (the string literal after each field) of a config dataclass."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def parameter_table(config: PipelineConfig | None = None) -> list[tuple[str, Any, str]]:
+    """(name, default, description) of every node parameter; config fields as ``section.field``."""
+    config = config or PipelineConfig()
+    rows = [(name, default, doc) for name, (default, doc) in NODE_PARAMETERS.items()]
+    for section, cls in SECTIONS.items():
+        values = getattr(config, section)
+        docs = _docs(cls)
+        for fld in dataclasses.fields(cls):
+            rows.append((f"{section}.{fld.name}", getattr(values, fld.name), docs.get(fld.name, "")))
+    return rows
+
+
+def config_from_parameters(values: dict[str, Any]) -> PipelineConfig:
+    """PipelineConfig from ``section.field`` parameter values; raises ConfigError on bad values."""
+    nested: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        section, _, key = name.partition(".")
+        if section in SECTIONS and key:
+            nested.setdefault(section, {})[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return load_config(None, nested)

@@ -1,0 +1,26 @@
+"""ros2 launch langgs_ros replay.launch.py bag:=PATH [semantics:=oracle] [rate:=1.0] [map_path:=DIR]
+
+Plays a bag with ``ros2 bag play --clock`` and runs mapping.launch.py with use_sim_time.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    mapping = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare("langgs_ros"), "launch",
+                                                            "mapping.launch.py"])),
+        launch_arguments={"use_sim_time": "true", "semantics": LaunchConfiguration("semantics"),
+                          "map_path": LaunchConfiguration("map_path")}.items())
+    play = ExecuteProcess(cmd=["ros2", "bag", "play", LaunchConfiguration("bag"), "--clock",
+                               "--rate", LaunchConfiguration("rate")], output="screen")
+    return LaunchDescription([
+        DeclareLaunchArgument("bag", description="Bag directory to replay (mcap or sqlite3)"),
+        DeclareLaunchArgument("semantics", default_value="clip", description="clip, oracle or none"),
+        DeclareLaunchArgument("rate", default_value="1.0", description="Playback rate"),
+        DeclareLaunchArgument("map_path", default_value="", description="Where ~/save_map writes"),
+        mapping, play])
