@@ -31,6 +31,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["langgs_ros", "langgs_ros.*"]),
+    package_data={"langgs_ros.semantics": ["model_configs/*.json"]},
     install_requires=REQUIREMENTS,
     extras_require={"test": TEST_REQUIREMENTS},
     data_files=[  # for colcon (ament_python): package index marker, manifest, launch and config files

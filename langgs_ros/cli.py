@@ -1,7 +1,8 @@
 """``langgs``: build semantic Gaussian maps from bags and query them by text, without ROS.
 
 Subcommands: ``synth`` (synthetic scene bag), ``replay`` (bag or frame folder -> map),
-``query`` (map + text -> objects and goal pose), ``demo`` (all three on the bundled scene).
+``query`` (map + text -> objects and goal pose), ``demo`` (all three on the bundled scene),
+``models`` (the SAM/SAM2/OpenCLIP weights the config selects, and where they go).
 Expected failures print ``error: ...`` and exit with status 2; nothing prints a traceback.
 """
 
@@ -63,6 +64,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     per_kf = 1000 * sum(summary.keyframe_seconds) / max(1, len(summary.keyframe_seconds))
     _log(f"[replay] done in {summary.seconds:.1f} s: {summary.keyframes} keyframes, {summary.gaussians} Gaussians, "
          f"{per_kf:.0f} ms per keyframe")
+    if summary.stage_seconds:
+        n = max(1, summary.keyframes)
+        stages = "  ".join(f"{k} {1000 * v / n:.0f} ms" for k, v in summary.stage_seconds.items())
+        _log(f"[replay] semantics per keyframe: {stages}")
+    gpu = f", GPU {summary.peak_gpu_mb:.0f} MiB" if summary.peak_gpu_mb else ""
+    _log(f"[replay] peak memory: RSS {summary.peak_rss_mb:.0f} MiB{gpu}")
     _log("[replay] " + summary.source.summary().replace("\n", "\n[replay] "))
     _log(f"[replay] map written to {summary.map_path}")
     return 0
@@ -96,6 +103,28 @@ def _cmd_query(args: argparse.Namespace) -> int:
         print("  goal: none")
     if args.png:
         print(f"  picture: {args.png}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from langgs_ros.semantics.models import model_files
+
+    config = _config(args)
+    files = model_files(config.models)
+    for f in files:
+        state = "present" if f.present else "MISSING"
+        print(f"{f.role:28s} {f.architecture:32s} {state:8s} {f.path}")
+        if not f.present:
+            print(f"{'':28s} get it from: {f.source}")
+    if args.check:
+        from langgs_ros.semantics.backend import create_backend
+
+        create_backend("clip", models=config.models)  # raises a LangGSError naming a bad file
+        print("all models load")
+    elif not all(f.present for f in files):
+        _log("some weights are missing: `langgs replay --semantics clip` will stop at start-up; "
+             "put the files where listed or set their paths under 'models:' in a --config file")
+        return 1
     return 0
 
 
@@ -153,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", type=Path, help="also draw the map from above with the answer")
     p.add_argument("--config", type=Path, help="YAML/JSON config file (query section)")
     p.set_defaults(func=_cmd_query)
+
+    p = sub.add_parser("models", help="list the SAM/SAM2/OpenCLIP weights the config selects and where they go")
+    p.add_argument("--config", type=Path, help="YAML/JSON config file (models section)")
+    p.add_argument("--check", action="store_true", help="also load every model (start-up check)")
+    p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("demo", help="synthesise the bundled scene, build its map and answer a query")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="working directory")

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from langgs_ros.errors import ConfigError
 
@@ -24,6 +24,7 @@ __all__ = [
     "MappingConfig",
     "OracleNoiseConfig",
     "QueryConfig",
+    "ModelsConfig",
     "PipelineConfig",
     "load_config",
     "config_to_dict",
@@ -162,6 +163,62 @@ class QueryConfig:
 
 
 @dataclass
+class ModelsConfig:
+    """The SAM/SAM2 + OpenCLIP semantic backend ('clip'): models, weights, devices, batching.
+
+    Weights are read only from local files or the libraries' own caches; nothing is downloaded
+    unless ``allow_download`` is set. ``langgs models`` lists what is configured and present.
+    """
+
+    mask_model: Literal["sam", "sam2"] = "sam2"
+    """Mask generator: segment-anything ('sam') or SAM 2 ('sam2')."""
+    sam_model_type: str = "vit_b"
+    """SAM architecture: vit_b, vit_l, vit_h (or tiny_test, random weights for tests)."""
+    sam_checkpoint: str = "~/.cache/langgs_ros/sam_vit_b_01ec64.pth"
+    """SAM checkpoint file (from github.com/facebookresearch/segment-anything)."""
+    sam2_model_type: str = "sam2.1_hiera_tiny"
+    """SAM 2 architecture: sam2.1_hiera_{tiny,small,base_plus,large} (or tiny_test)."""
+    sam2_checkpoint: str = "~/.cache/langgs_ros/sam2.1_hiera_tiny.pt"
+    """SAM 2 checkpoint file (from github.com/facebookresearch/sam2)."""
+    clip_model: str = "ViT-B-16"
+    """open_clip model name (any of open_clip.list_models(), or tiny_test)."""
+    clip_pretrained: str = "laion2b_s34b_b88k"
+    """open_clip weights: a local checkpoint file, or a pretrained tag found in ``clip_cache_dir``."""
+    clip_cache_dir: str = ""
+    """Cache directory of open_clip/Hugging Face downloads; empty = the library default."""
+    allow_download: bool = False
+    """Let open_clip fetch missing weights from the hub (off: robots run offline)."""
+    points_per_side: int = 32
+    """Prompt grid of the mask generator (points_per_side^2 points at the nearest view)."""
+    prompt_patches: int = 8
+    """GAGS prompt density is decided per patch of a prompt_patches x prompt_patches grid."""
+    max_prompt_factor: float = 4.0
+    """GAGS eq. 1: at most this many times the base prompt density in a patch."""
+    pred_iou_thresh: float = 0.8
+    """Masks with a lower predicted IoU are dropped."""
+    stability_score_thresh: float = 0.9
+    """Masks with a lower stability score are dropped."""
+    min_mask_region_frac: float = 0.0005
+    """Masks smaller than this fraction of the image are dropped."""
+    mask_batch: int = 64
+    """Prompt points per mask-decoder batch."""
+    feature_kinds: Literal["both", "region", "context"] = "both"
+    """CLIP features per segment: region-specific (crop, background blanked), context-aware (dense
+    features pooled in the mask), or both (each query uses the kind with the higher relevancy)."""
+    clip_batch: int = 32
+    """Region crops per CLIP batch."""
+    association: Literal["geometric", "sam2"] = "geometric"
+    """Cross-view segment association: project the map (geometric), or SAM 2 video propagation
+    from the previous keyframe (IoU > mapping.association_iou keeps the id)."""
+    image_long_side: int = 640
+    """Images are resized so their long side is at most this many pixels before segmentation."""
+    device: str = "auto"
+    """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:N."""
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """Autocast precision of the image encoders: auto = bf16 on CUDA if supported, fp32 on CPU."""
+
+
+@dataclass
 class PipelineConfig:
     """All settings of a replay."""
 
@@ -169,10 +226,12 @@ class PipelineConfig:
     mapping: MappingConfig = field(default_factory=MappingConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
     oracle: OracleNoiseConfig = field(default_factory=OracleNoiseConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
 
 
 def _update_dataclass(obj: Any, values: dict[str, Any], where: str) -> None:
     fields = {f.name: f for f in dataclasses.fields(obj)}
+    hints = get_type_hints(type(obj))
     for key, value in values.items():
         if key not in fields:
             raise ConfigError(f"unknown key '{where}{key}' (known: {', '.join(sorted(fields))})")
@@ -189,6 +248,9 @@ def _update_dataclass(obj: Any, values: dict[str, Any], where: str) -> None:
             raise ConfigError(
                 f"'{where}{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
             )
+        if get_origin(hints[key]) is Literal and value not in get_args(hints[key]):
+            choices = ", ".join(map(str, get_args(hints[key])))
+            raise ConfigError(f"'{where}{key}' must be one of {choices}, got {value!r}")
         setattr(obj, key, value)
 
 

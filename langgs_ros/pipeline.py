@@ -41,6 +41,12 @@ class ReplaySummary:
     seconds: float
     keyframe_seconds: list[float] = field(default_factory=list)
     map_path: Path | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Semantic backend time per stage (masks, embeddings, association), seconds in total."""
+    peak_rss_mb: float = 0.0
+    """Peak resident memory of the process, MiB."""
+    peak_gpu_mb: float = 0.0
+    """Peak CUDA memory allocated by torch, MiB (0 without CUDA)."""
 
 
 def open_source(path: str | Path, config: PipelineConfig, with_instances: bool,
@@ -92,7 +98,7 @@ def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,
 def replay(path: str | Path, out_dir: str | Path, semantics: str, config: PipelineConfig,
            progress: Callable[[ReplayProgress], None] | None = None) -> ReplaySummary:
     """Build a map from ``path`` with the ``semantics`` backend and save it to ``out_dir``."""
-    backend = create_backend(semantics, config.oracle)
+    backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou)
     with open_source(path, config, with_instances=semantics == "oracle") as source:
         mapper = Mapper(config.mapping, backend, seed=config.oracle.seed)
         summary = build_map(source, mapper, progress)
@@ -106,4 +112,21 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
                "frames_used": summary.source.frames_used, "frames_seen": summary.source.frames_seen,
                "skipped": dict(summary.source.skipped)})
     summary.map_path = save_map(out_dir, data)
+    summary.stage_seconds = dict(getattr(backend, "stage_seconds", {}))
+    summary.peak_rss_mb, summary.peak_gpu_mb = peak_memory_mb()
     return summary
+
+
+def peak_memory_mb() -> tuple[float, float]:
+    """(peak resident memory of this process, peak CUDA memory allocated by torch), MiB."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    if sys.platform == "darwin":
+        rss /= 1024.0  # bytes on macOS
+    gpu = 0.0
+    torch = sys.modules.get("torch")  # only if something already uses torch
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        gpu = torch.cuda.max_memory_allocated() / 2**20
+    return rss, gpu

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 
 
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
+def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "langgs_ros", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 def assert_clean_failure(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -81,9 +82,13 @@ def test_oracle_needs_instances(small_bag, tmp_path):
     assert_clean_failure(proc, "/camera/instances")
 
 
-def test_default_semantics_is_not_the_oracle(small_bag, tmp_path):
-    proc = run_cli("replay", small_bag(), "--out", tmp_path / "m")
-    assert_clean_failure(proc, "clip", "--semantics oracle")
+def test_default_semantics_is_the_real_backend_and_needs_its_weights(small_bag, tmp_path):
+    # the default is SAM 2 + OpenCLIP, never the oracle; without weights it stops at start-up
+    home = str(tmp_path / "home")  # an empty home: no cached weights
+    proc = run_cli("replay", small_bag(), "--out", tmp_path / "m",
+                   env={**os.environ, "HOME": home, "HF_HOME": home, "XDG_CACHE_HOME": home})
+    assert_clean_failure(proc, "weights", "langgs models")
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])

@@ -17,6 +17,9 @@ Two modes behind one interface:
 Relevance of a query (text embedding q, canonical negatives n_k) is the LERF margin
 ``cos(f, q) - max_k cos(f, n_k)`` per Gaussian, ``-inf`` where a Gaussian has no semantics. The
 codebook scores its prototypes, not Gaussians, so a query costs one pass over a code column.
+Embeddings may hold several feature kinds side by side (GSemSplat's region-specific and
+context-aware CLIP features, each D-dimensional, concatenated / sqrt(K)); a query then uses the
+kind whose best margin is higher (:func:`kind_margins`, :func:`best_kind`).
 
 Pixels within ``boundary_abstain_frac`` x image width of a segment boundary do not vote in either mode: masks bleed
 onto the background and erode at their edges.
@@ -34,7 +37,8 @@ from langgs_ros.mapping.codebook import ContrastiveCodebook
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.semantics.backend import LEVELS, Segmentation
 
-__all__ = ["SemanticField", "Relevance", "CodebookField", "AverageField", "create_field", "lerf_margin"]
+__all__ = ["SemanticField", "Relevance", "CodebookField", "AverageField", "create_field", "lerf_margin",
+           "kind_margins", "best_kind"]
 
 N_LEVELS = len(LEVELS)
 
@@ -43,6 +47,28 @@ def lerf_margin(features: np.ndarray, query: np.ndarray, negatives: np.ndarray) 
     """cos(f, q) - max_k cos(f, n_k) for unit-norm rows ``features`` [N, D]."""
     neg = features @ negatives.T if len(negatives) else np.zeros((len(features), 1), np.float32)
     return features @ query - neg.max(axis=1)
+
+
+def kind_margins(features: np.ndarray, query: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """[K, N] LERF margins of each feature kind of ``features`` [N, K * D] (``query`` is [D])."""
+    d = query.shape[0]
+    kinds = features.shape[1] // d
+    if kinds * d != features.shape[1]:
+        raise ValueError(f"features of width {features.shape[1]} do not hold kinds of the query's width {d}")
+    if kinds == 1:
+        return lerf_margin(features, query, negatives)[None]
+    out = np.empty((kinds, len(features)), np.float32)
+    for k in range(kinds):
+        part = features[:, k * d:(k + 1) * d]
+        part = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-6)
+        out[k] = lerf_margin(part, query, negatives)
+    return out
+
+
+def best_kind(margins: np.ndarray, valid: np.ndarray | None = None) -> int:
+    """Index of the kind (row of ``margins``) whose highest margin over ``valid`` columns is higher."""
+    m = margins if valid is None else margins[:, valid]
+    return int(np.argmax(m.max(axis=1))) if m.size else 0
 
 
 def boundary_band(ids: np.ndarray, frac: float) -> np.ndarray:
@@ -138,6 +164,7 @@ class CodebookField(SemanticField):
             margin=config.codebook_margin, replay_size=config.replay_size, seed=seed)
         self.track_counts = [np.zeros((0, config.codebook_size), np.int32) for _ in LEVELS]
         self._present: tuple[int, int, list[np.ndarray]] | None = None  # (id(gmap), revision, per level)
+        self._external: list[dict[int, int]] = [{} for _ in LEVELS]  # tracker id -> track, per level
 
     def attach(self, gmap: GaussianMap) -> None:
         gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
@@ -173,11 +200,23 @@ class CodebookField(SemanticField):
             iou = inter / (seg_area[ps] + track_area[pt] - inter)
             good = iou > self.config.association_iou
             assigned[ps[good]] = pt[good]  # at most one track can pass 0.5 per segment
+        return self._new_tracks(assigned, level)
+
+    def _new_tracks(self, assigned: np.ndarray, level: int) -> np.ndarray:
+        """Give every -1 entry of ``assigned`` a new track of ``level``."""
         new = np.flatnonzero(assigned < 0)
-        assigned[new] = n_tracks + np.arange(new.size)
+        assigned[new] = len(self.track_counts[level]) + np.arange(new.size)
         if new.size:
             grown = np.zeros((new.size, self.config.codebook_size), np.int32)
             self.track_counts[level] = np.vstack([self.track_counts[level], grown])
+        return assigned
+
+    def _tracker_tracks(self, external: np.ndarray, level: int) -> np.ndarray:
+        """Tracks of segments that carry a tracker's stable ids (e.g. SAM 2 propagation)."""
+        known = self._external[level]
+        assigned = np.array([known.get(int(e), -1) for e in external], np.int64)
+        assigned = self._new_tracks(assigned, level)
+        known.update((int(e), int(t)) for e, t in zip(external, assigned))
         return assigned
 
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
@@ -190,7 +229,10 @@ class CodebookField(SemanticField):
                 continue
             s = seg.levels[level][v, u]
             tracks = tracks_all[idx, level]
-            seg_track = self._associate(s, tracks, is_new, len(emb), level)
+            if seg.tracks is not None:
+                seg_track = self._tracker_tracks(seg.tracks[level], level)
+            else:
+                seg_track = self._associate(s, tracks, is_new, len(emb), level)
             proto = self.codebook.assign(emb)
             np.add.at(self.track_counts[level], (seg_track, proto), 1)
             self.codebook.remember(emb, seg_track * N_LEVELS + level)
@@ -225,8 +267,10 @@ class CodebookField(SemanticField):
         return self._present[2]
 
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
-        code_margin = lerf_margin(self.codebook.normalized(), query, negatives)
-        return _CodeRelevance(code_margin, self._codes_present(gmap), gmap["codes"])
+        present = self._codes_present(gmap)
+        margins = kind_margins(self.codebook.normalized(), query, negatives)
+        code_margin = margins[best_kind(margins, np.logical_or.reduce(present))]
+        return _CodeRelevance(code_margin, present, gmap["codes"])
 
     def state(self) -> dict[str, np.ndarray]:
         state = {"codebook_prototypes": self.codebook.state()["prototypes"]}
@@ -284,15 +328,16 @@ class AverageField(SemanticField):
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
         out = []
         chunk = 65536
+        kinds = self.dim // query.shape[0]
         for level in range(N_LEVELS):
-            margin = np.full(len(gmap), -np.inf, np.float32)
+            margin = np.full((kinds, len(gmap)), -np.inf, np.float32)
             for start in range(0, len(gmap), chunk):
                 f = gmap["features"][start : start + chunk, level].astype(np.float32)
                 norm = np.linalg.norm(f, axis=1, keepdims=True)
                 ok = (gmap["weights"][start : start + chunk, level] > 0) & (norm[:, 0] > 1e-6)
-                m = lerf_margin(f / np.maximum(norm, 1e-6), query, negatives)
-                margin[start : start + chunk][ok] = m[ok]
-            out.append(margin)
+                m = kind_margins(f / np.maximum(norm, 1e-6), query, negatives)
+                margin[:, start : start + chunk][:, ok] = m[:, ok]
+            out.append(margin[best_kind(margin)])
         return Relevance(out)
 
     def validate(self, gmap: GaussianMap) -> None:

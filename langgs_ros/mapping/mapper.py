@@ -23,7 +23,7 @@ from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixe
 from langgs_ros.mapping.fusion import SemanticField, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframes import KeyframeSelector
-from langgs_ros.semantics.backend import SemanticBackend
+from langgs_ros.semantics.backend import SegmentationGuidance, SemanticBackend
 from langgs_ros.types import Frame
 
 __all__ = ["IntegrationStats", "Mapper"]
@@ -62,6 +62,7 @@ class Mapper:
         if backend is not None:
             self.field = create_field(config.fusion, backend.dim, config, seed=seed)
             self.field.attach(self.gmap)
+        self._attach_guidance_fields()
         self.selector = KeyframeSelector(config.keyframe_translation_m, config.keyframe_rotation_deg)
         self.n_keyframes = 0
         self.keyframe_poses: list[np.ndarray] = []
@@ -80,6 +81,28 @@ class Mapper:
         self.gmap, self.field = gmap, field
         if field is not None:
             field.attach(gmap)  # restores the fill values of its per-Gaussian fields
+        self._attach_guidance_fields()
+
+    def _attach_guidance_fields(self) -> None:
+        if self.backend is not None and self.backend.uses_depth_guidance:
+            # nearest depth each Gaussian was observed from (m), for GAGS prompt density
+            self.gmap.add_field("min_depth", np.float16, (), fill=np.inf)
+
+    def _guidance(self, frame: Frame, vis: _Visibility, new_idx: np.ndarray, new_depth: np.ndarray) -> SegmentationGuidance:
+        """GAGS eq. 1 input: (D / MD)^2 at the pixels of visible Gaussians; updates MD."""
+        md = self.gmap["min_depth"]
+        d = frame.depth[vis.visible_v, vis.visible_u]
+        h, w = frame.depth.shape
+        stride = self.config.pixel_stride
+        ratio = np.full((h // stride, w // stride), np.nan, np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (d / md[vis.visible_idx].astype(np.float32)) ** 2
+        ok = np.isfinite(r)
+        ratio[np.minimum(vis.visible_v[ok] // stride, ratio.shape[0] - 1),
+              np.minimum(vis.visible_u[ok] // stride, ratio.shape[1] - 1)] = np.maximum(r[ok], 1.0)
+        md[vis.visible_idx] = np.fmin(md[vis.visible_idx], d.astype(np.float16))
+        md[new_idx] = new_depth.astype(np.float16)
+        return SegmentationGuidance(depth_ratio=ratio)
 
     def integrate(self, frame: Frame) -> IntegrationStats:
         """Add a frame; only keyframes change the map. Raises InputError for unusable frames."""
@@ -105,8 +128,11 @@ class Mapper:
         gm["last_seen"][new_idx] = kf
         sem_start = time.perf_counter()
         if self.field is not None and self.backend is not None:
-            seg = self.backend.segment(frame)
             cu, cv = px.grid.sample_pixels()
+            guidance = None
+            if self.backend.uses_depth_guidance:
+                guidance = self._guidance(frame, vis, new_idx, px.depth.reshape(-1)[new_cells])
+            seg = self.backend.segment(frame, guidance)
             idx = np.concatenate([vis.visible_idx, new_idx])
             u = np.concatenate([vis.visible_u, cu.reshape(-1)[new_cells]])
             v = np.concatenate([vis.visible_v, cv.reshape(-1)[new_cells]])

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from langgs_ros.config import QueryConfig
+from langgs_ros.config import ModelsConfig, QueryConfig, load_config
+from langgs_ros.errors import ConfigError
 from langgs_ros.geometry import column_bounds, normals_from_quat_wxyz
 from langgs_ros.mapping.map_io import MapData
 from langgs_ros.query.instances import cluster_points
@@ -74,6 +75,15 @@ class QueryResult:
                 "message": self.message}
 
 
+def _models_config(data: MapData) -> ModelsConfig:
+    """The model settings the map was built with (saved with it), for its text encoder."""
+    saved = data.extra.get("config", {}).get("models") if isinstance(data.extra, dict) else None
+    try:
+        return load_config(overrides={"models": saved}).models if isinstance(saved, dict) else ModelsConfig()
+    except ConfigError:
+        return ModelsConfig()
+
+
 class QueryEngine:
     """Queries one loaded map; caches text embeddings and the navigation grid."""
 
@@ -83,7 +93,7 @@ class QueryEngine:
         self.config = config or QueryConfig()
         self.encoder = text_encoder
         if self.encoder is None and data.field is not None:
-            self.encoder = create_text_encoder(data.semantics)
+            self.encoder = create_text_encoder(data.semantics, _models_config(data))
         self._text_cache: dict[str, np.ndarray] = {}
         self._grid: NavigationGrid | None = None
         self._negatives = self._embed_many(self.config.negatives) if self.encoder else None

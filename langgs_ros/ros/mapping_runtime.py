@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from langgs_ros.config import OracleNoiseConfig, PipelineConfig
+from langgs_ros.config import OracleNoiseConfig, PipelineConfig, config_to_dict
 from langgs_ros.errors import InputError, LangGSError
 from langgs_ros.geometry import invert_transform, project, transform_points
 from langgs_ros.mapping.map_io import MapData, load_map, save_map
@@ -105,7 +105,7 @@ class MappingRuntime:
     def configure(self, map_path: str | Path | None = None) -> str:
         """Create the backend and an empty map, or load ``map_path`` if it holds one. Returns a
         one-line description; raises LangGSError with a clear message on failure."""
-        backend = create_backend(self.semantics, self._noise) if self.semantics != "none" else None
+        backend = create_backend(self.semantics, self._noise, self.config.models, self.config.mapping.association_iou)
         mapper = Mapper(self.config.mapping, backend)
         note = "new empty map"
         if map_path and (Path(map_path) / "map.npz").exists():
@@ -187,7 +187,8 @@ class MappingRuntime:
     def _map_data(self) -> MapData:
         assert self.mapper is not None
         return MapData(gmap=self.mapper.gmap, field=self.mapper.field, semantics=self.semantics,
-                       fixed_frame=self.config.input.fixed_frame)
+                       fixed_frame=self.config.input.fixed_frame,
+                       extra={"config": config_to_dict(self.config)})
 
     def query(self, text: str, threshold: float = 0.0, max_objects: int = 0) -> QueryResult:
         """Answer ``text`` on the current map. ``threshold``: least relevancy (0..1) of a mask
@@ -213,7 +214,8 @@ class MappingRuntime:
         assert self.mapper is not None
         key = (len(self.mapper.gmap), self.mapper.gmap.revision)
         if self._engine is None or self._engine_key != key:
-            encoder = self._engine.encoder if self._engine is not None else None
+            backend = self.mapper.backend
+            encoder = backend.text_encoder if backend is not None else None
             self._engine = QueryEngine(self._map_data(), self.config.query, encoder)
             self._engine_key = key
         return self._engine

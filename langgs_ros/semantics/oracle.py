@@ -16,7 +16,7 @@ import numpy as np
 
 from langgs_ros.config import OracleNoiseConfig
 from langgs_ros.errors import InputError
-from langgs_ros.semantics.backend import LEVELS, Segmentation, SemanticBackend, TextEncoder
+from langgs_ros.semantics.backend import LEVELS, Segmentation, SegmentationGuidance, SemanticBackend, TextEncoder
 from langgs_ros.types import Frame
 
 __all__ = ["TokenTextEncoder", "OracleBackend", "tokenize"]
@@ -79,7 +79,7 @@ class OracleBackend(SemanticBackend):
     def _label_embedding(self, label: str) -> np.ndarray:
         return self.text_encoder.encode([label])[0]
 
-    def segment(self, frame: Frame) -> Segmentation:
+    def segment(self, frame: Frame, guidance: SegmentationGuidance | None = None) -> Segmentation:
         if frame.instances is None:
             raise InputError("the oracle backend needs ground-truth instance ids for every frame")
         inst = frame.instances.astype(np.int32)

@@ -1,0 +1,176 @@
+"""Multi-granularity masks from SAM or SAM 2 prompted by a point grid (CCL-LGS, GAGS).
+
+Each prompt point yields SAM's three multimask outputs, which are ordered by granularity
+(subpart, part, whole). Masks are filtered by predicted IoU, stability and size, de-duplicated
+by box NMS on predicted IoU x stability, then painted into three non-overlapping id maps as in
+CCL-LGS's two-level merging: subpart+part (smaller masks on top), part alone, whole+part (larger
+masks on top). With a map, GAGS eq. 1 sets the prompt density per image patch from the ratio of
+the observed depth to the nearest depth the map has seen that surface from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from langgs_ros.config import ModelsConfig
+
+__all__ = ["MaskSet", "PointPromptMasks", "prompt_points", "paint_non_overlapping", "merge_levels"]
+
+
+@dataclass
+class MaskSet:
+    """Candidate masks of one image (all granularities)."""
+
+    masks: np.ndarray
+    """[M, H, W] bool."""
+    granularity: np.ndarray
+    """[M] int: 0 subpart, 1 part, 2 whole (SAM's multimask output index)."""
+    score: np.ndarray
+    """[M] float: predicted IoU x stability score."""
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> MaskSet:
+        return cls(np.zeros((0, height, width), bool), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+
+def prompt_points(height: int, width: int, points_per_side: int, depth_ratio: np.ndarray | None = None,
+                  patches: int = 8, max_factor: float = 4.0) -> np.ndarray:
+    """[N, 2] prompt points (x, y) in pixels.
+
+    Without ``depth_ratio`` a regular ``points_per_side`` grid. With it (per pixel D^2 / MD^2 >= 1,
+    NaN where unknown; any resolution), GAGS eq. 1: each of ``patches`` x ``patches`` patches gets
+    n_P = mean(ratio) * n points, n = its share of the base grid, capped at ``max_factor`` * n.
+    """
+    if depth_ratio is None:
+        from segment_anything.utils.amg import build_point_grid
+
+        return build_point_grid(points_per_side) * np.array([width, height], np.float64)
+    base = (points_per_side / patches) ** 2
+    rh, rw = depth_ratio.shape
+    points = []
+    for i in range(patches):
+        for j in range(patches):
+            cell = depth_ratio[i * rh // patches:(i + 1) * rh // patches, j * rw // patches:(j + 1) * rw // patches]
+            known = cell[np.isfinite(cell)]
+            ratio = float(np.clip(known.mean(), 1.0, max_factor)) if known.size else 1.0
+            side = max(1, int(round(np.sqrt(base * ratio))))
+            offs = (np.arange(side) + 0.5) / side
+            x0, x1 = j * width / patches, (j + 1) * width / patches
+            y0, y1 = i * height / patches, (i + 1) * height / patches
+            xs, ys = np.meshgrid(x0 + offs * (x1 - x0), y0 + offs * (y1 - y0))
+            points.append(np.stack([xs.ravel(), ys.ravel()], axis=1))
+    return np.concatenate(points)
+
+
+def paint_non_overlapping(masks: np.ndarray, order: np.ndarray, min_keep: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Paint ``masks[order]`` in turn (later on top) into one id map.
+
+    Returns ([H, W] int32 ids 0..S-1, -1 = none; [S] index into ``masks`` of each id). A mask
+    keeping less than ``min_keep`` of its area after painting is dropped.
+    """
+    h, w = masks.shape[1:]
+    canvas = np.full((h, w), -1, np.int64)
+    for m in order:
+        canvas[masks[m]] = m
+    present, counts = np.unique(canvas[canvas >= 0], return_counts=True)
+    areas = masks[present].reshape(len(present), -1).sum(axis=1)
+    kept = present[counts >= min_keep * np.maximum(areas, 1)]
+    lut = np.full(len(masks) + 1, -1, np.int32)
+    lut[kept + 1] = np.arange(kept.size, dtype=np.int32)
+    return lut[canvas + 1], kept
+
+
+def merge_levels(candidates: MaskSet) -> list[tuple[np.ndarray, np.ndarray]]:
+    """CCL-LGS two-level merging: [(ids, source mask index)] for subpart, part and whole levels."""
+    n, h, w = candidates.masks.shape
+    if n == 0:
+        return [(np.full((h, w), -1, np.int32), np.zeros(0, np.int64)) for _ in range(3)]
+    area = candidates.masks.reshape(n, -1).sum(axis=1)
+    g = candidates.granularity
+    levels = []
+    for members, small_on_top in (((0, 1), True), ((1,), True), ((2, 1), False)):
+        idx = np.flatnonzero(np.isin(g, members))
+        order = idx[np.argsort(-area[idx] if small_on_top else area[idx], kind="stable")]
+        levels.append(paint_non_overlapping(candidates.masks, order))
+    return levels
+
+
+class PointPromptMasks:
+    """Prompted multimask generation over a SAM ``SamPredictor`` or SAM 2 ``SAM2ImagePredictor``."""
+
+    def __init__(self, model: object, config: ModelsConfig, autocast: object = None) -> None:
+        self.config = config
+        self.autocast = autocast
+        if type(model).__name__ == "Sam":
+            from segment_anything import SamPredictor
+
+            self.predictor = SamPredictor(model)
+            self._sam2 = False
+        else:
+            from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+            self.predictor = SAM2ImagePredictor(model)
+            # the predictor assumes a 1024 px model; its backbone feature sizes follow image_size
+            size = int(model.image_size)
+            self.predictor._bb_feat_sizes = [(size // 4, size // 4), (size // 8, size // 8), (size // 16, size // 16)]
+            self._sam2 = True
+
+    def _autocast(self):  # noqa: ANN202 - a context manager
+        import contextlib
+
+        import torch
+
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.predictor.device.type, dtype=self.autocast)
+
+    def _predict(self, rgb_shape: tuple[int, int], points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits [B, 3, H, W] float32, predicted IoU [B, 3]) for single-point prompts."""
+        import torch
+
+        labels = np.ones((len(points), 1), np.int32)
+        if self._sam2:
+            masks, iou, _ = self.predictor.predict(point_coords=points[:, None, :], point_labels=labels,
+                                                   multimask_output=True, return_logits=True)
+            return np.asarray(masks, np.float32).reshape(len(points), 3, *rgb_shape), np.asarray(iou).reshape(-1, 3)
+        coords = self.predictor.transform.apply_coords(points[:, None, :], rgb_shape)
+        device = self.predictor.device
+        masks, iou, _ = self.predictor.predict_torch(torch.as_tensor(coords, dtype=torch.float32, device=device),
+                                                     torch.as_tensor(labels, device=device),
+                                                     multimask_output=True, return_logits=True)
+        return masks.float().cpu().numpy(), iou.float().cpu().numpy()
+
+    def generate(self, rgb: np.ndarray, points: np.ndarray) -> MaskSet:
+        """Candidate masks of ``rgb`` ([H, W, 3] uint8) for ``points`` ([N, 2] x, y pixels)."""
+        import torch
+        from segment_anything.utils.amg import calculate_stability_score
+        from torchvision.ops import batched_nms, masks_to_boxes
+
+        cfg = self.config
+        h, w = rgb.shape[:2]
+        min_area = cfg.min_mask_region_frac * h * w
+        kept_masks, kept_gran, kept_score = [], [], []
+        with torch.inference_mode(), self._autocast():
+            self.predictor.set_image(rgb)
+            for start in range(0, len(points), cfg.mask_batch):
+                logits, iou = self._predict((h, w), points[start:start + cfg.mask_batch])
+                t = torch.from_numpy(logits.reshape(-1, h, w))
+                stability = calculate_stability_score(t, 0.0, 1.0).numpy()
+                masks = (t > 0).numpy()
+                iou = iou.reshape(-1)
+                area = masks.reshape(len(masks), -1).sum(axis=1)
+                ok = (iou >= cfg.pred_iou_thresh) & (stability >= cfg.stability_score_thresh) & (area > max(min_area, 0))
+                ok &= area < h * w  # a mask of the whole image says nothing
+                kept_masks.append(masks[ok])
+                kept_gran.append(np.tile(np.arange(3), len(logits))[ok])
+                kept_score.append((iou * stability)[ok])
+        if not kept_masks or sum(len(m) for m in kept_masks) == 0:
+            return MaskSet.empty(h, w)
+        masks = np.concatenate(kept_masks)
+        gran = np.concatenate(kept_gran)
+        score = np.concatenate(kept_score).astype(np.float32)
+        boxes = masks_to_boxes(torch.from_numpy(masks)).float()
+        keep = batched_nms(boxes, torch.from_numpy(score), torch.from_numpy(gran), iou_threshold=0.7).numpy()
+        return MaskSet(masks[keep], gran[keep], score[keep])
