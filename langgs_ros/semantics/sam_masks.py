@@ -11,6 +11,7 @@ the observed depth to the nearest depth the map has seen that surface from.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -126,51 +127,59 @@ class PointPromptMasks:
             return contextlib.nullcontext()
         return torch.autocast(self.predictor.device.type, dtype=self.autocast)
 
-    def _predict(self, rgb_shape: tuple[int, int], points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits [B, 3, H, W] float32, predicted IoU [B, 3]) for single-point prompts."""
+    def _predict(self, rgb_shape: tuple[int, int], points: np.ndarray) -> tuple[Any, Any, Any]:
+        """For single-point prompts: full-resolution masks [B*3, H, W] bool, predicted IoU [B*3]
+        and low-resolution logits [B*3, h, w] covering the image (torch tensors on the CPU)."""
         import torch
 
         labels = np.ones((len(points), 1), np.int32)
         if self._sam2:
-            masks, iou, _ = self.predictor.predict(point_coords=points[:, None, :], point_labels=labels,
-                                                   multimask_output=True, return_logits=True)
-            return np.asarray(masks, np.float32).reshape(len(points), 3, *rgb_shape), np.asarray(iou).reshape(-1, 3)
-        coords = self.predictor.transform.apply_coords(points[:, None, :], rgb_shape)
-        device = self.predictor.device
-        masks, iou, _ = self.predictor.predict_torch(torch.as_tensor(coords, dtype=torch.float32, device=device),
-                                                     torch.as_tensor(labels, device=device),
+            masks, iou, low = self.predictor.predict(point_coords=points[:, None, :], point_labels=labels,
                                                      multimask_output=True, return_logits=True)
-        return masks.float().cpu().numpy(), iou.float().cpu().numpy()
+            masks, iou, low = (torch.as_tensor(np.asarray(x)) for x in (masks, iou, low))
+        else:
+            coords = self.predictor.transform.apply_coords(points[:, None, :], rgb_shape)
+            device = self.predictor.device
+            masks, iou, low = self.predictor.predict_torch(
+                torch.as_tensor(coords, dtype=torch.float32, device=device), torch.as_tensor(labels, device=device),
+                multimask_output=True, return_logits=True)
+            # SAM's low-res logits cover the padded square input; keep the image part
+            in_h, in_w = self.predictor.input_size
+            side = self.predictor.model.image_encoder.img_size
+            low = low[..., : -(-low.shape[-2] * in_h // side), : -(-low.shape[-1] * in_w // side)]
+        n = len(points) * 3
+        return ((masks > 0).reshape(n, *rgb_shape).cpu(), iou.float().reshape(n).cpu(),
+                low.float().reshape(n, *low.shape[-2:]).cpu())
 
     def generate(self, rgb: np.ndarray, points: np.ndarray) -> MaskSet:
-        """Candidate masks of ``rgb`` ([H, W, 3] uint8) for ``points`` ([N, 2] x, y pixels)."""
+        """Candidate masks of ``rgb`` ([H, W, 3] uint8) for ``points`` ([N, 2] x, y pixels).
+
+        Filtering (predicted IoU, stability, size) and box NMS run on SAM's low-resolution logits;
+        only surviving masks are kept at full resolution.
+        """
         import torch
         from segment_anything.utils.amg import calculate_stability_score
         from torchvision.ops import batched_nms, masks_to_boxes
 
         cfg = self.config
         h, w = rgb.shape[:2]
-        min_area = cfg.min_mask_region_frac * h * w
-        kept_masks, kept_gran, kept_score = [], [], []
+        kept: dict[str, Any] = {"masks": torch.zeros((0, h, w), dtype=torch.bool), "gran": torch.zeros(0, dtype=torch.long),
+                                "score": torch.zeros(0), "boxes": torch.zeros((0, 4))}
         with torch.inference_mode(), self._autocast():
             self.predictor.set_image(rgb)
             for start in range(0, len(points), cfg.mask_batch):
-                logits, iou = self._predict((h, w), points[start:start + cfg.mask_batch])
-                t = torch.from_numpy(logits.reshape(-1, h, w))
-                stability = calculate_stability_score(t, 0.0, 1.0).numpy()
-                masks = (t > 0).numpy()
-                iou = iou.reshape(-1)
-                area = masks.reshape(len(masks), -1).sum(axis=1)
-                ok = (iou >= cfg.pred_iou_thresh) & (stability >= cfg.stability_score_thresh) & (area > max(min_area, 0))
-                ok &= area < h * w  # a mask of the whole image says nothing
-                kept_masks.append(masks[ok])
-                kept_gran.append(np.tile(np.arange(3), len(logits))[ok])
-                kept_score.append((iou * stability)[ok])
-        if not kept_masks or sum(len(m) for m in kept_masks) == 0:
-            return MaskSet.empty(h, w)
-        masks = np.concatenate(kept_masks)
-        gran = np.concatenate(kept_gran)
-        score = np.concatenate(kept_score).astype(np.float32)
-        boxes = masks_to_boxes(torch.from_numpy(masks)).float()
-        keep = batched_nms(boxes, torch.from_numpy(score), torch.from_numpy(gran), iou_threshold=0.7).numpy()
-        return MaskSet(masks[keep], gran[keep], score[keep])
+                batch = points[start:start + cfg.mask_batch]
+                masks, iou, low = self._predict((h, w), batch)
+                stability = calculate_stability_score(low, 0.0, 1.0)
+                area = (low > 0).float().mean(dim=(1, 2))
+                ok = (iou >= cfg.pred_iou_thresh) & (stability >= cfg.stability_score_thresh)
+                ok &= (area > max(cfg.min_mask_region_frac, 0.0)) & (area < 1.0)  # the whole image says nothing
+                if not ok.any():
+                    continue
+                gran = torch.arange(3).repeat(len(batch))
+                new = {"masks": masks[ok], "gran": gran[ok], "score": (iou * stability)[ok],
+                       "boxes": masks_to_boxes(low[ok] > 0)}
+                kept = {k: torch.cat([kept[k], new[k]]) for k in kept}
+                keep = batched_nms(kept["boxes"], kept["score"], kept["gran"], iou_threshold=0.7)
+                kept = {k: v[keep] for k, v in kept.items()}
+        return MaskSet(kept["masks"].numpy(), kept["gran"].numpy(), kept["score"].numpy().astype(np.float32))
