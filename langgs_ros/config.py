@@ -106,6 +106,20 @@ class MappingConfig:
     boundary_abstain_frac: float = 0.005
     """Pixels closer to a segment boundary than this fraction of the image width (3 px at 640) do
     not vote for a Gaussian's semantics: masks bleed and erode at their edges (both fusion modes)."""
+    stereo_views: int = 4
+    """Color-only input: recent posed views the plane sweep compares a keyframe with."""
+    stereo_planes: int = 64
+    """Color-only input: depth planes of the sweep, uniform in inverse depth."""
+    stereo_min_depth_m: float = 0.3
+    """Color-only input: nearest plane of the sweep (m)."""
+    stereo_max_depth_m: float = 6.0
+    """Color-only input: farthest plane of the sweep (m)."""
+    stereo_scale: float = 0.5
+    """Color-only input: the sweep runs on images resized by this factor."""
+    stereo_min_confidence: float = 0.15
+    """Color-only input: pixels whose peak plane probability is lower get no depth."""
+    stereo_min_baseline_m: float = 0.05
+    """Color-only input: a source view must be this far from the keyframe (m)."""
 
 
 @dataclass

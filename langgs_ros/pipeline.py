@@ -59,13 +59,7 @@ def open_source(path: str | Path, config: PipelineConfig, with_instances: bool,
                              "use --semantics none")
         return FrameFolderReader(path, max_depth_m=config.input.max_depth_m,
                                  min_depth_m=config.input.min_depth_m, exclude=exclude)
-    source = BagFrameReader(path, config.input, with_instances=with_instances)
-    if not source.has_depth:
-        source.close()
-        raise InputError(
-            f"the bag has no depth topic '{config.input.depth_topic}'; this release maps RGB-D only "
-            "(set input.depth_topic in a --config file if depth is on another topic)")
-    return source
+    return BagFrameReader(path, config.input, with_instances=with_instances)
 
 
 def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,

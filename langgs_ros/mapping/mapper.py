@@ -23,6 +23,7 @@ from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixe
 from langgs_ros.mapping.fusion import SemanticField, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframes import KeyframeSelector
+from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, PlaneSweepDepth
 from langgs_ros.semantics.backend import SegmentationGuidance, SemanticBackend
 from langgs_ros.types import Frame
 
@@ -64,6 +65,10 @@ class Mapper:
             self.field.attach(self.gmap)
         self._attach_guidance_fields()
         self.selector = KeyframeSelector(config.keyframe_translation_m, config.keyframe_rotation_deg)
+        self.stereo = PlaneSweepDepth(PlaneSweepConfig(
+            views=config.stereo_views, planes=config.stereo_planes, min_depth_m=config.stereo_min_depth_m,
+            max_depth_m=config.stereo_max_depth_m, scale=config.stereo_scale,
+            min_confidence=config.stereo_min_confidence, min_baseline_m=config.stereo_min_baseline_m))
         self.n_keyframes = 0
         self.keyframe_poses: list[np.ndarray] = []
         self.keyframe_stamps: list[int] = []
@@ -106,15 +111,22 @@ class Mapper:
 
     def integrate(self, frame: Frame) -> IntegrationStats:
         """Add a frame; only keyframes change the map. Raises InputError for unusable frames."""
-        if frame.depth is None:
-            raise InputError("frame has no depth image; this mapper needs registered depth")
-        if frame.depth.shape != frame.rgb.shape[:2]:
+        if frame.depth is not None and frame.depth.shape != frame.rgb.shape[:2]:
             raise InputError("depth and color image sizes differ")
         if not np.all(np.isfinite(frame.T_world_cam)):
             raise InputError("frame pose is not finite")
-        if not self.selector.is_keyframe(frame.T_world_cam):
-            return IntegrationStats(keyframe=False, total=len(self.gmap))
         start = time.perf_counter()
+        if frame.depth is None:  # color only: plane-sweep depth from recent posed views
+            keyframe = self.selector.is_keyframe(frame.T_world_cam)
+            depth = self.stereo.estimate(frame) if keyframe else None
+            self.stereo.observe(frame)
+            if not keyframe:
+                return IntegrationStats(keyframe=False, total=len(self.gmap))
+            if depth is None:
+                raise InputError("color-only frame: no earlier view with enough baseline for stereo depth yet")
+            frame = frame.with_depth(depth)
+        elif not self.selector.is_keyframe(frame.T_world_cam):
+            return IntegrationStats(keyframe=False, total=len(self.gmap))
         self.selector.accept(frame.T_world_cam)
         kf = self.n_keyframes
         px = pixel_gaussians(frame, self.config.pixel_stride)

@@ -1,0 +1,120 @@
+"""Depth for color-only keyframes by plane-sweep multi-view stereo (no learned weights).
+
+As in the depth stage of MVSplat / SemanticSplat, without their networks: the reference view's
+features are compared with each recent source view warped onto D fronto-parallel planes
+(uniform in inverse depth); the cost volume (1 - local normalised cross-correlation, averaged
+over the sources that see the point) is turned into a per-pixel distribution over planes by a
+softmax, depth is its soft-argmin (expected inverse depth), and pixels whose distribution is flat
+(low peak probability) or whose patch has no texture are left invalid (NaN).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from langgs_ros.geometry import invert_transform
+from langgs_ros.types import CameraIntrinsics, Frame
+
+__all__ = ["PlaneSweepConfig", "PlaneSweepDepth", "plane_sweep_depth"]
+
+
+@dataclass
+class PlaneSweepConfig:
+    """Settings of the plane sweep (see :class:`~langgs_ros.config.MappingConfig` stereo_*)."""
+
+    views: int = 4
+    planes: int = 64
+    min_depth_m: float = 0.3
+    max_depth_m: float = 6.0
+    scale: float = 0.5
+    window: int = 7
+    temperature: float = 0.05
+    min_confidence: float = 0.15
+    min_texture: float = 4.0
+    min_baseline_m: float = 0.03
+
+
+def _normalised(gray: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(zero-mean unit-variance image over ``window`` boxes, local standard deviation)."""
+    g = gray.astype(np.float32)
+    mean = cv2.blur(g, (window, window))
+    var = np.maximum(cv2.blur(g * g, (window, window)) - mean * mean, 0.0)
+    std = np.sqrt(var)
+    return (g - mean) / np.maximum(std, 1e-3), std
+
+
+def plane_sweep_depth(ref_gray: np.ndarray, K: CameraIntrinsics, T_world_ref: np.ndarray,  # noqa: N803
+                      sources: list[tuple[np.ndarray, np.ndarray]], config: PlaneSweepConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(depth [h, w] float32 m, NaN invalid; confidence [h, w]) of ``ref_gray`` (uint8 at K's size).
+
+    ``sources``: (gray image at K's size, T_world_src) of other views of the same camera.
+    """
+    h, w = ref_gray.shape
+    ref, ref_std = _normalised(ref_gray, config.window)
+    inv = np.linspace(1.0 / config.min_depth_m, 1.0 / config.max_depth_m, config.planes)
+    depths = torch.from_numpy(1.0 / inv).float()
+    Kt = torch.tensor(K.K, dtype=torch.float32)
+    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    rays = torch.stack([u, v, torch.ones_like(u)], -1).reshape(-1, 3) @ torch.linalg.inv(Kt).T  # [P, 3]
+    box = torch.ones(1, 1, config.window, config.window) / config.window**2
+    ref_t = torch.from_numpy(ref)[None, None]
+    score_sum = torch.zeros(config.planes, h, w)
+    seen = torch.zeros(config.planes, h, w)
+    for gray, T_world_src in sources:
+        src, _ = _normalised(gray, config.window)
+        T = torch.from_numpy(invert_transform(T_world_src) @ T_world_ref).float()
+        pts = depths[:, None, None] * rays[None]  # [D, P, 3] in the reference frame
+        pts = pts @ T[:3, :3].T + T[:3, 3]
+        z = pts[..., 2]
+        uv = (pts @ Kt.T)[..., :2] / z.clamp_min(1e-6)[..., None]
+        grid = torch.stack([2 * uv[..., 0] / (w - 1) - 1, 2 * uv[..., 1] / (h - 1) - 1], -1).reshape(config.planes, h, w, 2)
+        warped = F.grid_sample(torch.from_numpy(src)[None, None].expand(config.planes, 1, h, w), grid,
+                               mode="bilinear", padding_mode="zeros", align_corners=True)
+        valid = ((grid.abs() <= 1).all(-1) & (z.reshape(config.planes, h, w) > 0)).float()
+        ncc = F.conv2d(warped * ref_t, box, padding=config.window // 2)[:, 0]  # local NCC in [-1, 1]
+        score_sum += ncc * valid
+        seen += valid
+    score = torch.where(seen > 0, score_sum / seen.clamp_min(1), torch.full_like(score_sum, -1.0))
+    prob = torch.softmax(score / config.temperature, dim=0)
+    inv_depth = (prob * torch.from_numpy(inv).float()[:, None, None]).sum(0)
+    confidence = prob.max(0).values.numpy()
+    depth = (1.0 / inv_depth).numpy().astype(np.float32)
+    bad = (confidence < config.min_confidence) | (ref_std < config.min_texture) | (seen.sum(0).numpy() == 0)
+    depth[bad] = np.nan
+    return depth, confidence
+
+
+class PlaneSweepDepth:
+    """Keeps recent posed color frames and estimates depth for a new one from them."""
+
+    def __init__(self, config: PlaneSweepConfig) -> None:
+        self.config = config
+        self._views: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=config.views)
+
+    def _gray(self, frame: Frame) -> tuple[np.ndarray, CameraIntrinsics]:
+        K = frame.intrinsics.scaled(self.config.scale) if self.config.scale != 1.0 else frame.intrinsics
+        gray = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
+        return cv2.resize(gray, (K.width, K.height), interpolation=cv2.INTER_AREA), K
+
+    def observe(self, frame: Frame) -> None:
+        """Remember ``frame`` as a source view if it moved ``min_baseline_m`` from the newest one."""
+        if self._views and np.linalg.norm(self._views[-1][1][:3, 3] - frame.T_world_cam[:3, 3]) < self.config.min_baseline_m:
+            return
+        self._views.append((self._gray(frame)[0], frame.T_world_cam.copy()))
+
+    def estimate(self, frame: Frame) -> np.ndarray | None:
+        """[H, W] float32 depth (NaN invalid) for ``frame``, or None until a source view has baseline."""
+        usable = [(g, T) for g, T in self._views
+                  if np.linalg.norm(T[:3, 3] - frame.T_world_cam[:3, 3]) >= self.config.min_baseline_m]
+        if not usable:
+            return None
+        gray, K = self._gray(frame)
+        depth, _ = plane_sweep_depth(gray, K, frame.T_world_cam, usable, self.config)
+        h, w = frame.rgb.shape[:2]
+        return cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
