@@ -50,9 +50,14 @@ def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
 
 
 def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
-                      T_cam_world: torch.Tensor, K: torch.Tensor, near: float = 0.01) -> Projected:  # noqa: N803
+                      T_cam_world: torch.Tensor, K: torch.Tensor, width: int, height: int,  # noqa: N803
+                      near: float = 0.01) -> Projected:
     """Project Gaussians (means [N, 3] m, quats [N, 4] wxyz, scales [N, 3] std-dev in m,
-    opacities [N]) with the EWA Jacobian of the pinhole model ``K`` [3, 3]."""
+    opacities [N]) with the EWA Jacobian of the pinhole model ``K`` [3, 3].
+
+    As in 3DGS / gsplat, the Jacobian is evaluated with x/z and y/z clamped to 1.3 x the
+    half field of view, so Gaussians beside the frustum do not smear across the image.
+    """
     R, t = T_cam_world[:3, :3], T_cam_world[:3, 3]
     p = means @ R.T + t
     keep = torch.nonzero(p[:, 2] > near).squeeze(1)
@@ -61,8 +66,12 @@ def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Te
     x, y, z = p.unbind(-1)
     M = quat_to_rotmat(quats) * scales[:, None, :]  # R_q S
     cov_cam = R @ (M @ M.transpose(1, 2)) @ R.T
+    lim_x = 1.3 * torch.maximum(cx, width - 1 - cx) / fx
+    lim_y = 1.3 * torch.maximum(cy, height - 1 - cy) / fy
+    xj = torch.clamp(x / z, -lim_x, lim_x) * z
+    yj = torch.clamp(y / z, -lim_y, lim_y) * z
     zeros = torch.zeros_like(z)
-    J = torch.stack([fx / z, zeros, -fx * x / z**2, zeros, fy / z, -fy * y / z**2], dim=-1).reshape(-1, 2, 3)
+    J = torch.stack([fx / z, zeros, -fx * xj / z**2, zeros, fy / z, -fy * yj / z**2], dim=-1).reshape(-1, 2, 3)
     cov2d = J @ cov_cam @ J.transpose(1, 2)
     a = cov2d[:, 0, 0] + EPS2D
     b = cov2d[:, 0, 1]

@@ -74,6 +74,6 @@ def render(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opaci
         feats, depth, alpha = _render_gsplat(means, quats, scales, opacities, features, T_cam_world, K,
                                              width, height, near)
     else:
-        proj = project_gaussians(means, quats, scales, opacities, T_cam_world, K, near)
+        proj = project_gaussians(means, quats, scales, opacities, T_cam_world, K, width, height, near)
         feats, depth, alpha = rasterize_tiles(proj, features[proj.index], width, height, tile)
     return RenderOutput(feats, depth, alpha, name)

@@ -14,7 +14,7 @@ W, H = 37, 29  # not multiples of the tile size
 
 def reference(means, quats, scales, opacities, features, T, K):  # noqa: ANN001, N803
     """Every pixel composites every Gaussian, globally sorted by depth: no tiles, no boxes."""
-    proj = project_gaussians(means, quats, scales, opacities, T, K)
+    proj = project_gaussians(means, quats, scales, opacities, T, K, W, H)
     order = torch.argsort(proj.depths)
     proj.means2d, proj.conics, proj.depths, proj.opacities = (
         proj.means2d[order], proj.conics[order], proj.depths[order], proj.opacities[order])
