@@ -9,11 +9,12 @@ import inspect
 from functools import cache
 from typing import Any
 
-from langgs_ros.config import InputConfig, MappingConfig, PipelineConfig, QueryConfig, load_config
+from langgs_ros.config import InputConfig, MappingConfig, ModelsConfig, PipelineConfig, QueryConfig, load_config
 
 __all__ = ["NODE_PARAMETERS", "parameter_table", "config_from_parameters"]
 
-SECTIONS: dict[str, type] = {"input": InputConfig, "mapping": MappingConfig, "query": QueryConfig}
+SECTIONS: dict[str, type] = {"input": InputConfig, "mapping": MappingConfig, "query": QueryConfig,
+                             "models": ModelsConfig}
 
 NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     "semantics": ("clip", "2D semantics backend: clip (SAM/SAM2 + OpenCLIP), oracle (ground-truth "
