@@ -16,6 +16,7 @@ import numpy as np
 
 from langgs_ros.config import ModelsConfig
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
+from langgs_ros.semantics.sam_masks import merge_levels, prompt_points
 from langgs_ros.types import Frame
 
 __all__ = ["FoundationBackend"]
@@ -63,8 +64,6 @@ class FoundationBackend(SemanticBackend):
                                                          interpolation=cv2.INTER_AREA)
         sh, sw = rgb.shape[:2]
         ratio = guidance.depth_ratio if guidance is not None else None
-        from langgs_ros.semantics.sam_masks import merge_levels, prompt_points
-
         start = time.perf_counter()
         points = prompt_points(sh, sw, self.config.points_per_side, ratio, self.config.prompt_patches,
                                self.config.max_prompt_factor)

@@ -31,10 +31,6 @@ class MaskSet:
     score: np.ndarray
     """[M] float: predicted IoU x stability score."""
 
-    @classmethod
-    def empty(cls, height: int, width: int) -> MaskSet:
-        return cls(np.zeros((0, height, width), bool), np.zeros(0, np.int64), np.zeros(0, np.float32))
-
 
 def prompt_points(height: int, width: int, points_per_side: int, depth_ratio: np.ndarray | None = None,
                   patches: int = 8, max_factor: float = 4.0) -> np.ndarray:
