@@ -60,7 +60,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     def progress(p: ReplayProgress) -> None:
         _log(f"[replay] frames {p.frames}  keyframes {p.keyframes}  Gaussians {p.gaussians}  {p.fps:.1f} fps")
 
-    summary = replay(args.bag, args.out, args.semantics, config, progress)
+    if args.refine:
+        _log(f"[replay] then {config.refine.iterations} refinement iterations on the last {config.refine.window} "
+             f"keyframes (refine.* in --config)")
+    summary = replay(args.bag, args.out, args.semantics, config, progress, refine=args.refine)
     per_kf = 1000 * sum(summary.keyframe_seconds) / max(1, len(summary.keyframe_seconds))
     _log(f"[replay] done in {summary.seconds:.1f} s: {summary.keyframes} keyframes, {summary.gaussians} Gaussians, "
          f"{per_kf:.0f} ms per keyframe")
@@ -68,6 +71,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         n = max(1, summary.keyframes)
         stages = "  ".join(f"{k} {1000 * v / n:.0f} ms" for k, v in summary.stage_seconds.items())
         _log(f"[replay] semantics per keyframe: {stages}")
+    if summary.refine is not None:
+        r = summary.refine
+        _log(f"[replay] refinement: {r.iterations} iterations in {r.seconds:.1f} s, loss {r.first_loss:.3f} -> "
+             f"{r.last_loss:.3f}, {r.refined} Gaussians refined, {r.densified} added, {r.pruned} pruned")
     gpu = f", GPU {summary.peak_gpu_mb:.0f} MiB" if summary.peak_gpu_mb else ""
     _log(f"[replay] peak memory: RSS {summary.peak_rss_mb:.0f} MiB{gpu}")
     _log("[replay] " + summary.source.summary().replace("\n", "\n[replay] "))
@@ -173,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML/JSON config file (sections input, mapping, query, oracle)")
     p.add_argument("--fusion", choices=["codebook", "average"], help="semantic fusion mode (default codebook)")
     p.add_argument("--noise", choices=["off", "realistic"], default="off", help="oracle noise preset")
+    p.add_argument("--refine", action="store_true",
+                   help="refine the map after the replay (refine.iterations on the last refine.window keyframes)")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("query", help="find objects matching a text in a map")

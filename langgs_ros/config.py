@@ -25,6 +25,7 @@ __all__ = [
     "OracleNoiseConfig",
     "QueryConfig",
     "ModelsConfig",
+    "RefineConfig",
     "PipelineConfig",
     "load_config",
     "config_to_dict",
@@ -233,6 +234,65 @@ class ModelsConfig:
 
 
 @dataclass
+class RefineConfig:
+    """Per-scene refinement by differentiable rendering (:mod:`langgs_ros.mapping.refine`)."""
+
+    window: int = 8
+    """Recent keyframes kept as training views (resized by ``scale``); 0 = no refinement."""
+    background_iterations_per_second: float = 1.0
+    """Node: refinement iterations per second while mapping is idle (0 = none in the background)."""
+    round_iterations: int = 10
+    """Node: most iterations per background round; a waiting frame ends a round early."""
+    iterations: int = 100
+    """``langgs replay --refine``: iterations after the replay."""
+    time_budget_s: float = 600.0
+    """Most seconds of one call of refine_map."""
+    scale: float = 0.5
+    """Training views are the keyframes resized by this factor."""
+    lr_means: float = 1e-4
+    """Adam learning rate of the means (m)."""
+    lr_scales: float = 5e-3
+    """Adam learning rate of the log-scales."""
+    lr_quats: float = 1e-3
+    """Adam learning rate of the rotations."""
+    lr_opacity: float = 2e-2
+    """Adam learning rate of the opacity logits."""
+    lr_colors: float = 1e-2
+    """Adam learning rate of the colours (0..1)."""
+    ssim_weight: float = 0.2
+    """lambda of the photometric loss (1 - lambda) L1 + lambda (1 - SSIM) / 2."""
+    depth_weight: float = 0.5
+    """Weight of the L1 depth loss (m) on pixels with valid depth."""
+    semantic_dim: int = 0
+    """Low-dimensional semantic feature per Gaussian, decoded to codebook entries; confident decoded
+    codes replace the voted ones (needs codebook fusion). 0 = off, the default: on the synthetic
+    scene under realistic noise it did not raise 3D IoU within CPU budgets (see README); try 16."""
+    semantic_weight: float = 0.1
+    """Weight of the codebook cross-entropy (CCL-LGS eq. 9)."""
+    lr_semantic: float = 0.02
+    """Adam learning rate of the per-Gaussian semantic features and of the decoder (x 0.1)."""
+    granularity_weight: float = 0.1
+    """Weight of GAGS' granularity-weighted distillation term (0 = plain per-level cross-entropy)."""
+    entropy_weight: float = 0.05
+    """GAGS entropy regularisation of the decoded granularity weights."""
+    code_min_prob: float = 0.6
+    """A Gaussian's code is replaced by its decoded code only with at least this probability."""
+    densify_grad: float = 1e-3
+    """Densify Gaussians whose mean position gradient (norm, averaged over the iterations that
+    reached them, at least 3) exceeds this."""
+    densify_max_fraction: float = 0.005
+    """Most new Gaussians per round, as a fraction of the refined ones."""
+    split_scale_m: float = 0.01
+    """Densified Gaussians larger than this (m) are split in two, smaller ones are cloned."""
+    prune_opacity: float = 0.02
+    """Gaussians whose opacity falls below this are removed."""
+    backend: Literal["auto", "gsplat", "torch"] = "auto"
+    """Renderer: auto (gsplat on CUDA, PyTorch otherwise), gsplat or torch."""
+    device: str = "auto"
+    """Torch device of refinement: auto (cuda if available, else cpu), cpu, cuda, cuda:N."""
+
+
+@dataclass
 class PipelineConfig:
     """All settings of a replay."""
 
@@ -241,6 +301,7 @@ class PipelineConfig:
     query: QueryConfig = field(default_factory=QueryConfig)
     oracle: OracleNoiseConfig = field(default_factory=OracleNoiseConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
 
 def _update_dataclass(obj: Any, values: dict[str, Any], where: str) -> None:

@@ -16,6 +16,7 @@ from langgs_ros.io.frame_folder import FrameFolderReader, is_frame_folder
 from langgs_ros.io.frame_source import SourceStats
 from langgs_ros.mapping.map_io import MapData, save_map
 from langgs_ros.mapping.mapper import Mapper
+from langgs_ros.mapping.refine import Refiner, RefineStats
 from langgs_ros.semantics.backend import create_backend
 
 __all__ = ["ReplayProgress", "ReplaySummary", "open_source", "build_map", "replay"]
@@ -47,6 +48,8 @@ class ReplaySummary:
     """Peak resident memory of the process, MiB."""
     peak_gpu_mb: float = 0.0
     """Peak CUDA memory allocated by torch, MiB (0 without CUDA)."""
+    refine: RefineStats | None = None
+    """Figures of the refinement after the replay (``--refine``)."""
 
 
 def open_source(path: str | Path, config: PipelineConfig, with_instances: bool,
@@ -90,15 +93,21 @@ def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,
 
 
 def replay(path: str | Path, out_dir: str | Path, semantics: str, config: PipelineConfig,
-           progress: Callable[[ReplayProgress], None] | None = None) -> ReplaySummary:
-    """Build a map from ``path`` with the ``semantics`` backend and save it to ``out_dir``."""
+           progress: Callable[[ReplayProgress], None] | None = None, refine: bool = False) -> ReplaySummary:
+    """Build a map from ``path`` with the ``semantics`` backend and save it to ``out_dir``; with
+    ``refine``, then run ``config.refine.iterations`` of refinement on the last ``refine.window``
+    keyframes."""
     backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou)
     with open_source(path, config, with_instances=semantics == "oracle") as source:
-        mapper = Mapper(config.mapping, backend, seed=config.oracle.seed)
+        mapper = Mapper(config.mapping, backend, seed=config.oracle.seed, refine=config.refine if refine else None)
         summary = build_map(source, mapper, progress)
         labels = dict(getattr(source, "labels", {}))
     if summary.keyframes == 0:
         raise InputError(f"no usable frames in {path}:\n{summary.source.summary()}")
+    if refine and config.refine.window > 0:
+        summary.refine = Refiner(config.refine, mapper.field, seed=config.oracle.seed).refine(
+            mapper.gmap, list(mapper.views), config.refine.iterations)
+        summary.gaussians = len(mapper.gmap)
     data = MapData(
         gmap=mapper.gmap, field=mapper.field, fixed_frame=config.input.fixed_frame, semantics=semantics,
         keyframe_poses=np.array(mapper.keyframe_poses),

@@ -54,6 +54,15 @@ def test_color_only_bag_maps_with_stereo_depth(small_bag, tmp_path):
     assert "no earlier view with enough baseline" in proc.stderr
 
 
+def test_replay_with_refinement_reports_its_iterations(small_bag, tmp_path):
+    config = tmp_path / "refine.json"
+    config.write_text('{"refine": {"iterations": 3, "scale": 1.0}}')
+    proc = run_cli("replay", small_bag(frames=4), "--out", tmp_path / "m", "--semantics", "none",
+                   "--config", config, "--refine")
+    assert proc.returncode == 0, proc.stderr
+    assert "refinement: 3 iterations" in proc.stderr and (tmp_path / "m" / "map.npz").exists()
+
+
 def test_empty_bag(tmp_path):
     from langgs_ros.io.bag_writer import BagWriter
 

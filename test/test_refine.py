@@ -1,12 +1,15 @@
-"""Refinement by differentiable rendering: photometric + depth losses improve a perturbed map."""
+"""Refinement by differentiable rendering: photometric + depth losses improve a perturbed map; the
+semantic losses restore corrupted codes; rounds on a changed map are not written back."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from langgs_ros.config import MappingConfig
+from langgs_ros.config import MappingConfig, RefineConfig
 from langgs_ros.mapping.mapper import Mapper
-from langgs_ros.mapping.refine import RefineConfig, psnr, refine_map, render_view
+from langgs_ros.mapping.refine import Refiner, psnr, refine_map, render_view
+from langgs_ros.semantics.backend import Segmentation, SemanticBackend
+from langgs_ros.semantics.oracle import TokenTextEncoder
 from langgs_ros.types import CameraIntrinsics, Frame
 
 
@@ -53,3 +56,56 @@ def test_time_budget_stops_refinement():
         mapper.integrate(f)
     stats = refine_map(mapper.gmap, frames, RefineConfig(iterations=10_000, time_budget_s=0.0))
     assert stats.iterations == 0
+
+
+class TwoHalves(SemanticBackend):
+    """Segments fixed on the wall: x < 0.05 m is 'red mug', the rest 'book' (every level)."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        self.text_encoder = TokenTextEncoder()
+        self._emb = self.text_encoder.encode(["red mug", "book"])
+
+    def segment(self, frame: Frame, guidance: object = None) -> Segmentation:
+        h, w = frame.rgb.shape[:2]
+        x_wall = (np.arange(w) - frame.intrinsics.cx) / frame.intrinsics.fx * 1.5 + frame.T_world_cam[0, 3]
+        ids = np.repeat((x_wall >= 0.05).astype(np.int32)[None], h, axis=0)
+        return Segmentation([ids] * 3, [self._emb] * 3)
+
+
+def test_semantic_refinement_restores_corrupted_codes_and_keeps_the_map_consistent():
+    config = MappingConfig(pixel_stride=2, keyframe_translation_m=0.01)
+    refine = RefineConfig(window=8, scale=1.0, semantic_dim=8, lr_semantic=0.05, densify_max_fraction=0.0)
+    mapper = Mapper(config, TwoHalves(), refine=refine)
+    for f in wall_frames():
+        mapper.integrate(f)
+    gm = mapper.gmap
+    truth = gm["codes"].copy()
+    assert len(mapper.views) == 3 and mapper.views[0].tracks.shape == (3, 60, 80)
+    assert len(np.unique(truth[:, 2])) == 2  # two codes on the wall
+    rng = np.random.default_rng(0)
+    corrupt = rng.random(len(gm)) < 0.1
+    a, b = np.unique(truth[:, 2])
+    gm["codes"][corrupt] = np.where(truth[corrupt] == a, b, a)
+    refiner = Refiner(refine, mapper.field)
+    stats = refiner.refine(gm, list(mapper.views), 150)
+    assert stats.committed and stats.iterations == 150 and stats.semantic_loss < 0.5
+    restored = (gm["codes"] == truth).all(axis=1)
+    assert restored[corrupt].mean() > 0.9, restored[corrupt].mean()
+    assert restored[~corrupt].mean() > 0.97
+    assert "semantic_features" in gm and np.abs(gm["semantic_features"]).max() > 0
+
+
+def test_a_round_on_a_changed_map_is_not_written_back():
+    frames = wall_frames(2)
+    mapper = Mapper(MappingConfig(pixel_stride=2, keyframe_translation_m=0.01), None, refine=RefineConfig())
+    for f in frames:
+        mapper.integrate(f)
+    refiner = Refiner(RefineConfig(), None)
+    rnd = refiner.prepare(mapper.gmap, list(mapper.views))
+    refiner.optimise(rnd, 2)
+    means = mapper.gmap["means"].copy()
+    mapper.gmap.keep(np.arange(len(mapper.gmap)) % 2 == 0)  # the map changed meanwhile (reset, pruning)
+    assert not refiner.commit(mapper.gmap, rnd).committed
+    assert np.array_equal(mapper.gmap["means"], means[::2])

@@ -37,7 +37,7 @@ from langgs_ros.mapping.codebook import ContrastiveCodebook
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.semantics.backend import LEVELS, Segmentation
 
-__all__ = ["SemanticField", "Relevance", "CodebookField", "AverageField", "create_field", "lerf_margin",
+__all__ = ["SemanticField", "Relevance", "CodebookField", "AverageField", "create_field", "lerf_margin", "boundary_band",
            "kind_margins", "best_kind"]
 
 N_LEVELS = len(LEVELS)
@@ -131,9 +131,11 @@ class SemanticField(ABC):
 
     @abstractmethod
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
-                  v: np.ndarray, is_new: np.ndarray) -> None:
+                  v: np.ndarray, is_new: np.ndarray) -> list[np.ndarray | None] | None:
         """Fuse ``seg`` into Gaussians ``idx`` observed at pixels (u, v); ``is_new`` marks ones
-        created by this keyframe (the others were already in the map and are visible)."""
+        created by this keyframe (the others were already in the map and are visible). Returns,
+        per level, the map track each segment was associated with (None where the mode keeps no
+        tracks)."""
 
     @abstractmethod
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
@@ -220,9 +222,10 @@ class CodebookField(SemanticField):
         return assigned
 
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
-                  v: np.ndarray, is_new: np.ndarray) -> None:
+                  v: np.ndarray, is_new: np.ndarray) -> list[np.ndarray | None]:
         tracks_all, codes_all, votes_all = gmap["tracks"], gmap["codes"], gmap["votes"]
         self._present = None
+        segment_tracks: list[np.ndarray | None] = [None] * N_LEVELS
         for level in range(N_LEVELS):
             emb = seg.embeddings[level]
             if len(emb) == 0:
@@ -233,6 +236,7 @@ class CodebookField(SemanticField):
                 seg_track = self._tracker_tracks(seg.tracks[level], level)
             else:
                 seg_track = self._associate(s, tracks, is_new, len(emb), level)
+            segment_tracks[level] = seg_track
             proto = self.codebook.assign(emb)
             np.add.at(self.track_counts[level], (seg_track, proto), 1)
             self.codebook.remember(emb, seg_track * N_LEVELS + level)
@@ -253,6 +257,7 @@ class CodebookField(SemanticField):
             codes_all[idx, level] = np.where(vote & take, observed_code, cur)
             votes_all[idx, level] = np.where(vote, votes, votes_all[idx, level]).astype(np.uint8)
         self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
+        return segment_tracks
 
     def _codes_present(self, gmap: GaussianMap) -> list[np.ndarray]:
         """Per level, bool [codebook size]: does any Gaussian carry the code (cached per map revision)."""

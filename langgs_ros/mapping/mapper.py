@@ -11,20 +11,22 @@ confirmed, least recently seen Gaussians are pruned.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import minimum_filter
 
-from langgs_ros.config import MappingConfig
+from langgs_ros.config import MappingConfig, RefineConfig
 from langgs_ros.errors import InputError
 from langgs_ros.geometry import invert_transform
 from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixel_gaussians
-from langgs_ros.mapping.fusion import SemanticField, create_field
+from langgs_ros.mapping.fusion import SemanticField, boundary_band, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframes import KeyframeSelector
 from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, PlaneSweepDepth
-from langgs_ros.semantics.backend import SegmentationGuidance, SemanticBackend
+from langgs_ros.mapping.refine import IGNORE, NO_SEGMENT, TrainingView, training_view
+from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
 from langgs_ros.types import Frame
 
 __all__ = ["IntegrationStats", "Mapper"]
@@ -55,8 +57,12 @@ class _Visibility:
 class Mapper:
     """Builds a semantic Gaussian map from posed RGB-D frames."""
 
-    def __init__(self, config: MappingConfig, backend: SemanticBackend | None, seed: int = 0) -> None:
+    def __init__(self, config: MappingConfig, backend: SemanticBackend | None, seed: int = 0,
+                 refine: RefineConfig | None = None) -> None:
         self.config = config
+        # the newest keyframes, resized, with their segments' map tracks: refinement's training views
+        self.refine_config = refine
+        self.views: deque[TrainingView] = deque(maxlen=refine.window if refine else 0)
         self.backend = backend
         self.gmap = GaussianMap()
         self.field: SemanticField | None = None
@@ -109,12 +115,25 @@ class Mapper:
         md[new_idx] = new_depth.astype(np.float16)
         return SegmentationGuidance(depth_ratio=ratio)
 
-    def integrate(self, frame: Frame) -> IntegrationStats:
-        """Add a frame; only keyframes change the map. Raises InputError for unusable frames."""
+    def integrate(self, frame: Frame, segmentation: Segmentation | None = None) -> IntegrationStats:
+        """Add a frame; only keyframes change the map. Raises InputError for unusable frames.
+
+        ``segmentation`` (same size as the frame) replaces the backend's own, for segments computed
+        elsewhere (the split semantics node).
+        """
         if frame.depth is not None and frame.depth.shape != frame.rgb.shape[:2]:
             raise InputError("depth and color image sizes differ")
         if not np.all(np.isfinite(frame.T_world_cam)):
             raise InputError("frame pose is not finite")
+        if segmentation is not None:
+            if self.backend is None:
+                raise InputError("segments were given to a map without semantics")
+            if any(ids.shape != frame.rgb.shape[:2] for ids in segmentation.levels):
+                raise InputError("segment images and the color image differ in size")
+            try:
+                segmentation.validate(self.backend.dim)
+            except ValueError as exc:
+                raise InputError(f"segments do not fit the map's {self.backend.dim}-d semantics: {exc}") from None
         start = time.perf_counter()
         if frame.depth is None:  # color only: plane-sweep depth from recent posed views
             keyframe = self.selector.is_keyframe(frame.T_world_cam)
@@ -139,18 +158,24 @@ class Mapper:
         gm["confidence"][new_idx] = 1
         gm["last_seen"][new_idx] = kf
         sem_start = time.perf_counter()
+        tracks = None
         if self.field is not None and self.backend is not None:
             cu, cv = px.grid.sample_pixels()
             guidance = None
             if self.backend.uses_depth_guidance:
                 guidance = self._guidance(frame, vis, new_idx, px.depth.reshape(-1)[new_cells])
-            seg = self.backend.segment(frame, guidance)
+            seg = segmentation if segmentation is not None else self.backend.segment(frame, guidance)
             idx = np.concatenate([vis.visible_idx, new_idx])
             u = np.concatenate([vis.visible_u, cu.reshape(-1)[new_cells]])
             v = np.concatenate([vis.visible_v, cv.reshape(-1)[new_cells]])
             is_new = np.zeros(idx.size, bool)
             is_new[vis.visible_idx.size :] = True
-            self.field.integrate(gm, seg, idx, u, v, is_new)
+            segment_tracks = self.field.integrate(gm, seg, idx, u, v, is_new)
+            if self.views.maxlen:
+                tracks = self._track_maps(seg, segment_tracks)
+        if self.views.maxlen:
+            assert self.refine_config is not None
+            self.views.append(training_view(frame, self.refine_config.scale, kf, tracks))
         sem_seconds = time.perf_counter() - sem_start
         removed = self._prune(vis.seen_through)
         self.n_keyframes += 1
@@ -159,6 +184,19 @@ class Mapper:
         return IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size,
                                 removed=removed, total=len(gm), seconds=time.perf_counter() - start,
                                 semantics_seconds=sem_seconds)
+
+    def _track_maps(self, seg: Segmentation, segment_tracks: list[np.ndarray | None] | None) -> np.ndarray | None:
+        """[levels, H, W] map track of each pixel's segment (NO_SEGMENT; IGNORE near boundaries)."""
+        if segment_tracks is None:
+            return None
+        out = np.full((len(seg.levels), *seg.levels[0].shape), IGNORE, np.int32)
+        for level, (ids, seg_track) in enumerate(zip(seg.levels, segment_tracks)):
+            if seg_track is None:
+                continue
+            out[level] = np.where(ids >= 0, seg_track[np.maximum(ids, 0)], NO_SEGMENT)
+            if self.config.boundary_abstain_frac > 0:
+                out[level][boundary_band(ids, self.config.boundary_abstain_frac)] = IGNORE
+        return out
 
     def _visibility(self, frame: Frame, px: PixelGaussians) -> _Visibility:
         grid, K = px.grid, frame.intrinsics

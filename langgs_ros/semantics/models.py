@@ -75,8 +75,9 @@ class ModelFile:
     """Where to get the file, or how the library finds it."""
 
 
-def resolve_device(spec: str) -> Any:
-    """torch.device for ``auto``/``cpu``/``cuda``/``cuda:N``; a clear error if CUDA is absent."""
+def resolve_device(spec: str, setting: str = "models.device") -> Any:
+    """torch.device for ``auto``/``cpu``/``cuda``/``cuda:N``; a clear error (naming ``setting``) if
+    CUDA is absent."""
     import torch
 
     if spec == "auto":
@@ -84,9 +85,9 @@ def resolve_device(spec: str) -> Any:
     try:
         device = torch.device(spec)
     except (RuntimeError, ValueError):
-        raise ConfigError(f"models.device '{spec}' is not a torch device (auto, cpu, cuda, cuda:N)") from None
+        raise ConfigError(f"{setting} '{spec}' is not a torch device (auto, cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"models.device is '{spec}' but this torch sees no CUDA device; use auto or cpu")
+        raise ConfigError(f"{setting} is '{spec}' but this torch sees no CUDA device; use auto or cpu")
     return device
 
 
