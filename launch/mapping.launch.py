@@ -1,48 +1,75 @@
 """ros2 launch langgs_ros mapping.launch.py [semantics:=clip|oracle|none] [config:=FILE] [map_path:=DIR]
-[use_sim_time:=false] [color_topic:=...] [depth_topic:=...] [camera_info_topic:=...]
+[use_sim_time:=false] [color_topic:=...] [depth_topic:=...|''] [camera_info_topic:=...]
+[split:=false] [start_semantics:=true] [rviz:=false]
 
-Starts mapping_node (a lifecycle node) and drives it to active: configure, then activate once
-it is inactive. The split semantics node is not implemented yet (see README).
+Starts mapping_node (a lifecycle node) and drives it to active: configure, then activate once it
+is inactive. ``depth_topic:=''`` maps a color-only camera (plane-sweep depth). ``split:=true``
+runs the 2D semantics in semantics_node, which publishes SemanticFrame keyframes to the mapping
+node; with ``start_semantics:=false`` this launch starts only the mapping side (run
+``ros2 run langgs_ros semantics_node --ros-args --params-file FILE`` on the GPU machine).
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.conditions import IfCondition
 from launch.events import matches_action
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
 
+def _is_true(name: str) -> list:
+    return ["'", LaunchConfiguration(name), "'.lower() in ('true', '1')"]
+
+
 def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare("langgs_ros")
     args = {
-        "config": (PathJoinSubstitution([FindPackageShare("langgs_ros"), "config", "mapping_node.yaml"]),
-                   "Parameter file of mapping_node"),
+        "config": (PathJoinSubstitution([share, "config", "mapping_node.yaml"]), "Parameter file of the nodes"),
         "semantics": ("clip", "2D semantics: clip (SAM/SAM2 + OpenCLIP), oracle (synthetic data only), none"),
         "map_path": ("", "Map directory: loaded at start if it holds map.npz, written by ~/save_map"),
         "use_sim_time": ("false", "Use /clock (true when replaying a bag with --clock)"),
         "color_topic": ("/camera/color/image_raw", "Color image (ends in /compressed for CompressedImage)"),
-        "depth_topic": ("/camera/aligned_depth_to_color/image_raw", "Depth registered to color"),
+        "depth_topic": ("/camera/aligned_depth_to_color/image_raw", "Depth registered to color; '' = color only"),
         "camera_info_topic": ("/camera/color/camera_info", "CameraInfo of the color camera"),
+        "split": ("false", "Run the 2D semantics in semantics_node and send SemanticFrame keyframes to mapping"),
+        "start_semantics": ("true", "With split: also start semantics_node here (false: it runs elsewhere)"),
+        "rviz": ("false", "Start RViz2 with config/langgs.rviz (map, query mask, boxes, goal)"),
     }
     declared = [DeclareLaunchArgument(name, default_value=default, description=doc)
                 for name, (default, doc) in args.items()]
+
+    def text(name: str) -> ParameterValue:  # keeps '' a string parameter
+        return ParameterValue(LaunchConfiguration(name), value_type=str)
+
+    camera = {
+        "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
+        "semantics": text("semantics"),
+        "input.color_topic": text("color_topic"),
+        "input.depth_topic": text("depth_topic"),
+        "input.camera_info_topic": text("camera_info_topic"),
+    }
     node = LifecycleNode(
         package="langgs_ros", executable="mapping_node", name="mapping_node", namespace="", output="screen",
         parameters=[LaunchConfiguration("config"), {
-            "semantics": LaunchConfiguration("semantics"),
-            "map_path": LaunchConfiguration("map_path"),
-            "use_sim_time": LaunchConfiguration("use_sim_time"),
-            "input.color_topic": LaunchConfiguration("color_topic"),
-            "input.depth_topic": LaunchConfiguration("depth_topic"),
-            "input.camera_info_topic": LaunchConfiguration("camera_info_topic"),
-        }])
+            **camera, "map_path": text("map_path"),
+            "split": ParameterValue(LaunchConfiguration("split"), value_type=bool)}])
+    semantics_node = Node(
+        package="langgs_ros", executable="semantics_node", name="semantics_node", output="screen",
+        parameters=[LaunchConfiguration("config"), camera],
+        condition=IfCondition(PythonExpression([*_is_true("split"), " and ", *_is_true("start_semantics")])))
+    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",
+                arguments=["-d", PathJoinSubstitution([share, "config", "langgs.rviz"])],
+                parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
+                condition=IfCondition(LaunchConfiguration("rviz")))
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE))
     activate = RegisterEventHandler(OnStateTransition(
         target_lifecycle_node=node, goal_state="inactive",
         entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                               transition_id=Transition.TRANSITION_ACTIVATE))]))
-    return LaunchDescription([*declared, node, activate, configure])
+    return LaunchDescription([*declared, node, semantics_node, rviz, activate, configure])

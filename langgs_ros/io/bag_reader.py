@@ -22,7 +22,7 @@ from langgs_ros.errors import BagError, InputError
 from langgs_ros.io.frame_source import SourceStats
 from langgs_ros.io.frame_builder import build_frame
 from langgs_ros.io.image_codec import CameraModel, camera_model_from_info, stamp_to_ns
-from langgs_ros.io.tf_buffer import TransformBuffer, TransformLookupError
+from langgs_ros.io.tf_buffer import POSE_CHILD, TransformBuffer, TransformLookupError
 from langgs_ros.types import Frame
 
 __all__ = ["BagFrameReader"]
@@ -171,12 +171,7 @@ class BagFrameReader:
             raise InputError(f"labels on '{self.config.labels_topic}' are not JSON {{id: label}}: {exc}") from None
 
     def _add_pose(self, msg: Any) -> None:
-        pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
-        child = self.config.pose_child_frame or getattr(msg, "child_frame_id", "") or "__pose_child__"
-        p, q = pose.position, pose.orientation
-        self.tf.add(msg.header.frame_id, child, stamp_to_ns(msg.header.stamp),
-                    (p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
-        self._pose_child = child
+        self._pose_child = self.tf.add_pose_message(msg, self.config.pose_child_frame)
 
     # -- pass 2: images -----------------------------------------------------------------------
     def _camera_model(self, stamp_ns: int) -> CameraModel | str:
@@ -193,8 +188,8 @@ class BagFrameReader:
 
     def _pose(self, frame_id: str, stamp_ns: int) -> np.ndarray | str:
         source = frame_id
-        if self.config.pose_topic and getattr(self, "_pose_child", None) == "__pose_child__":
-            source = "__pose_child__"  # PoseStamped of the camera itself
+        if self.config.pose_topic and getattr(self, "_pose_child", None) == POSE_CHILD:
+            source = POSE_CHILD  # PoseStamped of the camera itself
         try:
             T = self.tf.lookup(self.config.fixed_frame, source, stamp_ns)
         except TransformLookupError as exc:

@@ -19,6 +19,7 @@ __all__ = [
     "COLOR_ENCODINGS",
     "DEPTH_ENCODINGS",
     "stamp_to_ns",
+    "image_array",
     "decode_color",
     "decode_compressed_color",
     "decode_depth",
@@ -43,7 +44,7 @@ def _raw_bytes(data: Any) -> np.ndarray:
     return np.frombuffer(memoryview(data), dtype=np.uint8)
 
 
-def _image_array(msg: Any, dtype: np.dtype, channels: int) -> np.ndarray:
+def image_array(msg: Any, dtype: np.dtype, channels: int) -> np.ndarray:
     """Rows of an Image message as [H, W, C] of ``dtype``, honouring ``step`` and endianness."""
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     itemsize = np.dtype(dtype).itemsize
@@ -71,7 +72,7 @@ def decode_color(msg: Any) -> np.ndarray:
         raise InputError(
             f"unsupported color encoding '{encoding}' (supported: {', '.join(COLOR_ENCODINGS)})"
         )
-    img = _image_array(msg, np.uint8, _CHANNELS[encoding])
+    img = image_array(msg, np.uint8, _CHANNELS[encoding])
     if encoding == "mono8":
         return np.repeat(img, 3, axis=2)
     if encoding.startswith("bgr"):
@@ -99,9 +100,9 @@ def decode_depth(msg: Any, min_depth_m: float = 0.0, max_depth_m: float = np.inf
     """
     encoding = str(msg.encoding)
     if encoding in ("16UC1", "mono16"):
-        depth = _image_array(msg, np.uint16, 1)[:, :, 0].astype(np.float32) * 0.001
+        depth = image_array(msg, np.uint16, 1)[:, :, 0].astype(np.float32) * 0.001
     elif encoding == "32FC1":
-        depth = _image_array(msg, np.float32, 1)[:, :, 0].copy()
+        depth = image_array(msg, np.float32, 1)[:, :, 0].copy()
     else:
         raise InputError(
             f"unsupported depth encoding '{encoding}' (supported: {', '.join(DEPTH_ENCODINGS)})"
@@ -116,9 +117,9 @@ def decode_instances(msg: Any) -> np.ndarray:
     """Instance-id sensor_msgs/Image (16UC1/mono16, or 8UC1/mono8) -> [H, W] uint16."""
     encoding = str(msg.encoding)
     if encoding in ("16UC1", "mono16"):
-        return _image_array(msg, np.uint16, 1)[:, :, 0].copy()
+        return image_array(msg, np.uint16, 1)[:, :, 0].copy()
     if encoding in ("8UC1", "mono8"):
-        return _image_array(msg, np.uint8, 1)[:, :, 0].astype(np.uint16)
+        return image_array(msg, np.uint8, 1)[:, :, 0].astype(np.uint16)
     raise InputError(f"unsupported instance-id encoding '{encoding}' (use 16UC1)")
 
 

@@ -17,7 +17,10 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from langgs_ros.geometry import invert_transform, make_transform
 
-__all__ = ["TransformLookupError", "TransformBuffer"]
+__all__ = ["TransformLookupError", "TransformBuffer", "POSE_CHILD"]
+
+POSE_CHILD = "__pose_child__"
+"""Child frame of a PoseStamped pose topic without a configured child: the camera itself."""
 
 
 class TransformLookupError(LookupError):
@@ -83,6 +86,29 @@ class TransformBuffer:
             tr, rot = tf.transform.translation, tf.transform.rotation
             self.add(tf.header.frame_id, tf.child_frame_id, stamp,
                      (tr.x, tr.y, tr.z), (rot.x, rot.y, rot.z, rot.w), static=static)
+
+    def add_pose_message(self, msg: Any, child_frame: str = "") -> str:
+        """Add a geometry_msgs/PoseStamped or nav_msgs/Odometry as T_header.frame_id_child.
+
+        The child is ``child_frame``, else the Odometry's ``child_frame_id``, else
+        :data:`POSE_CHILD` (a PoseStamped of the camera itself). Returns the child used.
+        """
+        pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
+        child = child_frame or str(getattr(msg, "child_frame_id", "")) or POSE_CHILD
+        p, q = pose.position, pose.orientation
+        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        self.add(msg.header.frame_id, child, stamp, (p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        return child
+
+    def forget_before(self, stamp_ns: int) -> None:
+        """Drop dynamic samples older than ``stamp_ns``, keeping the newest of each transform (a
+        long-running node keeps a bounded history)."""
+        for edge in self._edges.values():
+            if edge.static or not edge.stamps:
+                continue
+            self._ensure_sorted(edge)
+            i = min(int(np.searchsorted(edge.stamps, stamp_ns)), len(edge.stamps) - 1)
+            del edge.stamps[:i], edge.translations[:i], edge.quats_xyzw[:i]
 
     @property
     def frames(self) -> set[str]:

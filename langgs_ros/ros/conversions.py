@@ -13,12 +13,20 @@ from typing import Any
 
 import numpy as np
 
+from langgs_ros.config import InputConfig
+from langgs_ros.errors import InputError
+from langgs_ros.geometry import make_transform, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from langgs_ros.io.frame_builder import build_frame
+from langgs_ros.io.image_codec import camera_model_from_info, image_array
 from langgs_ros.query.engine import ObjectResult, QueryResult
 from langgs_ros.query.navigation import NavigationGrid
 from langgs_ros.ros.messages import MessageFactory
+from langgs_ros.semantics.backend import LEVELS, Segmentation
+from langgs_ros.types import CameraIntrinsics, Frame
 
 __all__ = ["header", "pointcloud2", "pointcloud2_to_arrays", "pose_stamped", "object_mask",
-           "query_response", "marker_array", "mono8_image", "occupancy_grid", "pack_rgb"]
+           "query_response", "marker_array", "mono8_image", "occupancy_grid", "pack_rgb", "camera_info",
+           "semantic_frame", "semantic_frame_to_core", "diagnostics"]
 
 # sensor_msgs/PointField datatypes
 _FLOAT32 = 7
@@ -166,3 +174,77 @@ def occupancy_grid(f: MessageFactory, hdr: Any, grid: NavigationGrid) -> Any:
                   origin=f.make("geometry_msgs/msg/Pose", position=_vector(f, "Point", origin),
                                 orientation=f.make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0)))
     return f.make("nav_msgs/msg/OccupancyGrid", header=hdr, info=info, data=cells.T.reshape(-1).copy())
+
+
+def _image(f: MessageFactory, hdr: Any, array: np.ndarray, encoding: str) -> Any:
+    """sensor_msgs/Image of a little-endian [H, W] or [H, W, C] array."""
+    data = np.ascontiguousarray(array)
+    h, w = data.shape[:2]
+    return f.make("sensor_msgs/msg/Image", header=hdr, height=h, width=w, encoding=encoding, is_bigendian=0,
+                  step=data[0].nbytes if h else 0, data=data.reshape(-1).view(np.uint8))
+
+
+def camera_info(f: MessageFactory, hdr: Any, K: CameraIntrinsics) -> Any:  # noqa: N803
+    """sensor_msgs/CameraInfo of an undistorted pinhole camera (plumb_bob, zero distortion)."""
+    k = np.array(K.K, np.float64).reshape(-1)
+    p = np.array([[K.fx, 0, K.cx, 0], [0, K.fy, K.cy, 0], [0, 0, 1, 0]], np.float64).reshape(-1)
+    return f.make("sensor_msgs/msg/CameraInfo", header=hdr, width=K.width, height=K.height,
+                  distortion_model="plumb_bob", d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=p)
+
+
+def semantic_frame(f: MessageFactory, frame: Frame, seg: Segmentation, fixed_frame: str) -> Any:
+    """langgs_ros/SemanticFrame of a keyframe and its segmentation (``frame`` is undistorted)."""
+    hdr = header(f, frame.stamp_ns, frame.frame_id)
+    T = frame.T_world_cam
+    quat = matrix_to_quat_xyzw(T[:3, :3])
+    pose = pose_stamped(f, header(f, frame.stamp_ns, fixed_frame), T[:3, 3], quat)
+    dim = int(seg.embeddings[0].shape[1]) if seg.embeddings else 0
+    depth = (_image(f, hdr, frame.depth.astype("<f4"), "32FC1") if frame.depth is not None
+             else f.make("sensor_msgs/msg/Image", header=hdr))
+    embeddings = np.concatenate([e.reshape(-1, dim) for e in seg.embeddings]).astype("<f4").reshape(-1)
+    return f.make("langgs_ros/msg/SemanticFrame", header=hdr,
+                  segments=[_image(f, hdr, ids.astype("<i4"), "32SC1") for ids in seg.levels],
+                  embedding_dim=dim, segment_counts=np.array([len(e) for e in seg.embeddings], np.uint32),
+                  embeddings=embeddings, camera_info=camera_info(f, hdr, frame.intrinsics), camera_pose=pose,
+                  color=_image(f, hdr, frame.rgb, "rgb8"), depth=depth)
+
+
+def semantic_frame_to_core(msg: Any, fixed_frame: str, config: InputConfig) -> tuple[Frame, Segmentation]:
+    """(frame, segmentation) of a langgs_ros/SemanticFrame; raises InputError on malformed content."""
+    if str(msg.camera_pose.header.frame_id).lstrip("/") != fixed_frame.lstrip("/"):
+        raise InputError(f"SemanticFrame pose is in '{msg.camera_pose.header.frame_id}', the map is in '{fixed_frame}'")
+    model = camera_model_from_info(msg.camera_info)
+    if model.is_distorted:
+        raise InputError("SemanticFrame images must be undistorted (camera_info with zero distortion)")
+    p, q = msg.camera_pose.pose.position, msg.camera_pose.pose.orientation
+    T = make_transform(quat_xyzw_to_matrix([q.x, q.y, q.z, q.w]), np.array([p.x, p.y, p.z]))
+    depth_msg = msg.depth if int(msg.depth.width) > 0 else None
+    frame = build_frame(msg.color, depth_msg, None, model, T, config)
+    if isinstance(frame, str):
+        raise InputError(frame)
+    dim, counts = int(msg.embedding_dim), [int(c) for c in msg.segment_counts]
+    if len(msg.segments) != len(LEVELS) or len(counts) != len(LEVELS):
+        raise InputError(f"SemanticFrame needs {len(LEVELS)} segment images and counts, "
+                         f"has {len(msg.segments)} and {len(counts)}")
+    values = np.asarray(msg.embeddings, np.float32).reshape(-1)
+    if dim <= 0 or values.size != dim * sum(counts) or not np.all(np.isfinite(values)):
+        raise InputError(f"SemanticFrame embeddings: {values.size} finite values expected {dim} x {sum(counts)}")
+    embeddings = np.split(values.reshape(-1, dim), np.cumsum(counts)[:-1])
+    levels = []
+    for image, n in zip(msg.segments, counts):
+        if str(image.encoding) != "32SC1":
+            raise InputError(f"SemanticFrame segment images must be 32SC1, not '{image.encoding}'")
+        ids = image_array(image, np.int32, 1)[:, :, 0].copy()
+        if ids.shape != frame.rgb.shape[:2] or (ids.size and (ids.min() < -1 or ids.max() >= n)):
+            raise InputError("SemanticFrame segment image does not match the color image or its segment count")
+        levels.append(ids)
+    return frame, Segmentation(levels=levels, embeddings=[np.array(e, np.float32) for e in embeddings])
+
+
+def diagnostics(f: MessageFactory, hdr: Any, name: str, level: int, message: str, values: dict[str, Any]) -> Any:
+    """diagnostic_msgs/DiagnosticArray with one status (level 0 OK, 1 WARN, 2 ERROR, 3 STALE)."""
+    pairs = [f.make("diagnostic_msgs/msg/KeyValue", key=str(k), value="" if v is None else str(v))
+             for k, v in values.items()]
+    status = f.make("diagnostic_msgs/msg/DiagnosticStatus", level=np.uint8(level), name=name, message=message,
+                    hardware_id="langgs_ros", values=pairs)
+    return f.make("diagnostic_msgs/msg/DiagnosticArray", header=hdr, status=[status])

@@ -6,34 +6,32 @@ subscriptions, services and timers start; deactivate = they stop; cleanup = the 
 ``save_on_shutdown`` and released. All work on frames runs on the runtime's worker thread behind
 a bounded latest-wins queue, so callbacks and services never wait for mapping.
 
-Topics (relative names, remap as needed): ``color/image_raw`` (sensor_msgs/Image or, with
-``input.color_topic`` ending in ``/compressed``, CompressedImage), ``aligned_depth/image_raw``,
-``color/camera_info``; poses from TF (``input.fixed_frame`` -> image frame). The defaults come from
-``input.*_topic`` parameters.
+Input (:class:`~langgs_ros.ros.frame_input.FrameInput`): ``input.color_topic`` (sensor_msgs/Image
+or, ending in ``/compressed``, CompressedImage), ``input.depth_topic`` (empty: color only, depth by
+plane sweep), ``input.camera_info_topic``; the camera pose from TF (``input.fixed_frame`` -> image
+frame) or from ``input.pose_topic`` (Odometry or PoseStamped, ``pose_topic_type``). With
+``split:=true`` the node takes ``langgs_ros/SemanticFrame`` keyframes from the semantics node
+instead (segments computed there, on a GPU machine if need be) and loads only the text encoder.
+
+Output: ``~/map_cloud``, ``~/status`` (JSON), ``/diagnostics`` (DiagnosticArray), ``/query/*``.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.time import Time
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from langgs_ros.errors import LangGSError
-from langgs_ros.geometry import make_transform, quat_xyzw_to_matrix
-from langgs_ros.io.frame_builder import build_frame
-from langgs_ros.io.image_codec import camera_model_from_info
 from langgs_ros.ros import conversions as cv
+from langgs_ros.ros.frame_input import LATCHED, FrameInput
 from langgs_ros.ros.mapping_runtime import MappingRuntime
 from langgs_ros.ros.messages import RclpyMessages
 from langgs_ros.ros.parameters import config_from_parameters, parameter_table
@@ -52,10 +50,8 @@ class MappingNode(LifecycleNode):
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
         self.messages = RclpyMessages()
         self.runtime: MappingRuntime | None = None
-        self._camera_model = None
-        self._camera_lock = threading.Lock()
         self._handles: list[Any] = []
-        self._sync = None
+        self._input: FrameInput | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def _param(self, name: str) -> Any:
@@ -70,47 +66,44 @@ class MappingNode(LifecycleNode):
             if semantics == "oracle":
                 self.get_logger().warn("semantics:=oracle reads ground-truth instances; synthetic data only")
             self.config = config
-            self.runtime = MappingRuntime(config, semantics, queue_size=int(self._param("queue_size")))
+            split = bool(self._param("split"))
+            if split and semantics == "none":
+                raise LangGSError("split:=true needs semantics clip or oracle (the semantics node's backend)")
+            self.runtime = MappingRuntime(config, semantics, queue_size=int(self._param("queue_size")), split=split)
             note = self.runtime.configure(str(self._param("map_path")) or None)
         except LangGSError as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        from tf2_ros import Buffer, TransformListener
-
-        self.tf_buffer = Buffer()
-        self.tf_listener = TransformListener(self.tf_buffer, self)
-        self.get_logger().info(f"configured ({semantics} semantics): {note}")
+        mode = "segments from the semantics node" if split else f"{semantics} semantics"
+        self.get_logger().info(f"configured ({mode}): {note}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        import message_filters
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from std_msgs.msg import String
         from std_srvs.srv import Trigger
 
+        from langgs_ros.msg import SemanticFrame
         from langgs_ros.srv import Query
 
-        cfg = self.config.input
         frames_group = MutuallyExclusiveCallbackGroup()
         services_group = ReentrantCallbackGroup()
-        color_type = CompressedImage if cfg.color_topic.endswith("/compressed") else Image
-        subs = [message_filters.Subscriber(self, color_type, cfg.color_topic, qos_profile=qos_profile_sensor_data,
-                                           callback_group=frames_group),
-                message_filters.Subscriber(self, Image, cfg.depth_topic, qos_profile=qos_profile_sensor_data,
-                                           callback_group=frames_group)]
-        if self.runtime.semantics == "oracle":
-            subs.append(message_filters.Subscriber(self, Image, cfg.instances_topic,
-                                                   qos_profile=qos_profile_sensor_data, callback_group=frames_group))
-            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                                 reliability=ReliabilityPolicy.RELIABLE)
-            self._handles.append(self.create_subscription(String, cfg.labels_topic, self._on_labels, latched))
-        self._labels: dict[int, str] = {}
-        self._sync = message_filters.ApproximateTimeSynchronizer(subs, queue_size=10,
-                                                                 slop=float(self._param("sync_slop_s")))
-        self._sync.registerCallback(self._on_images)
-        self._filter_subs = subs
+        if self.runtime.split:
+            topic = str(self._param("semantic_frames_topic"))
+            reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+            self._handles.append(self.create_subscription(SemanticFrame, topic, self._on_semantic_frame, reliable,
+                                                          callback_group=frames_group))
+            source = f"SemanticFrame keyframes on {topic}"
+        else:
+            try:
+                self._input = FrameInput(self, self.config.input, self.runtime.semantics == "oracle",
+                                         self.runtime.submit, self._reject, float(self._param("tf_timeout_s")),
+                                         float(self._param("sync_slop_s")), str(self._param("pose_topic_type")),
+                                         frames_group)
+            except LangGSError as exc:
+                self.get_logger().error(f"activate failed: {exc}")
+                return TransitionCallbackReturn.FAILURE
+            source = self._input.describe()
         self._handles += [
-            self.create_subscription(CameraInfo, cfg.camera_info_topic, self._on_camera_info, qos_profile_sensor_data),
             self.create_subscription(String, "/query_text", self._on_query_text, 10, callback_group=services_group),
             self.create_service(Query, "/query", self._on_query, callback_group=services_group),
             self.create_service(Trigger, "~/save_map", self._on_save, callback_group=services_group),
@@ -123,28 +116,28 @@ class MappingNode(LifecycleNode):
         self._handles.append(self.create_timer(1.0 / max(1e-3, float(self._param("status_rate_hz"))),
                                                self._publish_status, callback_group=services_group))
         self.runtime.start()
-        self.get_logger().info(f"active: color {cfg.color_topic}, depth {cfg.depth_topic}, "
-                               f"camera_info {cfg.camera_info_topic}, fixed frame {cfg.fixed_frame}")
+        self.get_logger().info(f"active: {source}; map in '{self.config.input.fixed_frame}'")
         return TransitionCallbackReturn.SUCCESS
 
     def _make_publishers(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
         from nav_msgs.msg import OccupancyGrid
         from sensor_msgs.msg import Image, PointCloud2
         from std_msgs.msg import String
         from visualization_msgs.msg import MarkerArray
 
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
+        latched = LATCHED
         self.pub_map = self.create_publisher(PointCloud2, "~/map_cloud", latched)
         self.pub_status = self.create_publisher(String, "~/status", 10)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_objects = self.create_publisher(MarkerArray, "/query/objects", latched)
         self.pub_mask = self.create_publisher(PointCloud2, "/query/mask", latched)
         self.pub_goal = self.create_publisher(PoseStamped, "/query/goal_pose", latched)
         self.pub_mask_image = self.create_publisher(Image, "/query/mask_image", latched)
         self.pub_grid = (self.create_publisher(OccupancyGrid, "~/occupancy", latched)
                          if self._param("publish_occupancy_grid") else None)
-        self._publishers = [p for p in (self.pub_map, self.pub_status, self.pub_objects, self.pub_mask,
+        self._publishers = [p for p in (self.pub_map, self.pub_status, self.pub_diagnostics, self.pub_objects, self.pub_mask,
                                         self.pub_goal, self.pub_mask_image, self.pub_grid) if p is not None]
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -152,11 +145,11 @@ class MappingNode(LifecycleNode):
             self.runtime.stop()
         for handle in self._handles:
             self._destroy(handle)
-        for sub in getattr(self, "_filter_subs", []):
-            self.destroy_subscription(sub.sub)
+        if self._input is not None:
+            self._input.destroy()
         for pub in getattr(self, "_publishers", []):
             self.destroy_publisher(pub)
-        self._handles, self._filter_subs, self._publishers, self._sync = [], [], [], None
+        self._handles, self._publishers, self._input = [], [], None
         return TransitionCallbackReturn.SUCCESS
 
     def _destroy(self, handle: Any) -> None:
@@ -184,44 +177,13 @@ class MappingNode(LifecycleNode):
                 self.get_logger().error(f"could not save the map to {path}: {exc}")
 
     # -- input ------------------------------------------------------------------------------
-    def _on_labels(self, msg: Any) -> None:
+    def _on_semantic_frame(self, msg: Any) -> None:
         try:
-            self._labels = {int(k): str(v) for k, v in json.loads(msg.data).items()}
-        except (ValueError, AttributeError) as exc:
-            self.get_logger().warn(f"ignoring labels message that is not JSON {{id: label}}: {exc}")
-
-    def _on_camera_info(self, msg: Any) -> None:
-        try:
-            model = camera_model_from_info(msg)
+            frame, segmentation = cv.semantic_frame_to_core(msg, self.config.input.fixed_frame, self.config.input)
         except LangGSError as exc:
-            self.runtime.reject(f"camera_info: {exc}")
+            self._reject(f"SemanticFrame: {exc}")
             return
-        with self._camera_lock:
-            self._camera_model = model
-
-    def _on_images(self, color: Any, depth: Any, instances: Any = None) -> None:
-        runtime = self.runtime
-        if runtime is None:
-            return
-        with self._camera_lock:
-            model = self._camera_model
-        if model is None:
-            self._reject(f"no CameraInfo received on {self.config.input.camera_info_topic} yet")
-            return
-        frame_id = str(color.header.frame_id).lstrip("/")
-        try:
-            tf = self.tf_buffer.lookup_transform(self.config.input.fixed_frame, frame_id, Time.from_msg(color.header.stamp),
-                                                 timeout=Duration(seconds=float(self._param("tf_timeout_s"))))
-        except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
-            self._reject(f"no pose {self.config.input.fixed_frame} <- {frame_id}: {exc}")
-            return
-        t, q = tf.transform.translation, tf.transform.rotation
-        pose = make_transform(quat_xyzw_to_matrix([q.x, q.y, q.z, q.w]), np.array([t.x, t.y, t.z]))
-        frame = build_frame(color, depth, instances, model, pose, self.config.input, self._labels)
-        if isinstance(frame, str):
-            self._reject(frame)
-            return
-        runtime.submit(frame)
+        self.runtime.submit(frame, segmentation)
 
     def _reject(self, reason: str) -> None:
         self.runtime.reject(reason)
@@ -244,11 +206,10 @@ class MappingNode(LifecycleNode):
         from std_msgs.msg import String
 
         s = self.runtime.status
-        self.pub_status.publish(String(data=json.dumps({
-            "frames_in": s.frames_in, "frames_used": s.frames_used, "frames_dropped": s.frames_dropped,
-            "frames_rejected": s.frames_rejected, "keyframes": s.keyframes, "gaussians": s.gaussians,
-            "last_update_ms": None if np.isnan(s.last_update_ms) else round(s.last_update_ms, 1),
-            "last_error": s.last_error})))
+        self.pub_status.publish(String(data=json.dumps(s.to_json())))
+        hdr = cv.header(self.messages, self._stamp_ns(), "")
+        self.pub_diagnostics.publish(cv.diagnostics(self.messages, hdr, f"langgs_ros: {self.get_name()}",
+                                                    s.level(), s.summary(), s.to_json()))
 
     def _answer(self, text: str, threshold: float, max_objects: int) -> Any:
         threshold = threshold or float(self._param("default_threshold"))

@@ -1,5 +1,12 @@
-"""What the mapping node does, without rclpy: a latest-wins frame queue, a mapping worker thread,
-queries on a consistent map, save/reset and status figures.
+"""What the mapping node does, without rclpy: a latest-wins frame queue, a mapping worker thread
+that refines the map in the background when no frame waits, queries on a consistent map,
+save/reset and status figures.
+
+Background refinement has a budget of ``refine.background_iterations_per_second`` (a token
+bucket, rounds of at most ``refine.round_iterations``); a round works on a copy of the Gaussians
+it refines and stops at the next iteration when a frame arrives, so ingest waits at most one
+iteration. The copy is written back under the map lock in one step: queries see the map before
+or after a round, never half of it.
 
 The node (:mod:`langgs_ros.ros.mapping_node`) only converts messages and calls this class, so its
 behaviour (queueing, dropping, keyframes, query answers) is tested here without ROS 2.
@@ -8,6 +15,7 @@ behaviour (queueing, dropping, keyframes, query answers) is tested here without 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import threading
 import time
@@ -21,8 +29,10 @@ from langgs_ros.errors import InputError, LangGSError
 from langgs_ros.geometry import invert_transform, project, transform_points
 from langgs_ros.mapping.map_io import MapData, load_map, save_map
 from langgs_ros.mapping.mapper import Mapper
+from langgs_ros.mapping.refine import Refiner, RefineStats
 from langgs_ros.query.engine import QueryEngine, QueryResult
-from langgs_ros.semantics.backend import create_backend
+from langgs_ros.semantics.backend import Segmentation, create_backend
+from langgs_ros.semantics.remote import RemoteSegmentation
 from langgs_ros.types import Frame
 
 __all__ = ["LatestQueue", "MappingRuntime", "RuntimeStatus"]
@@ -81,15 +91,42 @@ class RuntimeStatus:
     gaussians: int = 0
     last_update_ms: float = float("nan")
     last_error: str = ""
+    refine_iterations: int = 0
+    refine_rounds: int = 0
+    last_refine_ms: float = float("nan")
+
+    def to_json(self) -> dict[str, object]:
+        """The figures as a JSON-ready dict (NaN -> None)."""
+        out: dict[str, object] = {}
+        for key, value in dataclasses.asdict(self).items():
+            out[key] = None if isinstance(value, float) and math.isnan(value) else (
+                round(value, 1) if isinstance(value, float) else value)
+        return out
+
+    def level(self) -> int:
+        """diagnostic_msgs/DiagnosticStatus level: 0 OK, 1 WARN (frames come in but none is
+        used, or most are rejected)."""
+        if self.frames_in > 0 and self.frames_used == 0:
+            return 1
+        return 1 if self.frames_rejected > self.frames_used else 0
+
+    def summary(self) -> str:
+        """One line for /diagnostics."""
+        text = (f"{self.keyframes} keyframes, {self.gaussians} Gaussians, {self.frames_used}/{self.frames_in} "
+                f"frames used, {self.frames_dropped} dropped, {self.frames_rejected} rejected")
+        return text + (f"; last problem: {self.last_error}" if self.level() and self.last_error else "")
 
 
 class MappingRuntime:
     """Owns the map. ``submit`` frames from callbacks; a worker thread integrates them."""
 
     def __init__(self, config: PipelineConfig, semantics: str, queue_size: int = 2,
-                 noise: OracleNoiseConfig | None = None) -> None:
+                 noise: OracleNoiseConfig | None = None, split: bool = False) -> None:
+        """``split``: segments arrive with the frames (from the semantics node); only the text
+        encoder of ``semantics`` is loaded here."""
         self.config = config
         self.semantics = semantics
+        self.split = split
         self._noise = noise
         self._queue = LatestQueue(queue_size)
         self._lock = threading.Lock()  # guards the mapper and map snapshot
@@ -100,13 +137,20 @@ class MappingRuntime:
         self._engine: QueryEngine | None = None
         self._engine_key: tuple[int, int] | None = None
         self._last_frame: Frame | None = None
+        self.refiner: Refiner | None = None
+        self._tokens = 0.0
+        self._last_tick = time.monotonic()
 
     # -- lifecycle --------------------------------------------------------------------------
     def configure(self, map_path: str | Path | None = None) -> str:
         """Create the backend and an empty map, or load ``map_path`` if it holds one. Returns a
         one-line description; raises LangGSError with a clear message on failure."""
-        backend = create_backend(self.semantics, self._noise, self.config.models, self.config.mapping.association_iou)
-        mapper = Mapper(self.config.mapping, backend)
+        if self.split:
+            backend = RemoteSegmentation(self.semantics, self.config.models)
+        else:
+            backend = create_backend(self.semantics, self._noise, self.config.models,
+                                     self.config.mapping.association_iou)
+        mapper = self._new_mapper(backend)
         note = "new empty map"
         if map_path and (Path(map_path) / "map.npz").exists():
             data = load_map(map_path)
@@ -118,8 +162,17 @@ class MappingRuntime:
         with self._lock:
             self.mapper = mapper
             self._engine = None
+            self.refiner = self._new_refiner(mapper)
         self.status.gaussians = len(mapper.gmap)
         return note
+
+    def _new_mapper(self, backend: object) -> Mapper:
+        return Mapper(self.config.mapping, backend, refine=self.config.refine)  # type: ignore[arg-type]
+
+    def _new_refiner(self, mapper: Mapper) -> Refiner | None:
+        if self.config.refine.window <= 0:
+            return None
+        return Refiner(self.config.refine, mapper.field)
 
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
@@ -139,10 +192,11 @@ class MappingRuntime:
         self._thread = None
 
     # -- input ------------------------------------------------------------------------------
-    def submit(self, frame: Frame) -> None:
-        """Queue a frame for mapping; never blocks (the oldest waiting frame is dropped if full)."""
+    def submit(self, frame: Frame, segmentation: Segmentation | None = None) -> None:
+        """Queue a frame (with its segments in split mode) for mapping; never blocks (the oldest
+        waiting frame is dropped if full)."""
         self.status.frames_in += 1
-        self._queue.put(frame)
+        self._queue.put((frame, segmentation))
         self.status.frames_dropped = self._queue.dropped
 
     def reject(self, reason: str) -> None:
@@ -154,25 +208,65 @@ class MappingRuntime:
         """Integrate every queued frame in this thread (tests and single-threaded use)."""
         n = 0
         while len(self._queue):
-            frame = self._queue.get(0)
-            if frame is not None:
-                self._integrate(frame)  # type: ignore[arg-type]
+            item = self._queue.get(0)
+            if item is not None:
+                self._integrate(*item)  # type: ignore[misc]
                 n += 1
         return n
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            frame = self._queue.get(timeout=0.2)
-            if frame is not None:
-                self._integrate(frame)  # type: ignore[arg-type]
+            item = self._queue.get(timeout=0.0 if self._refine_due() else 0.2)
+            if item is not None:
+                self._integrate(*item)  # type: ignore[misc]
+            elif self._refine_due():
+                self.refine_round(int(self._tokens))
 
-    def _integrate(self, frame: Frame) -> None:
+    def _refine_due(self) -> bool:
+        """Refill the iteration budget; True when at least one iteration is available."""
+        rate = self.config.refine.background_iterations_per_second
+        now = time.monotonic()
+        cap = max(1, self.config.refine.round_iterations)
+        self._tokens = min(self._tokens + rate * (now - self._last_tick), cap)
+        self._last_tick = now
+        mapper = self.mapper
+        return rate > 0 and self.refiner is not None and mapper is not None and bool(mapper.views) \
+            and self._tokens >= 1
+
+    def refine_round(self, iterations: int) -> RefineStats | None:
+        """One refinement round of at most ``iterations`` on a copy of the map (see module
+        docstring); returns its figures, or None when there is nothing to refine."""
+        with self._lock:
+            mapper, refiner = self.mapper, self.refiner
+            if mapper is None or refiner is None:
+                return None
+            rnd = refiner.prepare(mapper.gmap, list(mapper.views))
+        if rnd is None:
+            return None
+        start = time.perf_counter()
+        try:
+            stats = refiner.optimise(rnd, iterations, lambda: len(self._queue) > 0 or self._stop.is_set())
+        except (RuntimeError, ValueError) as exc:  # e.g. CUDA out of memory: skip the round, keep mapping
+            self.status.last_error = f"refinement round failed: {exc}"
+            return None
+        self._tokens = max(0.0, self._tokens - stats.iterations)
+        if stats.iterations:
+            with self._lock:
+                if self.mapper is mapper:
+                    refiner.commit(mapper.gmap, rnd)
+                    self.status.gaussians = len(mapper.gmap)
+            self.status.refine_iterations += stats.iterations
+            self.status.refine_rounds += 1
+            self.status.last_refine_ms = 1000 * (time.perf_counter() - start)
+        return stats
+
+    def _integrate(self, frame: Frame, segmentation: Segmentation | None = None) -> None:
         start = time.perf_counter()
         try:
             with self._lock:
                 if self.mapper is None:
                     raise InputError("the map is not configured")
-                stats = self.mapper.integrate(frame)
+                stats = self.mapper.integrate(frame, segmentation)
                 self._last_frame = frame
         except LangGSError as exc:
             self.reject(str(exc))
@@ -232,7 +326,8 @@ class MappingRuntime:
         with self._lock:
             if self.mapper is None:
                 raise InputError("the map is not configured")
-            self.mapper = Mapper(self.config.mapping, self.mapper.backend)
+            self.mapper = self._new_mapper(self.mapper.backend)
+            self.refiner = self._new_refiner(self.mapper)
             self._engine = None
             self._last_frame = None
         self.status.keyframes = self.status.gaussians = 0

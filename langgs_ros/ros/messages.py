@@ -56,6 +56,8 @@ class RclpyMessages:
                 # array.array is the fast path of rclpy's sequence setters (no per-element checks);
                 # fixed-size arrays (``double[9]``) take numpy arrays as they are
                 value = array.array(_TYPECODES[value.dtype], value.tobytes())
+            elif field_types.get(name) == "octet" and isinstance(value, (int, np.integer)):
+                value = bytes([int(value)])  # rclpy's byte fields take one-byte bytes
             setattr(msg, name, value)
         return msg
 

@@ -9,12 +9,13 @@ import inspect
 from functools import cache
 from typing import Any
 
-from langgs_ros.config import InputConfig, MappingConfig, ModelsConfig, PipelineConfig, QueryConfig, load_config
+from langgs_ros.config import (InputConfig, MappingConfig, ModelsConfig, PipelineConfig, QueryConfig, RefineConfig,
+                               load_config)
 
-__all__ = ["NODE_PARAMETERS", "parameter_table", "config_from_parameters"]
+__all__ = ["NODE_PARAMETERS", "parameter_table", "config_from_parameters", "semantics_parameter_table"]
 
 SECTIONS: dict[str, type] = {"input": InputConfig, "mapping": MappingConfig, "query": QueryConfig,
-                             "models": ModelsConfig}
+                             "models": ModelsConfig, "refine": RefineConfig}
 
 NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     "semantics": ("clip", "2D semantics backend: clip (SAM/SAM2 + OpenCLIP), oracle (ground-truth "
@@ -31,6 +32,11 @@ NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     "default_max_objects": (5, "Objects per answer when a request gives 0"),
     "answer_max_points": (5000, "Most points per object in answers"),
     "sync_slop_s": (0.02, "Approximate-time pairing window of color and depth, seconds"),
+    "pose_topic_type": ("odometry", "Message type on input.pose_topic: odometry (nav_msgs/Odometry) or pose "
+                                    "(geometry_msgs/PoseStamped); unused when input.pose_topic is empty"),
+    "split": (False, "Take keyframes with their segments from the semantics node (SemanticFrame) instead of "
+                     "running the 2D backend here; only its text encoder is loaded"),
+    "semantic_frames_topic": ("/langgs/semantic_frames", "SemanticFrame topic of the split semantics node"),
 }
 
 
@@ -57,6 +63,17 @@ def parameter_table(config: PipelineConfig | None = None) -> list[tuple[str, Any
         for fld in dataclasses.fields(cls):
             rows.append((f"{section}.{fld.name}", getattr(values, fld.name), docs.get(fld.name, "")))
     return rows
+
+
+_SEMANTICS_NODE = ("semantics", "queue_size", "tf_timeout_s", "sync_slop_s", "pose_topic_type",
+                   "semantic_frames_topic", "status_rate_hz")
+
+
+def semantics_parameter_table() -> list[tuple[str, Any, str]]:
+    """Parameters of semantics_node: its own settings, the input and models sections and the
+    keyframe rule of the mapping section (the rows of :func:`parameter_table` it uses)."""
+    prefixes = ("input.", "models.", "mapping.keyframe_", "mapping.association_iou")
+    return [row for row in parameter_table() if row[0] in _SEMANTICS_NODE or row[0].startswith(prefixes)]
 
 
 def config_from_parameters(values: dict[str, Any]) -> PipelineConfig:

@@ -87,3 +87,89 @@ def test_markers_mask_image_and_occupancy_grid(store, f):
     assert (occ.info.width, occ.info.height) == (3, 2) and occ.info.origin.position.x == pytest.approx(-1.25)
     cells = occ.data.reshape(2, 3)  # rows along y
     assert cells[1, 2] == 100 and cells[0, 0] == -1 and cells[0, 1] == 0
+
+
+def _keyframe_and_segments(depth: bool = True):
+    from langgs_ros.semantics.backend import Segmentation
+    from langgs_ros.types import CameraIntrinsics, Frame
+
+    rng = np.random.default_rng(1)
+    h, w, dim = 12, 16, 8
+    K = CameraIntrinsics(w, h, 20.0, 21.0, 7.5, 5.5)
+    T = np.eye(4)
+    T[:3, :3] = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)  # optical frame looking along +x
+    T[:3, 3] = [1.0, -2.0, 0.5]
+    d = rng.uniform(0.5, 3.0, (h, w)).astype(np.float32)
+    d[0, 0] = np.nan
+    frame = Frame(123_456_789_012, "camera_color_optical_frame", rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+                  K, T, depth=d if depth else None)
+    levels, embeddings = [], []
+    for n in (3, 2, 1):
+        ids = rng.integers(-1, n, (h, w)).astype(np.int32)
+        e = rng.normal(size=(n, dim)).astype(np.float32)
+        levels.append(ids)
+        embeddings.append(e / np.linalg.norm(e, axis=1, keepdims=True))
+    return frame, Segmentation(levels, embeddings)
+
+
+@pytest.mark.parametrize("depth", [True, False])
+def test_semantic_frame_round_trip_through_cdr(store, f, depth):
+    from langgs_ros.config import InputConfig
+
+    frame, seg = _keyframe_and_segments(depth)
+    msg = cdr_round_trip(store, cv.semantic_frame(f, frame, seg, "map"))
+    assert msg.embedding_dim == 8 and list(msg.segment_counts) == [3, 2, 1]
+    back, seg_back = cv.semantic_frame_to_core(msg, "map", InputConfig())
+    assert back.stamp_ns == frame.stamp_ns and back.frame_id == frame.frame_id
+    assert np.array_equal(back.rgb, frame.rgb) and back.intrinsics == frame.intrinsics
+    assert np.allclose(back.T_world_cam, frame.T_world_cam, atol=1e-9)
+    if depth:
+        assert np.array_equal(np.isnan(back.depth), np.isnan(frame.depth))
+        assert np.allclose(back.depth[~np.isnan(back.depth)], frame.depth[~np.isnan(frame.depth)])
+    else:
+        assert back.depth is None
+    for a, b in zip(seg.levels, seg_back.levels):
+        assert np.array_equal(a, b)
+    for a, b in zip(seg.embeddings, seg_back.embeddings):
+        assert np.array_equal(a, b)
+
+
+def test_malformed_semantic_frames_are_input_errors(store, f):
+    from langgs_ros.config import InputConfig
+    from langgs_ros.errors import InputError
+
+    frame, seg = _keyframe_and_segments()
+    with pytest.raises(InputError, match="the map is in 'odom'"):
+        cv.semantic_frame_to_core(cv.semantic_frame(f, frame, seg, "map"), "odom", InputConfig())
+    msg = cv.semantic_frame(f, frame, seg, "map")
+    msg.embeddings = msg.embeddings[:-1]
+    with pytest.raises(InputError, match="embeddings"):
+        cv.semantic_frame_to_core(msg, "map", InputConfig())
+    msg = cv.semantic_frame(f, frame, seg, "map")
+    msg.segments = msg.segments[:2]
+    with pytest.raises(InputError, match="3 segment images"):
+        cv.semantic_frame_to_core(msg, "map", InputConfig())
+    bad = [ids.copy() for ids in seg.levels]
+    bad[0][0, 0] = 7  # id without an embedding
+    msg = cv.semantic_frame(f, frame, type(seg)(bad, seg.embeddings), "map")
+    with pytest.raises(InputError, match="segment count"):
+        cv.semantic_frame_to_core(msg, "map", InputConfig())
+    msg = cv.semantic_frame(f, frame, seg, "map")
+    msg.color.encoding = "yuv422"
+    with pytest.raises(InputError, match="color"):
+        cv.semantic_frame_to_core(msg, "map", InputConfig())
+
+
+def test_diagnostics_carry_level_message_and_figures(store, f):
+    from langgs_ros.ros.mapping_runtime import RuntimeStatus
+
+    status = RuntimeStatus(frames_in=10, frames_used=0, frames_rejected=10, last_error="no CameraInfo yet")
+    assert status.level() == 1 and "no CameraInfo yet" in status.summary()
+    msg = cdr_round_trip(store, cv.diagnostics(f, cv.header(f, 0, ""), "langgs_ros: mapping_node", status.level(),
+                                               status.summary(), status.to_json()))
+    (s,) = msg.status
+    assert int(s.level) == 1 and s.name == "langgs_ros: mapping_node" and "0/10 frames used" in s.message
+    values = {kv.key: kv.value for kv in s.values}
+    assert values["frames_rejected"] == "10" and values["last_update_ms"] == ""
+    healthy = RuntimeStatus(frames_in=10, frames_used=9, keyframes=3, gaussians=1000)
+    assert healthy.level() == 0 and healthy.summary().startswith("3 keyframes, 1000 Gaussians")

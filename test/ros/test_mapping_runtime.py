@@ -89,3 +89,50 @@ def test_worker_thread_drops_when_busy_and_reset_empties_the_map(frames, tmp_pat
     wrong = MappingRuntime(PipelineConfig(), "none")
     with pytest.raises(Exception, match="semantics"):
         wrong.configure(tmp_path)
+
+
+def test_background_refinement_commits_rounds_and_yields_to_frames(frames):
+    config = PipelineConfig()
+    config.refine.round_iterations = 2
+    rt = MappingRuntime(config, "oracle", queue_size=4)
+    rt.configure()
+    for frame in frames[:6]:
+        rt.submit(frame)
+    rt.process_pending()
+    gmap = rt.mapper.gmap
+    revision, before = gmap.revision, rt.query("table")
+    stats = rt.refine_round(2)
+    assert stats.iterations == 2 and stats.committed and gmap.revision > revision
+    assert rt.status.refine_rounds == 1 and rt.status.refine_iterations == 2
+    after = rt.query("table")
+    assert after.objects and np.linalg.norm(after.objects[0].centroid - before.objects[0].centroid) < 0.05
+    rt.submit(frames[6])  # a waiting frame ends a round before its first iteration
+    revision = gmap.revision
+    assert rt.refine_round(2).iterations == 0 and gmap.revision == revision
+    assert rt.process_pending() == 1
+
+
+def test_worker_refines_within_its_budget_when_idle(frames):
+    config = PipelineConfig()
+    config.refine.background_iterations_per_second = 4.0
+    config.refine.round_iterations = 2
+    rt = MappingRuntime(config, "oracle", queue_size=8)
+    rt.configure()
+    for frame in frames[:4]:
+        rt.submit(frame)
+    rt.process_pending()
+    start = time.monotonic()
+    rt.start()
+    while rt.status.refine_rounds < 2 and time.monotonic() - start < 60:
+        time.sleep(0.05)
+    rt.stop()
+    elapsed = time.monotonic() - start
+    assert rt.status.refine_rounds >= 2
+    assert rt.status.refine_iterations <= 4.0 * elapsed + 2  # the token bucket holds at most one round
+    off = PipelineConfig()
+    off.refine.background_iterations_per_second = 0.0
+    idle = MappingRuntime(off, "oracle")
+    idle.configure()
+    idle.submit(frames[0])
+    idle.process_pending()
+    assert not idle._refine_due()  # noqa: SLF001

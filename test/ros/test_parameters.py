@@ -15,3 +15,35 @@ def test_parameters_are_described_and_the_yaml_matches_the_defaults():
     assert values == {name: default for name, default, _ in table}
     config = config_from_parameters(values)
     assert config.input.fixed_frame == "map" and config.mapping.fusion == "codebook"
+
+
+def test_rviz_config_shows_topics_the_nodes_publish():
+    rviz = yaml.safe_load((REPO / "config" / "langgs.rviz").read_text())["Visualization Manager"]
+    assert rviz["Global Options"]["Fixed Frame"] == "map"
+    topics = [d["Topic"]["Value"] for d in rviz["Displays"] if "Topic" in d]
+    source = (REPO / "langgs_ros" / "ros" / "mapping_node.py").read_text()
+    assert len(topics) == 6
+    for topic in topics:
+        assert f'"{topic.replace("/mapping_node/", "~/")}"' in source, topic
+
+
+def test_launch_files_compile_and_declare_their_arguments():
+    import ast
+
+    source = (REPO / "launch" / "mapping.launch.py").read_text()
+    tree = ast.parse(source)
+    compile(tree, "mapping.launch.py", "exec")
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert {"split", "start_semantics", "rviz", "depth_topic", "semantics_node", "mapping_node"} <= strings
+    compile((REPO / "launch" / "replay.launch.py").read_text(), "replay.launch.py", "exec")
+    assert (REPO / "scripts" / "semantics_node").stat().st_mode & 0o111
+    assert "scripts/semantics_node" in (REPO / "CMakeLists.txt").read_text()
+
+
+def test_semantics_node_parameters_are_a_described_subset():
+    from langgs_ros.ros.parameters import semantics_parameter_table
+
+    names = {name for name, _, _ in semantics_parameter_table()}
+    assert {"semantics", "semantic_frames_topic", "pose_topic_type", "mapping.keyframe_translation_m",
+            "models.clip_model", "input.color_topic"} <= names
+    assert not names & {"map_path", "split", "mapping.capacity", "refine.window"}

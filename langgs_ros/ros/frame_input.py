@@ -1,0 +1,162 @@
+"""Camera input of the nodes (rclpy): synchronised color [+ depth] [+ instances] subscriptions,
+CameraInfo, and the camera pose from TF or from a pose/odometry topic, turned into core
+:class:`~langgs_ros.types.Frame` objects by the same :func:`build_frame` the bag reader uses.
+
+Color-only cameras: with ``input.depth_topic`` empty no depth is subscribed and frames carry no
+depth (the mapper estimates it by plane sweep).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rclpy.duration import Duration
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
+
+from langgs_ros.config import InputConfig
+from langgs_ros.errors import LangGSError
+from langgs_ros.geometry import make_transform, quat_xyzw_to_matrix
+from langgs_ros.io.frame_builder import build_frame
+from langgs_ros.io.image_codec import camera_model_from_info
+from langgs_ros.ros.pose_topic import TopicPoses
+from langgs_ros.types import Frame
+
+__all__ = ["FrameInput", "LATCHED"]
+
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _transform_matrix(tf: Any) -> np.ndarray:
+    t, q = tf.transform.translation, tf.transform.rotation
+    return make_transform(quat_xyzw_to_matrix([q.x, q.y, q.z, q.w]), np.array([t.x, t.y, t.z]))
+
+
+class FrameInput:
+    """Subscribes the camera topics of ``config`` on ``node`` and calls ``on_frame(frame)`` for
+    every usable synchronised set, ``on_reject(reason)`` otherwise. Never blocks for long: the TF
+    wait is bounded by ``tf_timeout_s``."""
+
+    def __init__(self, node: Any, config: InputConfig, with_instances: bool, on_frame: Callable[[Frame], None],
+                 on_reject: Callable[[str], None], tf_timeout_s: float, sync_slop_s: float,
+                 pose_topic_type: str = "odometry", callback_group: Any = None) -> None:
+        import message_filters
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+        from std_msgs.msg import String
+        from tf2_ros import Buffer, TransformListener
+
+        self.node, self.config = node, config
+        self.on_frame, self.on_reject = on_frame, on_reject
+        self.tf_timeout = Duration(seconds=tf_timeout_s)
+        self.tf_buffer = Buffer()
+        self.tf_listener = TransformListener(self.tf_buffer, node)
+        self._camera_model = None
+        self._camera_lock = threading.Lock()
+        self.labels: dict[int, str] = {}
+        self.handles: list[Any] = []
+        color_type = CompressedImage if config.color_topic.endswith("/compressed") else Image
+        self._names = ["color"]
+        self.filters = [message_filters.Subscriber(node, color_type, config.color_topic,
+                                                   qos_profile=qos_profile_sensor_data, callback_group=callback_group)]
+        if config.depth_topic:
+            self._names.append("depth")
+            self.filters.append(message_filters.Subscriber(node, Image, config.depth_topic,
+                                                           qos_profile=qos_profile_sensor_data,
+                                                           callback_group=callback_group))
+        if with_instances:
+            self._names.append("instances")
+            self.filters.append(message_filters.Subscriber(node, Image, config.instances_topic,
+                                                           qos_profile=qos_profile_sensor_data,
+                                                           callback_group=callback_group))
+            self.handles.append(node.create_subscription(String, config.labels_topic, self._on_labels, LATCHED))
+        if len(self.filters) == 1:
+            self.filters[0].registerCallback(self._on_images)
+            self._sync = None
+        else:
+            self._sync = message_filters.ApproximateTimeSynchronizer(self.filters, queue_size=10, slop=sync_slop_s)
+            self._sync.registerCallback(self._on_images)
+        self.handles.append(node.create_subscription(CameraInfo, config.camera_info_topic, self._on_camera_info,
+                                                     qos_profile_sensor_data))
+        self.poses: TopicPoses | None = None
+        if config.pose_topic:
+            if pose_topic_type not in ("odometry", "pose"):
+                raise LangGSError(f"pose_topic_type must be odometry or pose, not '{pose_topic_type}'")
+            from geometry_msgs.msg import PoseStamped
+            from nav_msgs.msg import Odometry
+
+            self.poses = TopicPoses(config.fixed_frame, config.pose_child_frame, config.tf_tolerance_s)
+            msg_type = Odometry if pose_topic_type == "odometry" else PoseStamped
+            self.handles.append(node.create_subscription(msg_type, config.pose_topic, self._on_pose, 50))
+
+    def describe(self) -> str:
+        """One line naming the topics in use."""
+        pose = f"pose topic {self.config.pose_topic}" if self.poses else f"TF {self.config.fixed_frame} -> image frame"
+        depth = self.config.depth_topic or "none (color only: plane-sweep depth)"
+        return f"color {self.config.color_topic}, depth {depth}, camera_info {self.config.camera_info_topic}, {pose}"
+
+    def destroy(self) -> None:
+        """Remove the subscriptions from the node."""
+        for handle in self.handles:
+            self.node.destroy_subscription(handle)
+        for sub in self.filters:
+            self.node.destroy_subscription(sub.sub)
+        self.handles, self.filters, self._sync = [], [], None
+
+    def _on_labels(self, msg: Any) -> None:
+        try:
+            self.labels = {int(k): str(v) for k, v in json.loads(msg.data).items()}
+        except (ValueError, AttributeError) as exc:
+            self.node.get_logger().warn(f"ignoring labels message that is not JSON {{id: label}}: {exc}")
+
+    def _on_camera_info(self, msg: Any) -> None:
+        try:
+            model = camera_model_from_info(msg)
+        except LangGSError as exc:
+            self.on_reject(f"camera_info: {exc}")
+            return
+        with self._camera_lock:
+            self._camera_model = model
+
+    def _on_pose(self, msg: Any) -> None:
+        assert self.poses is not None
+        problem = self.poses.add(msg)
+        if problem:
+            self.on_reject(f"pose topic {self.config.pose_topic}: {problem}")
+
+    def _mount(self, child: str, camera: str) -> np.ndarray:
+        try:  # the camera mount is static: the newest transform
+            return _transform_matrix(self.tf_buffer.lookup_transform(child, camera, Time(), timeout=self.tf_timeout))
+        except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
+            raise LookupError(str(exc)) from None
+
+    def _pose(self, frame_id: str, stamp: Any) -> np.ndarray | str:
+        if self.poses is not None:
+            return self.poses.camera_pose(Time.from_msg(stamp).nanoseconds, frame_id, self._mount)
+        try:
+            tf = self.tf_buffer.lookup_transform(self.config.fixed_frame, frame_id, Time.from_msg(stamp),
+                                                 timeout=self.tf_timeout)
+        except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
+            return f"no pose {self.config.fixed_frame} <- {frame_id}: {exc}"
+        return _transform_matrix(tf)
+
+    def _on_images(self, *msgs: Any) -> None:
+        named = dict(zip(self._names, msgs))
+        color = named["color"]
+        with self._camera_lock:
+            model = self._camera_model
+        if model is None:
+            self.on_reject(f"no CameraInfo received on {self.config.camera_info_topic} yet")
+            return
+        pose = self._pose(str(color.header.frame_id).lstrip("/"), color.header.stamp)
+        if isinstance(pose, str):
+            self.on_reject(pose)
+            return
+        frame = build_frame(color, named.get("depth"), named.get("instances"), model, pose, self.config, self.labels)
+        if isinstance(frame, str):
+            self.on_reject(frame)
+            return
+        self.on_frame(frame)
