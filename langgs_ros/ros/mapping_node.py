@@ -24,13 +24,13 @@ from typing import Any
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from langgs_ros.errors import LangGSError
 from langgs_ros.ros import conversions as cv
+from langgs_ros.ros.executor import spin
 from langgs_ros.ros.frame_input import LATCHED, FrameInput
 from langgs_ros.ros.mapping_runtime import MappingRuntime
 from langgs_ros.ros.messages import RclpyMessages
@@ -266,17 +266,7 @@ class MappingNode(LifecycleNode):
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``ros2 run langgs_ros mapping_node``; the launch file drives the lifecycle."""
     rclpy.init(args=args)
-    node = MappingNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin(MappingNode(), num_threads=4)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from langgs_ros.semantics.backend import Segmentation, create_backend
 from langgs_ros.semantics.remote import RemoteSegmentation
 from langgs_ros.types import Frame
 
-__all__ = ["LatestQueue", "MappingRuntime", "RuntimeStatus"]
+__all__ = ["LatestQueue", "QueueWorker", "MappingRuntime", "RuntimeStatus"]
 
 
 class LatestQueue:
@@ -79,6 +79,62 @@ class LatestQueue:
         return len(self._items)
 
 
+class QueueWorker:
+    """A worker thread over a :class:`LatestQueue`: :meth:`_handle` each item; :meth:`_idle` when
+    the queue stays empty for :meth:`_idle_timeout` seconds."""
+
+    thread_name = "langgs-worker"
+
+    def __init__(self, queue_size: int) -> None:
+        self._queue = LatestQueue(queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._queue.reopen()
+        self._thread = threading.Thread(target=self._work, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker after its current item; queued items are discarded."""
+        self._stop.set()
+        self._queue.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def process_pending(self) -> int:
+        """Handle every queued item in this thread (tests and single-threaded use); returns how many."""
+        n = 0
+        while len(self._queue):
+            item = self._queue.get(0)
+            if item is not None:
+                self._handle(item)
+                n += 1
+        return n
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self._queue.get(timeout=self._idle_timeout())
+            if item is not None:
+                self._handle(item)
+            else:
+                self._idle()
+
+    def _handle(self, item: object) -> None:
+        raise NotImplementedError
+
+    def _idle_timeout(self) -> float:
+        return 0.2
+
+    def _idle(self) -> None:
+        """Called when no item came within the idle timeout."""
+
+
 @dataclass
 class RuntimeStatus:
     """Figures the node publishes on its status topic."""
@@ -117,8 +173,10 @@ class RuntimeStatus:
         return text + (f"; last problem: {self.last_error}" if self.level() and self.last_error else "")
 
 
-class MappingRuntime:
+class MappingRuntime(QueueWorker):
     """Owns the map. ``submit`` frames from callbacks; a worker thread integrates them."""
+
+    thread_name = "langgs-mapping"
 
     def __init__(self, config: PipelineConfig, semantics: str, queue_size: int = 2,
                  noise: OracleNoiseConfig | None = None, split: bool = False) -> None:
@@ -128,10 +186,8 @@ class MappingRuntime:
         self.semantics = semantics
         self.split = split
         self._noise = noise
-        self._queue = LatestQueue(queue_size)
+        super().__init__(queue_size)
         self._lock = threading.Lock()  # guards the mapper and map snapshot
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self.status = RuntimeStatus()
         self.mapper: Mapper | None = None
         self._engine: QueryEngine | None = None
@@ -174,23 +230,6 @@ class MappingRuntime:
             return None
         return Refiner(self.config.refine, mapper.field)
 
-    def start(self) -> None:
-        """Start the worker thread (idempotent)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._queue.reopen()
-        self._thread = threading.Thread(target=self._work, name="langgs-mapping", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker after its current frame; queued frames are discarded."""
-        self._stop.set()
-        self._queue.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
-
     # -- input ------------------------------------------------------------------------------
     def submit(self, frame: Frame, segmentation: Segmentation | None = None) -> None:
         """Queue a frame (with its segments in split mode) for mapping; never blocks (the oldest
@@ -204,23 +243,15 @@ class MappingRuntime:
         self.status.frames_rejected += 1
         self.status.last_error = reason
 
-    def process_pending(self) -> int:
-        """Integrate every queued frame in this thread (tests and single-threaded use)."""
-        n = 0
-        while len(self._queue):
-            item = self._queue.get(0)
-            if item is not None:
-                self._integrate(*item)  # type: ignore[misc]
-                n += 1
-        return n
+    def _handle(self, item: object) -> None:
+        self._integrate(*item)  # type: ignore[misc]
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            item = self._queue.get(timeout=0.0 if self._refine_due() else 0.2)
-            if item is not None:
-                self._integrate(*item)  # type: ignore[misc]
-            elif self._refine_due():
-                self.refine_round(int(self._tokens))
+    def _idle_timeout(self) -> float:
+        return 0.0 if self._refine_due() else 0.2
+
+    def _idle(self) -> None:
+        if self._refine_due():
+            self.refine_round(int(self._tokens))
 
     def _refine_due(self) -> bool:
         """Refill the iteration budget; True when at least one iteration is available."""

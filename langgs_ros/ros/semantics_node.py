@@ -14,13 +14,13 @@ from typing import Any
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from langgs_ros.errors import LangGSError
 from langgs_ros.ros import conversions as cv
+from langgs_ros.ros.executor import spin
 from langgs_ros.ros.frame_input import FrameInput
 from langgs_ros.ros.messages import RclpyMessages
 from langgs_ros.ros.parameters import config_from_parameters, semantics_parameter_table
@@ -94,16 +94,7 @@ def main(args: list[str] | None = None) -> None:
         if rclpy.ok():
             rclpy.shutdown()
         raise SystemExit(1) from None
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin(node, num_threads=3)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ prompt grid.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from langgs_ros.config import OracleNoiseConfig, PipelineConfig
 from langgs_ros.errors import ConfigError, LangGSError
 from langgs_ros.mapping.keyframes import KeyframeSelector
-from langgs_ros.ros.mapping_runtime import LatestQueue
+from langgs_ros.ros.mapping_runtime import QueueWorker
 from langgs_ros.semantics.backend import Segmentation, SemanticBackend, create_backend
 from langgs_ros.types import Frame
 
@@ -35,16 +34,16 @@ class SemanticsStatus:
     last_error: str = ""
 
 
-class SemanticsRuntime:
+class SemanticsRuntime(QueueWorker):
     """``submit`` frames; keyframes are segmented on a worker thread and passed to ``publish``."""
+
+    thread_name = "langgs-semantics"
 
     def __init__(self, config: PipelineConfig, semantics: str, publish: Callable[[Frame, Segmentation], None],
                  queue_size: int = 1, noise: OracleNoiseConfig | None = None) -> None:
         self.config, self.semantics, self.publish = config, semantics, publish
         self._noise = noise
-        self._queue = LatestQueue(queue_size)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(queue_size)
         self.backend: SemanticBackend | None = None
         self.selector = KeyframeSelector(config.mapping.keyframe_translation_m, config.mapping.keyframe_rotation_deg)
         self.status = SemanticsStatus()
@@ -57,21 +56,6 @@ class SemanticsRuntime:
         self.backend = backend
         return f"{backend.name} backend, {backend.dim}-d embeddings"
 
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._queue.reopen()
-        self._thread = threading.Thread(target=self._work, name="langgs-semantics", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._queue.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
-
     def submit(self, frame: Frame) -> None:
         """Queue a frame; never blocks (the oldest waiting one is dropped when full)."""
         self.status.frames_in += 1
@@ -82,23 +66,7 @@ class SemanticsRuntime:
         self.status.frames_rejected += 1
         self.status.last_error = reason
 
-    def process_pending(self) -> int:
-        """Handle every queued frame in this thread (tests); returns how many."""
-        n = 0
-        while len(self._queue):
-            frame = self._queue.get(0)
-            if frame is not None:
-                self._process(frame)  # type: ignore[arg-type]
-                n += 1
-        return n
-
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            frame = self._queue.get(timeout=0.2)
-            if frame is not None:
-                self._process(frame)  # type: ignore[arg-type]
-
-    def _process(self, frame: Frame) -> None:
+    def _handle(self, frame: Frame) -> None:  # type: ignore[override]
         if self.backend is None or not self.selector.is_keyframe(frame.T_world_cam):
             return
         start = time.perf_counter()
