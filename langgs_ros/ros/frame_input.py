@@ -104,6 +104,7 @@ class FrameInput:
             self.node.destroy_subscription(handle)
         for sub in self.filters:
             self.node.destroy_subscription(sub.sub)
+        self.tf_listener.unregister()  # its /tf and /tf_static subscriptions
         self.handles, self.filters, self._sync = [], [], None
 
     def _on_labels(self, msg: Any) -> None:
