@@ -1,5 +1,7 @@
-"""launch_testing: mapping_node comes up with the oracle backend, maps a replayed synthetic bag and
-answers /query. Runs where ROS 2 is installed (colcon test); skipped elsewhere."""
+"""launch_testing: mapping.launch.py with the oracle backend, in-process (split:=false) and with
+semantics_node publishing SemanticFrame keyframes (split:=true), maps a replayed synthetic bag,
+answers /query, saves the map, and ``langgs query`` on the saved map gives the same objects and
+goal pose. Runs where ROS 2 is installed (colcon test); skipped elsewhere."""
 
 from __future__ import annotations
 
@@ -8,55 +10,95 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed; launch tests need a ROS 2 workspace")
 launch_testing = pytest.importorskip("launch_testing", reason="launch_testing is not installed")
 
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import unittest  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import launch_testing.actions  # noqa: E402
+import yaml  # noqa: E402
+from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import ExecuteProcess, IncludeLaunchDescription, TimerAction  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-from launch_ros.substitutions import FindPackageShare  # noqa: E402
 
 from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag  # noqa: E402
 
-WORK = Path(tempfile.mkdtemp(prefix="langgs_launch_"))
+QUERIES = ("table", "red mug")
+
+
+def _test_config(share: Path, work: Path) -> Path:
+    """The installed parameter file without background refinement, so the map the service
+    answers on is the map that gets saved."""
+    params = yaml.safe_load((share / "config" / "mapping_node.yaml").read_text())
+    params["/**"]["ros__parameters"]["refine.background_iterations_per_second"] = 0.0
+    path = work / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
 
 
 @pytest.mark.launch_test
-def generate_test_description():
-    synth = make_synthetic_bag(WORK, SynthSpec(width=320, height=240, frames=40))
-    share = FindPackageShare("langgs_ros").find("langgs_ros")
+@launch_testing.parametrize("split", ["false", "true"])
+def generate_test_description(split):
+    work = Path(tempfile.mkdtemp(prefix=f"langgs_launch_split_{split}_"))
+    synth = make_synthetic_bag(work, SynthSpec(width=320, height=240, frames=40))
+    share = Path(get_package_share_directory("langgs_ros"))
     mapping = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(f"{share}/launch/mapping.launch.py"),
-        launch_arguments={"semantics": "oracle", "use_sim_time": "true", "map_path": str(WORK / "map")}.items())
+        PythonLaunchDescriptionSource(str(share / "launch" / "mapping.launch.py")),
+        launch_arguments={"semantics": "oracle", "use_sim_time": "true", "split": split,
+                          "map_path": str(work / "map"), "config": str(_test_config(share, work))}.items())
     play = ExecuteProcess(cmd=["ros2", "bag", "play", str(synth.bag), "--clock"], output="screen")
-    return LaunchDescription([mapping, TimerAction(period=5.0, actions=[play]),
-                              launch_testing.actions.ReadyToTest()])
+    return (LaunchDescription([mapping, TimerAction(period=8.0, actions=[play]),
+                               launch_testing.actions.ReadyToTest()]),
+            {"play": play, "work": work})
 
 
-class TestMappingNode(unittest.TestCase):
-    def test_query_save_and_reset(self):
+class TestMappingLaunch(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        rclpy.init()
+        cls.node = rclpy.create_node("langgs_launch_test")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.destroy_node()
+        rclpy.shutdown()
+
+    def _call(self, client, request, timeout=60.0):
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout)
+        self.assertIsNotNone(future.result(), f"no answer from {client.srv_name} within {timeout} s")
+        return future.result()
+
+    def test_query_matches_offline_query_on_saved_map(self, proc_info, play, work, split):
         from std_srvs.srv import Trigger
 
         from langgs_ros.srv import Query
 
-        rclpy.init()
-        node = rclpy.create_node("langgs_launch_test")
-        try:
-            query = node.create_client(Query, "/query")
-            save = node.create_client(Trigger, "/mapping_node/save_map")
-            self.assertTrue(query.wait_for_service(timeout_sec=60.0), "/query never appeared")
-            time.sleep(25.0)  # let the bag play
-            future = query.call_async(Query.Request(text="table"))
-            rclpy.spin_until_future_complete(node, future, timeout_sec=30.0)
-            answer = future.result()
-            self.assertTrue(answer.success and answer.objects and answer.has_goal, answer.message)
-            self.assertGreater(answer.objects[0].points.width, 0)
-            future = save.call_async(Trigger.Request())
-            rclpy.spin_until_future_complete(node, future, timeout_sec=30.0)
-            self.assertTrue(future.result().success, future.result().message)
-            self.assertTrue((WORK / "map" / "map.npz").exists())
-        finally:
-            node.destroy_node()
-            rclpy.shutdown()
+        query = self.node.create_client(Query, "/query")
+        save = self.node.create_client(Trigger, "/mapping_node/save_map")
+        self.assertTrue(query.wait_for_service(timeout_sec=60.0), "/query never appeared")
+        proc_info.assertWaitForShutdown(process=play, timeout=180)
+        time.sleep(15.0)  # the worker drains its queue (split: the semantics node's too)
+        answers = {text: self._call(query, Query.Request(text=text)) for text in QUERIES}
+        saved = self._call(save, Trigger.Request())
+        self.assertTrue(saved.success, saved.message)
+        for text, answer in answers.items():
+            with self.subTest(text=text, split=split):
+                self.assertTrue(answer.success and answer.objects and answer.has_goal, answer.message)
+                self.assertEqual(answer.goal_pose.header.frame_id, "map")
+                self.assertGreater(answer.objects[0].points.width, 0)
+                offline = json.loads(subprocess.run(
+                    [sys.executable, "-m", "langgs_ros", "query", str(work / "map"), text, "--json"],
+                    check=True, capture_output=True, text=True).stdout)
+                self.assertTrue(offline["objects"], offline["message"])
+                c = answer.objects[0].centroid
+                for got, want in zip((c.x, c.y, c.z), offline["objects"][0]["centroid"]):
+                    self.assertAlmostEqual(got, want, delta=1e-3)
+                self.assertIsNotNone(offline["goal_pose"])
+                p = answer.goal_pose.pose.position
+                for got, want in zip((p.x, p.y, p.z), offline["goal_pose"]["position"]):
+                    self.assertAlmostEqual(got, want, delta=1e-3)
