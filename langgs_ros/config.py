@@ -106,7 +106,8 @@ class MappingConfig:
     """A segment joins the map track it overlaps with IoU above this (CCL-LGS mask association)."""
     boundary_abstain_frac: float = 0.005
     """Pixels closer to a segment boundary than this fraction of the image width (3 px at 640) do
-    not vote for a Gaussian's semantics: masks bleed and erode at their edges (both fusion modes)."""
+    not vote for a Gaussian's semantics: masks bleed and erode at their edges (both fusion modes).
+    They only fill a Gaussian nobody voted for yet, with no weight."""
     stereo_views: int = 4
     """Color-only input: recent posed views the plane sweep compares a keyframe with."""
     stereo_planes: int = 64
@@ -161,6 +162,9 @@ class QueryConfig:
     """A Gaussian matches only if its cosine to the query beats every negative by this much."""
     keep_ratio: float = 0.7
     """...and its margin is at least this fraction of the best margin in the map."""
+    rank_margin_tolerance: float = 0.05
+    """Instances whose mean margin is within this of the best instance's rank larger first (margins
+    that close are noise; a few mislabelled Gaussians should not outrank the object)."""
     cluster_voxel_m: float = 0.05
     """Voxel size of the 3D connected-component clustering of the mask (m)."""
     min_instance_gaussians: int = 20

@@ -60,3 +60,45 @@ def test_boundary_band_marks_pixels_near_id_changes():
     assert band[5, 20] and band[4, 20] and band[6, 20] and band[3, 20]  # within 2 px of the edge
     assert not band[10, 20] and not band[0, 0] and not band[2, 20]
     assert not boundary_band(ids, 0.0).any()
+
+
+def _two_gaussian_views(mode: str):
+    """A field of ``mode`` over two Gaussians: one inside a segment, one on its edge (2 px band)."""
+    from langgs_ros.config import MappingConfig
+    from langgs_ros.mapping.fusion import create_field
+    from langgs_ros.mapping.gaussians import GaussianMap
+    from langgs_ros.semantics.backend import Segmentation
+
+    rng = np.random.default_rng(3)
+    emb = unit(rng.standard_normal((2, 16))).astype(np.float32)
+    field = create_field(mode, 16, MappingConfig(boundary_abstain_frac=2 / 40))
+    gmap = GaussianMap()
+    field.attach(gmap)
+    idx = gmap.append(means=np.zeros((2, 3), np.float32))
+    u, v = np.array([20, 10]), np.array([10, 10])  # interior of segment 0, its left edge
+    ids = np.full((20, 40), -1, np.int32)
+    ids[:, 10:30] = 0
+
+    def view(ids, k):
+        return Segmentation(levels=[ids] * 3, embeddings=[emb[k : k + 1]] * 3)
+
+    return field, gmap, idx, u, v, ids, view, emb
+
+
+def test_edge_pixels_only_fill_semantics_nobody_voted_for():
+    for mode in ("codebook", "average"):
+        field, gmap, idx, u, v, ids, view, emb = _two_gaussian_views(mode)
+        field.integrate(gmap, view(ids, 0), idx, u, v, np.ones(2, bool))
+        rel = field.relevance(gmap, emb[0], np.zeros((0, 16), np.float32))
+        found, margin = rel.matching(0, 0.9)
+        assert list(found) == [0, 1], mode  # the edge Gaussian got the segment's semantics
+        # a view where the edge Gaussian is inside segment 1's interior: that vote replaces the fill
+        shifted = np.full_like(ids, -1)
+        shifted[:, :15] = 0
+        field.integrate(gmap, view(shifted, 1), idx[1:], u[1:] - 5, v[1:], np.zeros(1, bool))
+        rel = field.relevance(gmap, emb[1], np.zeros((0, 16), np.float32))
+        assert list(rel.matching(0, 0.9)[0]) == [1], mode
+        # an edge observation does not overwrite a voted Gaussian
+        field.integrate(gmap, view(ids, 0), idx, u, v, np.zeros(2, bool))
+        rel = field.relevance(gmap, emb[1], np.zeros((0, 16), np.float32))
+        assert list(rel.matching(0, 0.9)[0]) == [1], mode

@@ -21,8 +21,9 @@ Embeddings may hold several feature kinds side by side (GSemSplat's region-speci
 context-aware CLIP features, each D-dimensional, concatenated / sqrt(K)); a query then uses the
 kind whose best margin is higher (:func:`kind_margins`, :func:`best_kind`).
 
-Pixels within ``boundary_abstain_frac`` x image width of a segment boundary do not vote in either mode: masks bleed
-onto the background and erode at their edges.
+Pixels within ``boundary_abstain_frac`` x image width of a segment boundary do not vote in either mode (masks bleed
+onto the background and erode at their edges); they only fill a Gaussian nobody has voted for yet, with
+no weight, so thin objects seen only near their outline still get semantics.
 """
 
 from __future__ import annotations
@@ -254,7 +255,10 @@ class CodebookField(SemanticField):
             same = cur == observed_code
             take = ~same & (votes == 0)
             votes = np.where(same, np.minimum(votes + 1, 255), np.where(take, 1, votes - 1))
-            codes_all[idx, level] = np.where(vote & take, observed_code, cur)
+            # an edge pixel only fills a code nobody voted for, with no weight: thin objects seen
+            # only near their outline keep semantics, and the first interior vote replaces it
+            fill = ~vote & (cur < 0) & (votes_all[idx, level] == 0) & inside
+            codes_all[idx, level] = np.where((vote & take) | fill, observed_code, cur)
             votes_all[idx, level] = np.where(vote, votes, votes_all[idx, level]).astype(np.uint8)
         self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
         return segment_tracks
@@ -323,6 +327,10 @@ class AverageField(SemanticField):
             sel = idx
             if self.config.boundary_abstain_frac > 0:  # pixels near a mask edge do not vote
                 keep = ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
+                # ... but fill a Gaussian nobody voted for, with no weight (as in CodebookField)
+                fill = np.flatnonzero(~keep & (s >= 0) & (weights[idx, level] == 0))
+                fill = fill[~features[idx[fill], level].any(axis=1)]
+                features[idx[fill], level] = emb[s[fill]].astype(np.float16)
                 sel, s = idx[keep], s[keep]
             observed = np.where((s >= 0)[:, None], emb[np.maximum(s, 0)], 0.0)
             w = weights[sel, level].astype(np.float32)[:, None]
@@ -339,7 +347,7 @@ class AverageField(SemanticField):
             for start in range(0, len(gmap), chunk):
                 f = gmap["features"][start : start + chunk, level].astype(np.float32)
                 norm = np.linalg.norm(f, axis=1, keepdims=True)
-                ok = (gmap["weights"][start : start + chunk, level] > 0) & (norm[:, 0] > 1e-6)
+                ok = norm[:, 0] > 1e-6  # zero: only ever seen in no segment (an edge fill has weight 0)
                 m = kind_margins(f / np.maximum(norm, 1e-6), query, negatives)
                 margin[:, start : start + chunk][:, ok] = m[:, ok]
             out.append(margin[best_kind(margin)])

@@ -4,8 +4,9 @@ Relevance per Gaussian is the LERF margin of its semantic feature (or codebook p
 query against canonical negatives; the reported ``score`` is LERF's pairwise-softmax relevancy
 ``sigmoid(margin / temperature)``. The granularity level whose best margin is highest answers the
 query (LangSplat's level choice). Gaussians whose margin clears ``min_margin`` and
-``keep_ratio`` x best form the mask; its 26-connected voxel clusters are the instances, ranked by
-mean margin (within 0.01, larger first). The goal pose is planned for the best instance.
+``keep_ratio`` x best form the mask; its 26-connected voxel clusters are the instances: those whose
+mean margin is within ``rank_margin_tolerance`` of the best first, larger first, then the others by
+mean margin. The goal pose is planned for the best instance.
 """
 
 from __future__ import annotations
@@ -166,9 +167,13 @@ class QueryEngine:
             lo, hi, centroid = column_bounds(pts)
             objects.append(ObjectResult(score=score, points=pts, centroid=centroid, bbox_min=lo, bbox_max=hi,
                                         gaussian_indices=idx, relevance=point_rel))
-            # rank by the unsaturated mean margin; within 0.01 of it, the larger instance first
-            rank_keys.append((round(float(m.mean()), 2), idx.size))
-        order = sorted(range(len(objects)), key=lambda i: rank_keys[i], reverse=True)
+            rank_keys.append((float(m.mean()), idx.size))
+        # the instances within rank_margin_tolerance of the best mean margin first, larger first;
+        # then the others by mean margin (the reported score saturates, so it cannot rank)
+        top = max(k[0] for k in rank_keys) - cfg.rank_margin_tolerance
+        near = sorted((i for i, k in enumerate(rank_keys) if k[0] >= top), key=lambda i: rank_keys[i][1],
+                      reverse=True)
+        order = near + sorted(set(range(len(objects))) - set(near), key=lambda i: rank_keys[i], reverse=True)
         result.objects = [objects[i] for i in order]
         objects = result.objects
         goal, why = plan_goal(self.grid, objects[0].points, objects[0].centroid, cfg.robot_radius, cfg.standoff)

@@ -1,0 +1,44 @@
+"""QueryEngine: the level choice, mask and instance ranking on a hand-made codebook map."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from langgs_ros.config import MappingConfig, QueryConfig
+from langgs_ros.mapping.fusion import CodebookField
+from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.map_io import MapData
+from langgs_ros.query.engine import QueryEngine
+from langgs_ros.semantics.oracle import TokenTextEncoder
+
+
+def _blob(centre, n, rng):
+    return (np.asarray(centre) + rng.uniform(-0.04, 0.04, (n, 3))).astype(np.float32)
+
+
+def test_instances_with_near_best_margins_rank_larger_first():
+    encoder = TokenTextEncoder(64)
+    config = QueryConfig()
+    q = encoder.encode(["mug"])[0]
+    negatives = encoder.encode(config.negatives)
+    # a direction orthogonal to the query and the negatives: tilting q along it scales every margin
+    basis = np.linalg.qr(np.vstack([q, negatives]).T)[0]
+    r = np.random.default_rng(0).standard_normal(64)
+    r -= basis @ (basis.T @ r)
+    r /= np.linalg.norm(r)
+    tilt = [0.0, 0.25, 0.75]  # margins ~ 1, 0.97, 0.8 of the best: within tolerance, within, beyond
+    protos = np.stack([q + t * r for t in tilt]).astype(np.float32)
+    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
+    field = CodebookField(64, MappingConfig())
+    field.load_state({"codebook_prototypes": protos,
+                      **{f"track_counts_{lv}": np.zeros((0, 256), np.int32) for lv in ("subpart", "part", "whole")}})
+    gmap = GaussianMap()
+    field.attach(gmap)
+    rng = np.random.default_rng(1)
+    sizes = [30, 300, 400]  # small & best, large & near-best, largest & clearly worse
+    for code, (n, x) in enumerate(zip(sizes, [0.0, 1.0, 2.0])):
+        idx = gmap.append(means=_blob([x, 0.0, 0.5], n, rng), quats=np.tile([1, 0, 0, 0], (n, 1)).astype(np.float16))
+        gmap["codes"][idx] = code
+    engine = QueryEngine(MapData(gmap=gmap, field=field, semantics="oracle"), config, encoder)
+    result = engine.query("mug")
+    assert [len(o.points) for o in result.objects] == [300, 30, 400], result.message
