@@ -204,17 +204,22 @@ class Mapper:
         covered = np.zeros(grid.rows * grid.cols, bool)
         if len(self.gmap) == 0:
             return _Visibility(empty, empty, empty, covered, empty)
-        T = invert_transform(frame.T_world_cam)
-        pc = self.gmap["means"] @ T[:3, :3].T.astype(np.float32) + T[:3, 3].astype(np.float32)
-        front = np.flatnonzero(pc[:, 2] > 1e-3)
-        pc = pc[front]
-        z = pc[:, 2]
-        u = pc[:, 0] / z * K.fx + K.cx
-        v = pc[:, 1] / z * K.fy + K.cy
+        T = invert_transform(frame.T_world_cam).astype(np.float32)
+        means = self.gmap["means"]
+        # depth first: most of a large map is behind or beside the camera, so project only the rest
+        z = means @ T[2, :3] + T[2, 3]
+        front = np.flatnonzero(z > 1e-3)
+        ahead = means[front]
+        z = z[front]
+        # matrix-vector products: numpy's [N, 3] @ [3, 2] is far slower than two of them
+        u = (ahead @ T[0, :3] + T[0, 3]) / z * np.float32(K.fx) + np.float32(K.cx)
+        v = (ahead @ T[1, :3] + T[1, 3]) / z * np.float32(K.fy) + np.float32(K.cy)
         inside = (u >= 0) & (v >= 0) & (u < grid.cols * grid.stride) & (v < grid.rows * grid.stride)
         idx, u, v, z = front[inside], u[inside], v[inside], z[inside]
-        col = (u // grid.stride).astype(np.int64)
-        row = (v // grid.stride).astype(np.int64)
+        inv = np.float32(1.0 / grid.stride)
+        # u, v >= 0: truncation is floor, and much faster than //; the clip guards float rounding
+        col = np.minimum((u * inv).astype(np.int64), grid.cols - 1)
+        row = np.minimum((v * inv).astype(np.int64), grid.rows - 1)
         cell = row * grid.cols + col
         d = px.depth.reshape(-1)[cell]
         tol = np.maximum(0.01, self.config.surface_tolerance * np.nan_to_num(d))

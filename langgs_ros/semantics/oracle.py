@@ -58,10 +58,14 @@ class TokenTextEncoder(TextEncoder):
         return out
 
 
+def _present_ids(ids: np.ndarray) -> np.ndarray:
+    """Sorted non-negative ids occurring in ``ids`` (small non-negative ints or -1)."""
+    return np.flatnonzero(np.bincount(ids.reshape(-1) + 1)[1:])
+
+
 def _relabel(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Map arbitrary non-negative ids to 0..S-1 (keeping -1); returns (new map, old id per new id)."""
-    present = np.unique(ids)
-    present = present[present >= 0]
+    present = _present_ids(ids)
     lut = np.full(int(ids.max(initial=-1)) + 2, -1, dtype=np.int32)
     lut[present + 1] = np.arange(present.size, dtype=np.int32)
     return lut[ids + 1], present
@@ -110,10 +114,11 @@ class OracleBackend(SemanticBackend):
         """Apply the noise knobs to one level; returns ids and the label text of each id."""
         n = self.noise
         ids = base.copy()
-        seg_labels = {int(k): labels[int(k)] for k in np.unique(ids) if k >= 0}
+        seg_labels = {int(k): labels[int(k)] for k in _present_ids(ids)}
         if not seg_labels:
             return ids, seg_labels
-        centroids = self._centroids(ids, seg_labels)
+        needs_neighbours = n.label_swap_prob > 0 or n.merge_prob > 0
+        centroids = self._centroids(ids, seg_labels) if needs_neighbours else {}
         next_id = max(max(labels, default=0), max(seg_labels)) + 1
         split_p = {"subpart": n.split_prob, "part": n.split_prob / 2, "whole": 0.0}[level]
         merge_p = {"subpart": 0.0, "part": n.merge_prob / 2, "whole": n.merge_prob}[level]
@@ -142,13 +147,13 @@ class OracleBackend(SemanticBackend):
     @staticmethod
     def _centroids(ids: np.ndarray, seg_labels: dict[int, str]) -> dict[int, np.ndarray]:
         """Pixel centroid (x, y) of each segment, from one pass of bincounts."""
+        h, w = ids.shape
         flat = ids.reshape(-1)
         sel = flat >= 0
         keys = flat[sel]
-        pix = np.flatnonzero(sel)
         counts = np.bincount(keys)
-        cx = np.bincount(keys, weights=pix % ids.shape[1])
-        cy = np.bincount(keys, weights=pix // ids.shape[1])
+        cx = np.bincount(keys, weights=np.broadcast_to(np.arange(w, dtype=np.float64), (h, w)).reshape(-1)[sel])
+        cy = np.bincount(keys, weights=np.repeat(np.arange(h, dtype=np.float64), w)[sel])
         return {seg: np.array([cx[seg], cy[seg]]) / counts[seg] for seg in seg_labels}
 
     @staticmethod
