@@ -104,6 +104,10 @@ class MappingConfig:
     """Segment features (with their association labels) kept for codebook training."""
     association_iou: float = 0.5
     """A segment joins the map track it overlaps with IoU above this (CCL-LGS mask association)."""
+    no_segment_vote_weight: float = 0.5
+    """Codebook fusion: weight of a view in which a Gaussian lies in no segment, against 1 for a view
+    in which it lies in one (SAM misses a segment more often than it puts a pixel in a wrong one).
+    Rounded to quarters."""
     boundary_abstain_frac: float = 0.005
     """Pixels closer to a segment boundary than this fraction of the image width (3 px at 640) do
     not vote for a Gaussian's semantics: masks bleed and erode at their edges (both fusion modes).
@@ -162,6 +166,10 @@ class QueryConfig:
     """A Gaussian matches only if its cosine to the query beats every negative by this much."""
     keep_ratio: float = 0.7
     """...and its margin is at least this fraction of the best margin in the map."""
+    level_margin_tolerance: float = 0.05
+    """Granularity levels whose best margin is within this of the best level's answer together: a
+    Gaussian joins the mask if it matches at a majority of them (levels that explain the query
+    equally well outvote one level's segmentation errors, e.g. a merge of two objects)."""
     rank_margin_tolerance: float = 0.05
     """Instances whose mean margin is within this of the best instance's rank larger first (margins
     that close are noise; a few mislabelled Gaussians should not outrank the object)."""

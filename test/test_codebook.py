@@ -102,3 +102,50 @@ def test_edge_pixels_only_fill_semantics_nobody_voted_for():
         field.integrate(gmap, view(ids, 0), idx, u, v, np.zeros(2, bool))
         rel = field.relevance(gmap, emb[1], np.zeros((0, 16), np.float32))
         assert list(rel.matching(0, 0.9)[0]) == [1], mode
+
+
+def test_weighted_majority_keeps_what_holds_most_of_the_weight():
+    from langgs_ros.mapping.fusion import weighted_majority
+
+    # one Gaussian in segment A in 2 views, in no segment (-1) in 3: A holds 8 of 14 quarters
+    sequence = [(7, 4), (-1, 2), (-1, 2), (-1, 2), (7, 4)]
+    current, count = np.array([-1]), np.array([0], np.uint8)
+    for observed, weight in sequence:
+        current, count = weighted_majority(current, count, np.array([observed]), weight)
+    assert current[0] == 7 and count[0] == 2
+    # with equal weights "no segment" holds 3 of 5 votes and wins
+    current, count = np.array([-1]), np.array([0], np.uint8)
+    for observed, _ in sequence:
+        current, count = weighted_majority(current, count, np.array([observed]), 1)
+    assert current[0] == -1
+
+
+def test_a_merge_in_one_view_does_not_move_an_object_to_its_neighbours_track():
+    from langgs_ros.config import MappingConfig
+    from langgs_ros.mapping.fusion import CodebookField
+    from langgs_ros.mapping.gaussians import GaussianMap
+    from langgs_ros.semantics.backend import Segmentation
+
+    rng = np.random.default_rng(4)
+    emb = unit(rng.standard_normal((2, 16))).astype(np.float32)  # big object, small object
+    field = CodebookField(16, MappingConfig(boundary_abstain_frac=0.0))
+    gmap = GaussianMap()
+    field.attach(gmap)
+    idx = gmap.append(means=np.zeros((40, 3), np.float32))
+    u, v = np.arange(40), np.zeros(40, np.int64)  # Gaussians 0-29 on the big object, 30-39 on the small
+    apart = np.zeros((1, 40), np.int32)
+    apart[0, 30:] = 1
+    merged = np.zeros((1, 40), np.int32)
+
+    def view(ids, n):
+        return Segmentation(levels=[ids] * 3, embeddings=[emb[:n]] * 3)
+
+    first = field.integrate(gmap, view(apart, 2), idx, u, v, np.ones(40, bool))[2]
+    for _ in range(2):
+        assert list(field.integrate(gmap, view(apart, 2), idx, u, v, np.zeros(40, bool))[2]) == list(first)
+    field.integrate(gmap, view(merged, 1), idx, u, v, np.zeros(40, bool))  # the small one merged away
+    after = field.integrate(gmap, view(apart, 2), idx, u, v, np.zeros(40, bool))[2]
+    assert list(after) == list(first)  # the small object's segment finds its own track again
+    assert set(gmap["tracks"][30:, 2]) == {first[1]}
+    small = field.relevance(gmap, emb[1], np.zeros((0, 16), np.float32)).matching(2, 0.9)[0]
+    assert list(small) == list(range(30, 40))

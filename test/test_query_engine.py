@@ -42,3 +42,29 @@ def test_instances_with_near_best_margins_rank_larger_first():
     engine = QueryEngine(MapData(gmap=gmap, field=field, semantics="oracle"), config, encoder)
     result = engine.query("mug")
     assert [len(o.points) for o in result.objects] == [300, 30, 400], result.message
+
+
+def test_levels_that_answer_equally_well_vote_on_the_mask():
+    encoder = TokenTextEncoder(64)
+    config = QueryConfig()
+    q = encoder.encode(["mug"])[0]
+    field = CodebookField(64, MappingConfig())
+    field.load_state({"codebook_prototypes": q[None].astype(np.float32),
+                      **{f"track_counts_{lv}": np.zeros((0, 256), np.int32) for lv in ("subpart", "part", "whole")}})
+    gmap = GaussianMap()
+    field.attach(gmap)
+    rng = np.random.default_rng(2)
+    # the mug at every level; a neighbour merged into it at the whole level only; a part of it
+    # missed at the whole level (subpart and part still see it)
+    blobs = {"mug": ([0.0, 0.0, 0.5], [0, 1, 2], 200), "merged": ([1.0, 0.0, 0.5], [2], 150),
+             "missed": ([2.0, 0.0, 0.5], [0, 1], 100)}
+    for centre, levels, n in blobs.values():
+        idx = gmap.append(means=_blob(centre, n, rng), quats=np.tile([1, 0, 0, 0], (n, 1)).astype(np.float16))
+        for level in levels:
+            gmap["codes"][idx, level] = 0
+    engine = QueryEngine(MapData(gmap=gmap, field=field, semantics="oracle"), config, encoder)
+    result = engine.query("mug")
+    assert result.level == "subpart+part+whole", result.message
+    assert sorted(len(o.points) for o in result.objects) == [100, 200]
+    engine.config = QueryConfig(level_margin_tolerance=0.0)  # exact ties still answer together
+    assert sorted(len(o.points) for o in engine.query("mug").objects) == [100, 200]

@@ -6,10 +6,13 @@ Two modes behind one interface:
   geometric IoU > 0.5 between the segment and the tracks of the map Gaussians visible in that view
   (a new track otherwise); its feature is matched to a learned prototype of the
   :class:`~langgs_ros.mapping.codebook.ContrastiveCodebook`, and the track's code is the prototype
-  its features chose (vote-weighted). Each Gaussian carries, per level, the track of its newest
-  view (for association) and a code kept by a streaming majority vote over the views that saw it
-  ("in no segment" voting too), so fragmented tracks of one object still vote for one code.
-  Per Gaussian: 3 x (int32 track + int16 code + uint8 vote) = 21 bytes.
+  its features chose (vote-weighted), so a view that gives an object a wrong label is outvoted by
+  the other views of its track. Each Gaussian carries, per level, a track and a code, each kept by
+  a streaming weighted majority vote over the views that saw it (:func:`weighted_majority`; "in
+  no segment" votes too, with ``no_segment_vote_weight``): one view that merges an object into
+  its neighbour's segment neither relabels it nor moves it to the neighbour's track, and
+  fragmented tracks of one object still vote for one code.
+  Per Gaussian: 3 x (int32 track + int16 code + 2 x uint8 vote) = 24 bytes.
 * :class:`AverageField`: per Gaussian and level, the running average of the embeddings of the
   segments it fell in, zero where it fell in none (the baseline; 3 x 512 float16 = 3 KiB per
   Gaussian).
@@ -39,9 +42,24 @@ from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.semantics.backend import LEVELS, Segmentation
 
 __all__ = ["SemanticField", "Relevance", "CodebookField", "AverageField", "create_field", "lerf_margin", "boundary_band",
-           "kind_margins", "best_kind"]
+           "kind_margins", "best_kind", "weighted_majority"]
 
 N_LEVELS = len(LEVELS)
+VOTE_UNIT = 4
+"""Weight of one view's vote in a Gaussian's uint8 vote counts (so weights are quarters)."""
+
+
+def weighted_majority(current: np.ndarray, count: np.ndarray, observed: np.ndarray,
+                      weight: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+    """One step of a weighted Boyer-Moore majority vote, elementwise: a vote for ``current`` adds
+    its ``weight`` to ``count``; any other vote cancels as much of ``count`` and takes over what it
+    has left. Whatever holds more than half of all the weight voted ends as ``current``.
+    Returns (current, count) with count saturated to uint8."""
+    count = count.astype(np.int16)
+    same = current == observed
+    take = ~same & (count < weight)
+    new_count = np.where(same, np.minimum(count + weight, 255), np.abs(count - weight))
+    return np.where(take, observed, current), new_count.astype(np.uint8)
 
 
 def lerf_margin(features: np.ndarray, query: np.ndarray, negatives: np.ndarray) -> np.ndarray:
@@ -173,6 +191,7 @@ class CodebookField(SemanticField):
         gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
         gmap.add_field("codes", np.int16, (N_LEVELS,), fill=-1)
         gmap.add_field("votes", np.uint8, (N_LEVELS,))
+        gmap.add_field("track_votes", np.uint8, (N_LEVELS,))
 
     def track_codes(self, level: int, tracks: np.ndarray) -> np.ndarray:
         """Codebook entry of each of ``tracks`` at ``level`` (-1: no votes yet).
@@ -225,6 +244,8 @@ class CodebookField(SemanticField):
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray) -> list[np.ndarray | None]:
         tracks_all, codes_all, votes_all = gmap["tracks"], gmap["codes"], gmap["votes"]
+        track_votes = gmap["track_votes"]
+        no_segment_weight = int(round(VOTE_UNIT * self.config.no_segment_vote_weight))
         self._present = None
         segment_tracks: list[np.ndarray | None] = [None] * N_LEVELS
         for level in range(N_LEVELS):
@@ -248,18 +269,19 @@ class CodebookField(SemanticField):
             vote = np.ones(idx.size, bool)
             if self.config.boundary_abstain_frac > 0:  # pixels near a mask edge do not vote
                 vote = ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
-            # tracks follow the newest view (they only serve association with the next one); codes
-            # are a streaming majority vote (Boyer-Moore) over views, "in no segment" voting -1
-            tracks_all[idx, level] = np.where(vote, observed_track, tracks)
-            cur, votes = codes_all[idx, level], votes_all[idx, level].astype(np.int16)
-            same = cur == observed_code
-            take = ~same & (votes == 0)
-            votes = np.where(same, np.minimum(votes + 1, 255), np.where(take, 1, votes - 1))
+            # tracks and codes are streaming weighted majority votes over views, "in no segment"
+            # voting -1 with less weight; pixels near a mask edge do not vote
+            weight = np.where(inside, VOTE_UNIT, no_segment_weight)
+            new_track, new_track_votes = weighted_majority(tracks, track_votes[idx, level], observed_track, weight)
+            tracks_all[idx, level] = np.where(vote, new_track, tracks)
+            track_votes[idx, level] = np.where(vote, new_track_votes, track_votes[idx, level])
+            cur, votes = codes_all[idx, level], votes_all[idx, level]
+            new_code, new_votes = weighted_majority(cur, votes, observed_code, weight)
             # an edge pixel only fills a code nobody voted for, with no weight: thin objects seen
             # only near their outline keep semantics, and the first interior vote replaces it
-            fill = ~vote & (cur < 0) & (votes_all[idx, level] == 0) & inside
-            codes_all[idx, level] = np.where((vote & take) | fill, observed_code, cur)
-            votes_all[idx, level] = np.where(vote, votes, votes_all[idx, level]).astype(np.uint8)
+            fill = ~vote & (cur < 0) & (votes == 0) & inside
+            codes_all[idx, level] = np.where(vote, new_code, np.where(fill, observed_code, cur))
+            votes_all[idx, level] = np.where(vote, new_votes, votes)
         self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
         return segment_tracks
 

@@ -3,8 +3,10 @@
 Relevance per Gaussian is the LERF margin of its semantic feature (or codebook prototype) to the
 query against canonical negatives; the reported ``score`` is LERF's pairwise-softmax relevancy
 ``sigmoid(margin / temperature)``. The granularity level whose best margin is highest answers the
-query (LangSplat's level choice). Gaussians whose margin clears ``min_margin`` and
-``keep_ratio`` x best form the mask; its 26-connected voxel clusters are the instances: those whose
+query (LangSplat's level choice), together with the levels within ``level_margin_tolerance`` of it.
+At each answering level, the Gaussians whose margin clears ``min_margin`` and ``keep_ratio`` x that
+level's best match; those matching at a majority of the answering levels form the mask (their
+margin: the highest of those levels). The mask's 26-connected voxel clusters are the instances: those whose
 mean margin is within ``rank_margin_tolerance`` of the best first, larger first, then the others by
 mean margin. The goal pose is planned for the best instance.
 """
@@ -19,6 +21,7 @@ import numpy as np
 from langgs_ros.config import ModelsConfig, QueryConfig, load_config
 from langgs_ros.errors import ConfigError
 from langgs_ros.geometry import column_bounds, normals_from_quat_wxyz
+from langgs_ros.mapping.fusion import Relevance
 from langgs_ros.mapping.map_io import MapData
 from langgs_ros.query.instances import cluster_points
 from langgs_ros.query.navigation import GoalPose, NavigationGrid, plan_goal
@@ -143,16 +146,17 @@ class QueryEngine:
             return result
         relevance = self.data.field.relevance(self.data.gmap, q, self._negatives)
         best = relevance.best
-        level = len(best) - 1 - int(np.argmax(best[::-1]))  # ties go to the coarser level
-        if not np.isfinite(best[level]):
+        top = float(np.max(best))
+        if not np.isfinite(top):
             result.message = "the map holds no semantic observations"
             return result
-        if best[level] < cfg.min_margin:
-            result.message = (f"nothing in the map matches '{text}' (best margin {best[level]:.2f} "
+        if top < cfg.min_margin:
+            result.message = (f"nothing in the map matches '{text}' (best margin {top:.2f} "
                               f"over the canonical negatives < {cfg.min_margin:.2f})")
             return result
-        result.level = LEVELS[level]
-        mask, mask_margin = relevance.matching(level, max(cfg.min_margin, cfg.keep_ratio * best[level]))
+        levels = [lv for lv in range(len(best)) if best[lv] >= max(top - cfg.level_margin_tolerance, cfg.min_margin)]
+        result.level = "+".join(LEVELS[lv] for lv in levels)
+        mask, mask_margin = self._consensus_mask(relevance, levels)
         means = self.data.gmap["means"]
         clusters = cluster_points(means[mask], cfg.cluster_voxel_m, cfg.min_instance_gaussians)
         if not clusters:
@@ -178,5 +182,21 @@ class QueryEngine:
         objects = result.objects
         goal, why = plan_goal(self.grid, objects[0].points, objects[0].centroid, cfg.robot_radius, cfg.standoff)
         result.goal_pose = goal
-        result.message = f"{len(objects)} object(s) match '{text}' at the {LEVELS[level]} level; {why}"
+        where = f"the {result.level} level" + ("s" if len(levels) > 1 else "")
+        result.message = f"{len(objects)} object(s) match '{text}' at {where}; {why}"
         return result
+
+    def _consensus_mask(self, relevance: Relevance, levels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, margins) of the Gaussians matching at a majority of ``levels``; a Gaussian's
+        margin is its highest over those levels."""
+        cfg = self.config
+        matches = [relevance.matching(lv, max(cfg.min_margin, cfg.keep_ratio * relevance.best[lv])) for lv in levels]
+        if len(matches) == 1:
+            return matches[0]
+        votes = np.zeros(len(self.data.gmap), np.uint8)
+        margin = np.full(len(self.data.gmap), -np.inf, np.float32)
+        for idx, m in matches:
+            votes[idx] += 1
+            margin[idx] = np.maximum(margin[idx], m)
+        mask = np.flatnonzero(votes > len(levels) // 2)
+        return mask, margin[mask]
