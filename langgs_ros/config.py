@@ -112,6 +112,12 @@ class MappingConfig:
     """Pixels closer to a segment boundary than this fraction of the image width (3 px at 640) do
     not vote for a Gaussian's semantics: masks bleed and erode at their edges (both fusion modes).
     They only fill a Gaussian nobody voted for yet, with no weight."""
+    occlusion_abstain_frac: float = 0.01
+    """Pixels within this fraction of the image width (6 px at 640) of a nearer surface, and more
+    than ``occlusion_depth_jump`` behind it, neither vote nor fill (masks bleed off an object onto
+    the background behind its silhouette; both fusion modes). 0 = off."""
+    occlusion_depth_jump: float = 0.1
+    """...relative depth jump (fraction of the pixel's depth) that makes a silhouette."""
     stereo_views: int = 4
     """Color-only input: recent posed views the plane sweep compares a keyframe with."""
     stereo_planes: int = 64

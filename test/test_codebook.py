@@ -149,3 +149,48 @@ def test_a_merge_in_one_view_does_not_move_an_object_to_its_neighbours_track():
     assert set(gmap["tracks"][30:, 2]) == {first[1]}
     small = field.relevance(gmap, emb[1], np.zeros((0, 16), np.float32)).matching(2, 0.9)[0]
     assert list(small) == list(range(30, 40))
+
+
+def test_behind_silhouette_marks_background_beside_a_nearer_surface():
+    from langgs_ros.mapping.fusion import behind_silhouette
+
+    depth = np.full((20, 40), 3.0, np.float32)
+    depth[5:15, 10:20] = 1.0  # an object 2 m in front of the wall
+    depth[0, 39] = np.nan
+    far = behind_silhouette(depth, 2, 0.1)
+    assert far[10, 8] and far[10, 21] and far[3, 15]  # wall within 2 px of the object
+    assert not far[10, 15] and not far[10, 7] and not far[10, 30]  # the object; wall further away
+    assert far[0, 39]  # no depth: never trusted
+    assert not behind_silhouette(depth, 0, 0.1).any()
+
+
+def test_abstaining_observations_neither_vote_nor_fill():
+    for mode in ("codebook", "average"):
+        field, gmap, idx, u, v, ids, view, emb = _two_gaussian_views(mode)
+        interior = np.array([20, 25])  # both Gaussians inside segment 0, away from its edges
+        field.integrate(gmap, view(ids, 0), idx, interior, v, np.ones(2, bool), abstain=np.array([False, True]))
+        found = field.relevance(gmap, emb[0], np.zeros((0, 16), np.float32)).matching(0, 0.9)[0]
+        assert list(found) == [0], mode
+
+
+def test_a_gaussian_answers_with_its_tracks_code_now():
+    from langgs_ros.config import MappingConfig
+    from langgs_ros.mapping.fusion import CodebookField
+    from langgs_ros.mapping.gaussians import GaussianMap
+    from langgs_ros.semantics.backend import Segmentation
+
+    rng = np.random.default_rng(5)
+    emb = unit(rng.standard_normal((2, 16))).astype(np.float32)  # the object's label, a wrong one
+    field = CodebookField(16, MappingConfig(boundary_abstain_frac=0.0))
+    gmap = GaussianMap()
+    field.attach(gmap)
+    idx = gmap.append(means=np.zeros((20, 3), np.float32))
+    ids = np.zeros((1, 20), np.int32)
+    u, v = np.arange(20), np.zeros(20, np.int64)
+    # the first view mislabels the object; Gaussians 15-19 are seen only in it
+    field.integrate(gmap, Segmentation([ids] * 3, [emb[1:]] * 3), idx, u, v, np.ones(20, bool))
+    for _ in range(3):
+        field.integrate(gmap, Segmentation([ids] * 3, [emb[:1]] * 3), idx[:15], u[:15], v[:15], np.zeros(15, bool))
+    assert len(set(gmap["tracks"][:, 2])) == 1  # one track
+    found = field.relevance(gmap, emb[0], np.zeros((0, 16), np.float32)).matching(2, 0.9)[0]
+    assert list(found) == list(range(20))

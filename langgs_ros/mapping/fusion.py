@@ -7,12 +7,13 @@ Two modes behind one interface:
   (a new track otherwise); its feature is matched to a learned prototype of the
   :class:`~langgs_ros.mapping.codebook.ContrastiveCodebook`, and the track's code is the prototype
   its features chose (vote-weighted), so a view that gives an object a wrong label is outvoted by
-  the other views of its track. Each Gaussian carries, per level, a track and a code, each kept by
-  a streaming weighted majority vote over the views that saw it (:func:`weighted_majority`; "in
-  no segment" votes too, with ``no_segment_vote_weight``): one view that merges an object into
-  its neighbour's segment neither relabels it nor moves it to the neighbour's track, and
-  fragmented tracks of one object still vote for one code.
-  Per Gaussian: 3 x (int32 track + int16 code + 2 x uint8 vote) = 24 bytes.
+  the other views of its track. Each Gaussian carries, per level, the track a streaming weighted
+  majority vote over the views that saw it chose (:func:`weighted_majority`; "in no segment" votes
+  too, with ``no_segment_vote_weight``), and its code is that track's code: one view that merges
+  an object into its neighbour's segment neither moves it to the neighbour's track nor relabels it,
+  and every Gaussian of a track answers with what all the track's views say.
+  A Gaussian nobody voted for uses its own ``codes`` entry (an edge pixel's fill, below, or
+  refinement's decoded code). Per Gaussian: 3 x (int32 track + uint8 vote + int16 code) = 21 bytes.
 * :class:`AverageField`: per Gaussian and level, the running average of the embeddings of the
   segments it fell in, zero where it fell in none (the baseline; 3 x 512 float16 = 3 KiB per
   Gaussian).
@@ -35,6 +36,7 @@ from abc import ABC, abstractmethod
 
 import cv2
 import numpy as np
+from scipy.ndimage import minimum_filter
 
 from langgs_ros.config import MappingConfig
 from langgs_ros.mapping.codebook import ContrastiveCodebook
@@ -42,7 +44,7 @@ from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.semantics.backend import LEVELS, Segmentation
 
 __all__ = ["SemanticField", "Relevance", "CodebookField", "AverageField", "create_field", "lerf_margin", "boundary_band",
-           "kind_margins", "best_kind", "weighted_majority"]
+           "kind_margins", "best_kind", "weighted_majority", "behind_silhouette"]
 
 N_LEVELS = len(LEVELS)
 VOTE_UNIT = 4
@@ -105,6 +107,16 @@ def boundary_band(ids: np.ndarray, frac: float) -> np.ndarray:
     return edge.astype(bool)
 
 
+def behind_silhouette(depth: np.ndarray, radius_px: int, jump: float) -> np.ndarray:
+    """bool [H, W]: pixels more than ``jump`` x their depth behind the nearest surface within
+    ``radius_px`` (Chebyshev): background beside a foreground silhouette, where masks bleed off the
+    object in front. Invalid depth (0, NaN, inf) counts as far."""
+    d = np.where(np.isfinite(depth) & (depth > 0), depth, np.inf).astype(np.float32)
+    if radius_px <= 0:
+        return np.zeros(d.shape, bool)
+    return d > minimum_filter(d, size=2 * radius_px + 1) * np.float32(1 + jump)
+
+
 class Relevance:
     """A query's LERF margins over one map, per level.
 
@@ -150,9 +162,10 @@ class SemanticField(ABC):
 
     @abstractmethod
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
-                  v: np.ndarray, is_new: np.ndarray) -> list[np.ndarray | None] | None:
+                  v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None) -> list[np.ndarray | None] | None:
         """Fuse ``seg`` into Gaussians ``idx`` observed at pixels (u, v); ``is_new`` marks ones
-        created by this keyframe (the others were already in the map and are visible). Returns,
+        created by this keyframe (the others were already in the map and are visible); ``abstain``
+        marks observations that neither vote nor fill (e.g. :func:`behind_silhouette`). Returns,
         per level, the map track each segment was associated with (None where the mode keeps no
         tracks)."""
 
@@ -184,26 +197,27 @@ class CodebookField(SemanticField):
             lr=config.codebook_lr, pull=config.codebook_pull, push=config.codebook_push,
             margin=config.codebook_margin, replay_size=config.replay_size, seed=seed)
         self.track_counts = [np.zeros((0, config.codebook_size), np.int32) for _ in LEVELS]
-        self._present: tuple[int, int, list[np.ndarray]] | None = None  # (id(gmap), revision, per level)
+        # (id(gmap), revision, codes per Gaussian [N, levels], codes present per level)
+        self._resolved: tuple[int, int, np.ndarray, list[np.ndarray]] | None = None
         self._external: list[dict[int, int]] = [{} for _ in LEVELS]  # tracker id -> track, per level
 
     def attach(self, gmap: GaussianMap) -> None:
         gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
-        gmap.add_field("codes", np.int16, (N_LEVELS,), fill=-1)
-        gmap.add_field("votes", np.uint8, (N_LEVELS,))
         gmap.add_field("track_votes", np.uint8, (N_LEVELS,))
+        gmap.add_field("codes", np.int16, (N_LEVELS,), fill=-1)
 
-    def track_codes(self, level: int, tracks: np.ndarray) -> np.ndarray:
+    def track_codes(self, level: int, tracks: np.ndarray, prototypes: np.ndarray | None = None) -> np.ndarray:
         """Codebook entry of each of ``tracks`` at ``level`` (-1: no votes yet).
 
         A track's code is the prototype closest to the vote-weighted mean of the prototypes its
         features chose, so votes split among near-duplicate prototypes still add up.
+        ``prototypes``: :meth:`ContrastiveCodebook.normalized`, if the caller has it already.
         """
         counts = self.track_counts[level][tracks, : self.codebook.size].astype(np.float32)
         code = np.full(len(tracks), -1, np.int64)
         voted = counts.sum(axis=1) > 0
         if voted.any():
-            protos = self.codebook.normalized()
+            protos = self.codebook.normalized() if prototypes is None else prototypes
             code[voted] = ((counts[voted] @ protos) @ protos.T).argmax(axis=1)
         return code
 
@@ -242,11 +256,10 @@ class CodebookField(SemanticField):
         return assigned
 
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
-                  v: np.ndarray, is_new: np.ndarray) -> list[np.ndarray | None]:
-        tracks_all, codes_all, votes_all = gmap["tracks"], gmap["codes"], gmap["votes"]
-        track_votes = gmap["track_votes"]
+                  v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None) -> list[np.ndarray | None]:
+        tracks_all, track_votes = gmap["tracks"], gmap["track_votes"]
         no_segment_weight = int(round(VOTE_UNIT * self.config.no_segment_vote_weight))
-        self._present = None
+        self._resolved = None
         segment_tracks: list[np.ndarray | None] = [None] * N_LEVELS
         for level in range(N_LEVELS):
             emb = seg.embeddings[level]
@@ -262,46 +275,55 @@ class CodebookField(SemanticField):
             proto = self.codebook.assign(emb)
             np.add.at(self.track_counts[level], (seg_track, proto), 1)
             self.codebook.remember(emb, seg_track * N_LEVELS + level)
-            seg_code = self.track_codes(level, seg_track)
             inside = s >= 0
-            observed_track = np.where(inside, seg_track[np.maximum(s, 0)], -1)
-            observed_code = np.where(inside, seg_code[np.maximum(s, 0)], -1)
+            observed = np.where(inside, seg_track[np.maximum(s, 0)], -1)
             vote = np.ones(idx.size, bool)
             if self.config.boundary_abstain_frac > 0:  # pixels near a mask edge do not vote
                 vote = ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
-            # tracks and codes are streaming weighted majority votes over views, "in no segment"
-            # voting -1 with less weight; pixels near a mask edge do not vote
+            if abstain is not None:
+                vote &= ~abstain
+            # a streaming weighted majority vote over views, "in no segment" voting -1 with less weight
             weight = np.where(inside, VOTE_UNIT, no_segment_weight)
-            new_track, new_track_votes = weighted_majority(tracks, track_votes[idx, level], observed_track, weight)
+            votes = track_votes[idx, level]
+            new_track, new_votes = weighted_majority(tracks, votes, observed, weight)
             tracks_all[idx, level] = np.where(vote, new_track, tracks)
-            track_votes[idx, level] = np.where(vote, new_track_votes, track_votes[idx, level])
-            cur, votes = codes_all[idx, level], votes_all[idx, level]
-            new_code, new_votes = weighted_majority(cur, votes, observed_code, weight)
-            # an edge pixel only fills a code nobody voted for, with no weight: thin objects seen
-            # only near their outline keep semantics, and the first interior vote replaces it
-            fill = ~vote & (cur < 0) & (votes == 0) & inside
-            codes_all[idx, level] = np.where(vote, new_code, np.where(fill, observed_code, cur))
-            votes_all[idx, level] = np.where(vote, new_votes, votes)
+            track_votes[idx, level] = np.where(vote, new_votes, votes)
+            # an edge pixel only fills the code of a Gaussian nobody voted for: thin objects seen
+            # only near their outline keep semantics, and the first interior vote overrides it
+            fill = np.flatnonzero(~vote & (tracks < 0) & (votes == 0) & inside
+                                  & (True if abstain is None else ~abstain))
+            fill = fill[gmap["codes"][idx[fill], level] < 0]
+            if fill.size:
+                gmap["codes"][idx[fill], level] = self.track_codes(level, observed[fill])
         self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
         return segment_tracks
 
-    def _codes_present(self, gmap: GaussianMap) -> list[np.ndarray]:
-        """Per level, bool [codebook size]: does any Gaussian carry the code (cached per map revision)."""
+    def resolved_codes(self, gmap: GaussianMap) -> tuple[np.ndarray, list[np.ndarray]]:
+        """[N, levels] codebook entry of every Gaussian (-1: none) and, per level, bool [codebook
+        size]: is the code in use. A Gaussian's code is its track's, -1 where "in no segment" won
+        its vote, and its own ``codes`` entry where nobody voted. Cached per map revision."""
         key = (id(gmap), gmap.revision)
-        if self._present is None or self._present[:2] != key:
+        if self._resolved is None or self._resolved[:2] != key:
+            codes = gmap["codes"].copy()
+            protos = self.codebook.normalized()
             n = self.codebook.size
             present = []
             for level in range(N_LEVELS):
-                col = gmap["codes"][:, level]
+                tracks = gmap["tracks"][:, level]
+                has = tracks >= 0
+                code_of_track = self.track_codes(level, np.arange(len(self.track_counts[level])), protos)
+                codes[has, level] = code_of_track[tracks[has]]
+                codes[~has & (gmap["track_votes"][:, level] > 0), level] = -1
+                col = codes[:, level]
                 present.append(np.bincount(col[col >= 0], minlength=n)[:n] > 0)
-            self._present = (*key, present)
-        return self._present[2]
+            self._resolved = (*key, codes, present)
+        return self._resolved[2], self._resolved[3]
 
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
-        present = self._codes_present(gmap)
+        codes, present = self.resolved_codes(gmap)
         margins = kind_margins(self.codebook.normalized(), query, negatives)
         code_margin = margins[best_kind(margins, np.logical_or.reduce(present))]
-        return _CodeRelevance(code_margin, present, gmap["codes"])
+        return _CodeRelevance(code_margin, present, codes)
 
     def state(self) -> dict[str, np.ndarray]:
         state = {"codebook_prototypes": self.codebook.state()["prototypes"]}
@@ -312,7 +334,7 @@ class CodebookField(SemanticField):
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.codebook.load_state(arrays["codebook_prototypes"])
         self.track_counts = [arrays[f"track_counts_{name}"].astype(np.int32) for name in LEVELS]
-        self._present = None
+        self._resolved = None
 
     def validate(self, gmap: GaussianMap) -> None:
         if "tracks" not in gmap or "codes" not in gmap:
@@ -338,7 +360,7 @@ class AverageField(SemanticField):
         gmap.add_field("weights", np.uint16, (N_LEVELS,))
 
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
-                  v: np.ndarray, is_new: np.ndarray) -> None:
+                  v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None) -> None:
         features, weights = gmap["features"], gmap["weights"]
         for level in range(N_LEVELS):
             emb = seg.embeddings[level]
@@ -346,14 +368,17 @@ class AverageField(SemanticField):
                 continue
             # a view in which the Gaussian lies in no segment contributes a zero embedding
             s = seg.levels[level][v, u]
-            sel = idx
+            keep = np.ones(idx.size, bool)
             if self.config.boundary_abstain_frac > 0:  # pixels near a mask edge do not vote
                 keep = ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
-                # ... but fill a Gaussian nobody voted for, with no weight (as in CodebookField)
-                fill = np.flatnonzero(~keep & (s >= 0) & (weights[idx, level] == 0))
-                fill = fill[~features[idx[fill], level].any(axis=1)]
-                features[idx[fill], level] = emb[s[fill]].astype(np.float16)
-                sel, s = idx[keep], s[keep]
+            if abstain is not None:
+                keep &= ~abstain
+            # ... but fill a Gaussian nobody voted for, with no weight (as in CodebookField)
+            fill = np.flatnonzero(~keep & (s >= 0) & (weights[idx, level] == 0)
+                                  & (True if abstain is None else ~abstain))
+            fill = fill[~features[idx[fill], level].any(axis=1)]
+            features[idx[fill], level] = emb[s[fill]].astype(np.float16)
+            sel, s = idx[keep], s[keep]
             observed = np.where((s >= 0)[:, None], emb[np.maximum(s, 0)], 0.0)
             w = weights[sel, level].astype(np.float32)[:, None]
             mean = (features[sel, level].astype(np.float32) * w + observed) / (w + 1)

@@ -21,7 +21,7 @@ from langgs_ros.config import MappingConfig, RefineConfig
 from langgs_ros.errors import InputError
 from langgs_ros.geometry import invert_transform
 from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixel_gaussians
-from langgs_ros.mapping.fusion import SemanticField, boundary_band, create_field
+from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary_band, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframes import KeyframeSelector
 from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, PlaneSweepDepth
@@ -170,7 +170,11 @@ class Mapper:
             v = np.concatenate([vis.visible_v, cv.reshape(-1)[new_cells]])
             is_new = np.zeros(idx.size, bool)
             is_new[vis.visible_idx.size :] = True
-            segment_tracks = self.field.integrate(gm, seg, idx, u, v, is_new)
+            abstain = None
+            if self.config.occlusion_abstain_frac > 0:
+                radius = int(round(self.config.occlusion_abstain_frac * frame.depth.shape[1]))
+                abstain = behind_silhouette(frame.depth, radius, self.config.occlusion_depth_jump)[v, u]
+            segment_tracks = self.field.integrate(gm, seg, idx, u, v, is_new, abstain)
             if self.views.maxlen:
                 tracks = self._track_maps(seg, segment_tracks)
         if self.views.maxlen:

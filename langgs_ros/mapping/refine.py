@@ -19,7 +19,8 @@ needs (under the caller's lock), :meth:`Refiner.optimise` works on the copy only
 :meth:`Refiner.commit` writes every field back at once (under the lock), densifies (clone small,
 split large Gaussians with large positional gradients, 3DGS) and prunes transparent ones. A
 Gaussian whose own decoded feature is confident (``code_min_prob``) takes the decoded code as its
-code at that level, so queries, which read codes, see the refined semantics.
+code at that level and leaves its track (until a later view votes it into one again), so queries
+see the refined semantics.
 """
 
 from __future__ import annotations
@@ -422,12 +423,13 @@ class Refiner:
         code = np.where(cls == self.classes - 1, -1, cls)
         known = (cls < self.field.codebook.size) | (cls == self.classes - 1)
         ok = trained[:, None] & (prob >= self.config.code_min_prob) & known
-        codes, votes = gmap["codes"], gmap["votes"]
-        current = codes[idx]
+        current = self.field.resolved_codes(gmap)[0][idx]
         change = ok & (code != current)
         rows, levels = np.nonzero(change)
-        codes[idx[rows], levels] = code[rows, levels]
-        votes[idx[rows], levels] = 1  # a later view can still overturn it
+        gmap["codes"][idx[rows], levels] = code[rows, levels]
+        # the decoded code holds until a later view votes the Gaussian into a track again
+        gmap["tracks"][idx[rows], levels] = -1
+        gmap["track_votes"][idx[rows], levels] = 0
         return int(change.sum())
 
     def _densify(self, gmap: GaussianMap, idx: np.ndarray, p: dict[str, torch.Tensor], grad: np.ndarray) -> int:
