@@ -258,6 +258,7 @@ class CodebookField(SemanticField):
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None) -> list[np.ndarray | None]:
         tracks_all, track_votes = gmap["tracks"], gmap["track_votes"]
+        listen = np.ones(idx.size, bool) if abstain is None else ~abstain
         no_segment_weight = int(round(VOTE_UNIT * self.config.no_segment_vote_weight))
         self._resolved = None
         segment_tracks: list[np.ndarray | None] = [None] * N_LEVELS
@@ -277,11 +278,9 @@ class CodebookField(SemanticField):
             self.codebook.remember(emb, seg_track * N_LEVELS + level)
             inside = s >= 0
             observed = np.where(inside, seg_track[np.maximum(s, 0)], -1)
-            vote = np.ones(idx.size, bool)
+            vote = listen.copy()
             if self.config.boundary_abstain_frac > 0:  # pixels near a mask edge do not vote
-                vote = ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
-            if abstain is not None:
-                vote &= ~abstain
+                vote &= ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
             # a streaming weighted majority vote over views, "in no segment" voting -1 with less weight
             weight = np.where(inside, VOTE_UNIT, no_segment_weight)
             votes = track_votes[idx, level]
@@ -290,8 +289,7 @@ class CodebookField(SemanticField):
             track_votes[idx, level] = np.where(vote, new_votes, votes)
             # an edge pixel only fills the code of a Gaussian nobody voted for: thin objects seen
             # only near their outline keep semantics, and the first interior vote overrides it
-            fill = np.flatnonzero(~vote & (tracks < 0) & (votes == 0) & inside
-                                  & (True if abstain is None else ~abstain))
+            fill = np.flatnonzero(~vote & listen & (tracks < 0) & (votes == 0) & inside)
             fill = fill[gmap["codes"][idx[fill], level] < 0]
             if fill.size:
                 gmap["codes"][idx[fill], level] = self.track_codes(level, observed[fill])
@@ -362,20 +360,18 @@ class AverageField(SemanticField):
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None) -> None:
         features, weights = gmap["features"], gmap["weights"]
+        listen = np.ones(idx.size, bool) if abstain is None else ~abstain
         for level in range(N_LEVELS):
             emb = seg.embeddings[level]
             if len(emb) == 0:
                 continue
             # a view in which the Gaussian lies in no segment contributes a zero embedding
             s = seg.levels[level][v, u]
-            keep = np.ones(idx.size, bool)
+            keep = listen.copy()
             if self.config.boundary_abstain_frac > 0:  # pixels near a mask edge do not vote
-                keep = ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
-            if abstain is not None:
-                keep &= ~abstain
+                keep &= ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
             # ... but fill a Gaussian nobody voted for, with no weight (as in CodebookField)
-            fill = np.flatnonzero(~keep & (s >= 0) & (weights[idx, level] == 0)
-                                  & (True if abstain is None else ~abstain))
+            fill = np.flatnonzero(~keep & listen & (s >= 0) & (weights[idx, level] == 0))
             fill = fill[~features[idx[fill], level].any(axis=1)]
             features[idx[fill], level] = emb[s[fill]].astype(np.float16)
             sel, s = idx[keep], s[keep]

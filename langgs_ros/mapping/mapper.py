@@ -5,7 +5,9 @@ the observed depth at its pixel is *visible* (it explains that pixel, so no new 
 there, and it receives this view's semantics); one clearly in front of the observed surface is
 *seen through* (it lies in observed free space) and loses confidence, and is removed at zero.
 New Gaussians fill only the pixels the map does not explain. Above ``capacity`` the least
-confirmed, least recently seen Gaussians are pruned.
+confirmed, least recently seen Gaussians are pruned. Semantics are fused at the visible and new
+Gaussians, except where a pixel lies just behind a depth silhouette (masks bleed off the object in
+front onto it).
 """
 
 from __future__ import annotations
