@@ -81,7 +81,7 @@ def test_semantic_refinement_restores_corrupted_codes_and_keeps_the_map_consiste
     for f in wall_frames():
         mapper.integrate(f)
     gm, field = mapper.gmap, mapper.field
-    truth = field.resolved_codes(gm)[0].copy()
+    truth = field.resolved_codes(gm).copy()
     assert len(mapper.views) == 3 and mapper.views[0].tracks.shape == (3, 60, 80)
     assert len(np.unique(truth[:, 2])) == 2  # two codes on the wall
     rng = np.random.default_rng(0)
@@ -92,11 +92,11 @@ def test_semantic_refinement_restores_corrupted_codes_and_keeps_the_map_consiste
     gm["tracks"][corrupt] = -1
     gm["track_votes"][corrupt] = 0
     gm.revision += 1
-    assert (field.resolved_codes(gm)[0][corrupt] != truth[corrupt]).all()
+    assert (field.resolved_codes(gm)[corrupt] != truth[corrupt]).all()
     refiner = Refiner(refine, field)
     stats = refiner.refine(gm, list(mapper.views), 150)
     assert stats.committed and stats.iterations == 150 and stats.semantic_loss < 0.5
-    restored = (field.resolved_codes(gm)[0] == truth).all(axis=1)
+    restored = (field.resolved_codes(gm) == truth).all(axis=1)
     assert restored[corrupt].mean() > 0.9, restored[corrupt].mean()
     assert restored[~corrupt].mean() > 0.97
     assert "semantic_features" in gm and np.abs(gm["semantic_features"]).max() > 0

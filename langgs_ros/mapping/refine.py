@@ -423,7 +423,7 @@ class Refiner:
         code = np.where(cls == self.classes - 1, -1, cls)
         known = (cls < self.field.codebook.size) | (cls == self.classes - 1)
         ok = trained[:, None] & (prob >= self.config.code_min_prob) & known
-        current = self.field.resolved_codes(gmap)[0][idx]
+        current = self.field.resolved_codes(gmap)[idx]
         change = ok & (code != current)
         rows, levels = np.nonzero(change)
         gmap["codes"][idx[rows], levels] = code[rows, levels]

@@ -190,13 +190,16 @@ class QueryEngine:
         """(indices, margins) of the Gaussians matching at a majority of ``levels``; a Gaussian's
         margin is its highest over those levels."""
         cfg = self.config
-        matches = [relevance.matching(lv, max(cfg.min_margin, cfg.keep_ratio * relevance.best[lv])) for lv in levels]
-        if len(matches) == 1:
-            return matches[0]
-        votes = np.zeros(len(self.data.gmap), np.uint8)
-        margin = np.full(len(self.data.gmap), -np.inf, np.float32)
-        for idx, m in matches:
-            votes[idx] += 1
-            margin[idx] = np.maximum(margin[idx], m)
+        thresholds = [max(cfg.min_margin, cfg.keep_ratio * relevance.best[lv]) for lv in levels]
+        if len(levels) == 1:
+            return relevance.matching(levels[0], thresholds[0])
+        matches = [relevance.matches(lv, t) for lv, t in zip(levels, thresholds)]
+        votes = matches[0].astype(np.uint8)
+        for m in matches[1:]:
+            votes += m
         mask = np.flatnonzero(votes > len(levels) // 2)
-        return mask, margin[mask]
+        margin = np.full(mask.size, -np.inf, np.float32)
+        for lv, t in zip(levels, thresholds):
+            m = relevance.margins_at(lv, mask).astype(np.float32, copy=False)
+            np.maximum(margin, np.where(m >= t, m, np.float32(-np.inf)), out=margin)
+        return mask, margin
