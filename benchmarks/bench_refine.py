@@ -2,18 +2,21 @@
 
 * held-out-view PSNR and median depth error, feed-forward map vs refined (every 4th frame held out);
 * CPU (or GPU) time per refinement iteration at the rendering resolution;
-* plane-sweep depth of color-only keyframes vs the exact synthetic depth;
+* plane-sweep depth of color-only keyframes vs the exact synthetic depth, and on real RGB-D frames
+  (``--real``, the shelf frames of ../shared/data/real) vs the depth camera: per frame, and the
+  surface of a map built from color alone vs held-out frames' depth;
 * with ``--semantic N``: mean 3D IoU of the oracle's object queries under the "realistic" noise
   preset, feed-forward codebook map vs N iterations of semantic refinement (``refine.semantic_dim``
   16) on every keyframe (views at ``--semantic-scale``).
 
     python benchmarks/bench_refine.py [--frames 24] [--width 320 --height 240] [--iterations 40]
-        [--pixel-stride 4] [--work out/bench_refine] [--semantic 100 --semantic-scale 0.5]
+        [--pixel-stride 4] [--work out/bench_refine] [--semantic 100 --semantic-scale 0.5] [--real DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -21,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from langgs_ros.config import OracleNoiseConfig, PipelineConfig, RefineConfig
-from langgs_ros.evaluation import evaluate_queries, load_ground_truth
+from langgs_ros.errors import InputError
+from langgs_ros.evaluation import depth_error_in_view, evaluate_queries, load_ground_truth
+from langgs_ros.io.frame_folder import FrameFolderReader
 from langgs_ros.mapping.map_io import MapData
 from langgs_ros.io.bag_reader import BagFrameReader
 from langgs_ros.mapping.mapper import Mapper
@@ -47,6 +52,49 @@ def mean_iou(mapper: Mapper, truth: list[dict], config: PipelineConfig) -> tuple
     engine = QueryEngine(MapData(gmap=mapper.gmap, field=mapper.field, semantics="oracle"), config.query)
     ious = {s.label: round(s.iou, 3) for s in evaluate_queries(engine, truth)}
     return float(np.mean(list(ious.values()))), ious
+
+
+def sweep_errors(frames: list, sweep: PlaneSweepDepth) -> dict:
+    """Plane-sweep depth of each frame from the ones before it vs its depth image (m)."""
+    errors, valid, sweep_ms = [], [], []
+    for f in frames:
+        start = time.perf_counter()
+        depth = sweep.estimate(f)
+        sweep.observe(f)
+        if depth is None:
+            continue
+        sweep_ms.append(1000 * (time.perf_counter() - start))
+        measured = np.isfinite(f.depth)
+        ok = np.isfinite(depth) & measured
+        valid.append(ok.sum() / max(1, measured.sum()))
+        errors.append(np.abs(depth[ok] - f.depth[ok]))
+    err = np.concatenate(errors) if errors else np.zeros(1)
+    return {"valid_fraction": round(float(np.mean(valid)) if valid else 0.0, 3),
+            "median_err_m": round(float(np.median(err)), 4), "p90_err_m": round(float(np.percentile(err, 90)), 4),
+            "ms_per_frame": round(float(np.median(sweep_ms)), 1) if sweep_ms else None}
+
+
+def rgb_only_real(folder: Path) -> dict:
+    """Plane sweep on real RGB-D frames vs the depth camera; a color-only map vs held-out depth."""
+    reader = FrameFolderReader(folder)
+    config = PipelineConfig()
+    frames = [reader.load(n) for n in reader.names]
+    row = {"real_sweep": sweep_errors(frames, PlaneSweepDepth(PlaneSweepConfig(
+        min_confidence=config.mapping.stereo_min_confidence, min_baseline_m=config.mapping.stereo_min_baseline_m)))}
+    held = set(range(2, len(frames), 5))
+    for mode in ("rgbd", "rgb_only"):
+        mapper = Mapper(config.mapping, None)
+        for i, f in enumerate(frames):
+            if i not in held:
+                try:
+                    mapper.integrate(f if mode == "rgbd" else dataclasses.replace(f, depth=None))
+                except InputError:  # color only: no earlier view with baseline yet
+                    pass
+        err = np.concatenate([depth_error_in_view(mapper.gmap["means"], frames[i]) for i in sorted(held)])
+        row[f"real_map_{mode}"] = {"keyframes": mapper.n_keyframes, "gaussians": len(mapper.gmap),
+                                   "held_out_pixels": int(err.size), "median_err_m": round(float(np.median(err)), 4),
+                                   "p90_err_m": round(float(np.percentile(err, 90)), 4)}
+    return row
 
 
 def semantic_refinement(bag: Path, truth: list[dict], pixel_stride: int, iterations: int, scale: float) -> dict:
@@ -80,6 +128,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("out/bench_refine"))
     parser.add_argument("--semantic", type=int, default=0, help="iterations of semantic refinement (0 = skip)")
     parser.add_argument("--semantic-scale", type=float, default=0.5)
+    parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/real/shelf_objects/frames",
+                        help="real RGB-D frame folder for the plane-sweep figures (skipped if missing)")
     args = parser.parse_args()
 
     bag = args.work / f"synth_{args.width}x{args.height}_{args.frames}" / "synth_bag"
@@ -100,19 +150,8 @@ def main() -> None:
     after = held_out_quality(mapper, held)
 
     # RGB-only: plane-sweep depth of each training frame from the frames before it
-    sweep = PlaneSweepDepth(PlaneSweepConfig(scale=0.5, min_baseline_m=config.mapping.stereo_min_baseline_m))
-    errors, valid, sweep_ms = [], [], []
-    for f in train:
-        start = time.perf_counter()
-        depth = sweep.estimate(f)
-        sweep.observe(f)
-        if depth is None:
-            continue
-        sweep_ms.append(1000 * (time.perf_counter() - start))
-        ok = np.isfinite(depth) & np.isfinite(f.depth)
-        valid.append(ok.mean())
-        errors.append(np.abs(depth[ok] - f.depth[ok]))
-    err = np.concatenate(errors) if errors else np.zeros(1)
+    sweep = sweep_errors(train, PlaneSweepDepth(PlaneSweepConfig(
+        min_confidence=config.mapping.stereo_min_confidence, min_baseline_m=config.mapping.stereo_min_baseline_m)))
 
     row = {
         "image": f"{args.width}x{args.height}", "gaussians": len(mapper.gmap), "keyframes": len(keyframes),
@@ -121,11 +160,10 @@ def main() -> None:
         "depth_err_feedforward_m": round(before[1], 4), "depth_err_refined_m": round(after[1], 4),
         "refine_iterations": stats.iterations, "refine_s_per_iteration": round(stats.seconds / max(1, stats.iterations), 2),
         "refine_loss_first_last": [round(stats.first_loss, 4), round(stats.last_loss, 4)], "pruned": stats.pruned,
-        "rgb_only_valid_fraction": round(float(np.mean(valid)) if valid else 0.0, 3),
-        "rgb_only_median_err_m": round(float(np.median(err)), 4),
-        "rgb_only_p90_err_m": round(float(np.percentile(err, 90)), 4),
-        "plane_sweep_ms": round(float(np.median(sweep_ms)), 1) if sweep_ms else None,
+        "synthetic_sweep": sweep,
     }
+    if args.real.is_dir():
+        row.update(rgb_only_real(args.real))
     if args.semantic:
         truth = load_ground_truth(bag.parent / "ground_truth.json")
         row.update(semantic_refinement(bag, truth, args.pixel_stride, args.semantic, args.semantic_scale))

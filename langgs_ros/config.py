@@ -128,8 +128,9 @@ class MappingConfig:
     """Color-only input: farthest plane of the sweep (m)."""
     stereo_scale: float = 0.5
     """Color-only input: the sweep runs on images resized by this factor."""
-    stereo_min_confidence: float = 0.15
-    """Color-only input: pixels whose peak plane probability is lower get no depth."""
+    stereo_min_confidence: float = 0.5
+    """Color-only input: pixels with less plane probability than this within 2 planes of the
+    peak get no depth."""
     stereo_min_baseline_m: float = 0.05
     """Color-only input: a source view must be this far from the keyframe (m)."""
 

@@ -4,8 +4,9 @@ As in the depth stage of MVSplat / SemanticSplat, without their networks: the re
 features are compared with each recent source view warped onto D fronto-parallel planes
 (uniform in inverse depth); the cost volume (1 - local normalised cross-correlation, averaged
 over the sources that see the point) is turned into a per-pixel distribution over planes by a
-softmax, depth is its soft-argmin (expected inverse depth), and pixels whose distribution is flat
-(low peak probability) or whose patch has no texture are left invalid (NaN).
+softmax, depth is its soft-argmin (expected inverse depth) within ``peak_radius`` planes of the
+peak, and pixels with little probability there (``min_confidence``) or whose patch has no texture
+are left invalid (NaN), as are small isolated blobs of depth (``cv2.filterSpeckles``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,15 @@ class PlaneSweepConfig:
     scale: float = 0.5
     window: int = 7
     temperature: float = 0.05
-    min_confidence: float = 0.15
+    min_confidence: float = 0.5
     min_texture: float = 4.0
     min_baseline_m: float = 0.03
+    peak_radius: int = 2
+    """Soft-argmin over the planes within this many of the peak."""
+    speckle_px: int = 100
+    """Connected blobs of depth smaller than this (pixels at ``scale``) are dropped (floaters)."""
+    speckle_diff: int = 20
+    """...where neighbours belong to one blob if their inverse depths differ by < this / 1000 1/m."""
 
 
 def _normalised(gray: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,11 +89,19 @@ def plane_sweep_depth(ref_gray: np.ndarray, K: CameraIntrinsics, T_world_ref: np
         seen += valid
     score = torch.where(seen > 0, score_sum / seen.clamp_min(1), torch.full_like(score_sum, -1.0))
     prob = torch.softmax(score / config.temperature, dim=0)
-    inv_depth = (prob * torch.from_numpy(inv).float()[:, None, None]).sum(0)
-    confidence = prob.max(0).values.numpy()
+    # soft-argmin over the planes around the peak only: over all planes, a second mode (a repeated
+    # texture, an occluded source) pulls the expectation to a depth between the two
+    peak = prob.argmax(0, keepdim=True)
+    local = prob * ((torch.arange(config.planes)[:, None, None] - peak).abs() <= config.peak_radius)
+    inv_depth = (local * torch.from_numpy(inv).float()[:, None, None]).sum(0) / local.sum(0).clamp_min(1e-12)
+    confidence = local.sum(0).numpy()
     depth = (1.0 / inv_depth).numpy().astype(np.float32)
     bad = (confidence < config.min_confidence) | (ref_std < config.min_texture) | (seen.sum(0).numpy() == 0)
     depth[bad] = np.nan
+    if config.speckle_px > 0:  # inverse depth in 1/1000 m^-1 as the int16 "disparity" OpenCV expects
+        disp = np.where(bad, 0, np.round(inv_depth.numpy() * 1000)).astype(np.int16)
+        cv2.filterSpeckles(disp, 0, config.speckle_px, config.speckle_diff)
+        depth[disp == 0] = np.nan
     return depth, confidence
 
 
