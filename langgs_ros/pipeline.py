@@ -104,16 +104,19 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
         labels = dict(getattr(source, "labels", {}))
     if summary.keyframes == 0:
         raise InputError(f"no usable frames in {path}:\n{summary.source.summary()}")
+    decoder: dict[str, np.ndarray] = {}
     if refine and config.refine.window > 0:
-        summary.refine = Refiner(config.refine, mapper.field, seed=config.oracle.seed).refine(
-            mapper.gmap, list(mapper.views), config.refine.iterations)
+        refiner = Refiner(config.refine, mapper.field, seed=config.oracle.seed)
+        summary.refine = refiner.refine(mapper.gmap, list(mapper.views), config.refine.iterations)
         summary.gaussians = len(mapper.gmap)
+        decoder = refiner.decoder_state()
     data = MapData(
         gmap=mapper.gmap, field=mapper.field, fixed_frame=config.input.fixed_frame, semantics=semantics,
         keyframe_poses=np.array(mapper.keyframe_poses),
         extra={"source": str(path), "config": config_to_dict(config), "labels": labels,
                "frames_used": summary.source.frames_used, "frames_seen": summary.source.frames_seen,
-               "skipped": dict(summary.source.skipped)})
+               "skipped": dict(summary.source.skipped)},
+        decoder=decoder)
     summary.map_path = save_map(out_dir, data)
     summary.stage_seconds = dict(getattr(backend, "stage_seconds", {}))
     summary.peak_rss_mb, summary.peak_gpu_mb = peak_memory_mb()

@@ -4,8 +4,10 @@ semantic losses restore corrupted codes; rounds on a changed map are not written
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from langgs_ros.config import MappingConfig, RefineConfig
+from langgs_ros.mapping.map_io import MapData, load_map, save_map
 from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.mapping.refine import Refiner, psnr, refine_map, render_view
 from langgs_ros.semantics.backend import Segmentation, SemanticBackend
@@ -74,7 +76,7 @@ class TwoHalves(SemanticBackend):
         return Segmentation([ids] * 3, [self._emb] * 3)
 
 
-def test_semantic_refinement_restores_corrupted_codes_and_keeps_the_map_consistent():
+def test_semantic_refinement_restores_corrupted_codes_and_keeps_the_map_consistent(tmp_path):
     config = MappingConfig(pixel_stride=2, keyframe_translation_m=0.01)
     refine = RefineConfig(window=8, scale=1.0, semantic_dim=8, lr_semantic=0.05, densify_max_fraction=0.0)
     mapper = Mapper(config, TwoHalves(), refine=refine)
@@ -100,6 +102,18 @@ def test_semantic_refinement_restores_corrupted_codes_and_keeps_the_map_consiste
     assert restored[corrupt].mean() > 0.9, restored[corrupt].mean()
     assert restored[~corrupt].mean() > 0.97
     assert "semantic_features" in gm and np.abs(gm["semantic_features"]).max() > 0
+
+    # the decoder is saved with the map: a restarted refiner decodes the saved features as before
+    save_map(tmp_path, MapData(gmap=gm, field=field, semantics="test", decoder=refiner.decoder_state()))
+    data = load_map(tmp_path)
+    again = Refiner(refine, data.field, seed=1)
+    features = torch.from_numpy(data.gmap["semantic_features"].astype(np.float32))
+    with torch.no_grad():
+        assert not torch.equal(again.decoder(features)[0], refiner.decoder(features)[0])
+        assert again.load_decoder_state(data.decoder)
+        assert torch.equal(again.decoder(features)[0], refiner.decoder(features)[0])
+    other = RefineConfig(window=8, scale=1.0, semantic_dim=4)
+    assert not Refiner(other, data.field).load_decoder_state(data.decoder)  # other shapes: retrained
 
 
 def test_a_round_on_a_changed_map_is_not_written_back():

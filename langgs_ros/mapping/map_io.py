@@ -30,6 +30,7 @@ FORMAT = "langgs_ros.map"
 FORMAT_VERSION = 1
 _GAUSS_PREFIX = "g_"
 _FIELD_PREFIX = "s_"
+_DECODER_PREFIX = "d_"
 
 
 @dataclass
@@ -44,6 +45,8 @@ class MapData:
     keyframe_poses: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4)))
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form metadata (config, replay summary)."""
+    decoder: dict[str, np.ndarray] = field(default_factory=dict)
+    """Weights of semantic refinement's decoder (``Refiner.decoder_state``); empty if none."""
 
 
 def save_map(path: str | Path, data: MapData) -> Path:
@@ -67,6 +70,7 @@ def save_map(path: str | Path, data: MapData) -> Path:
     arrays.update({_GAUSS_PREFIX + k: v for k, v in data.gmap.to_arrays().items()})
     if data.field is not None:
         arrays.update({_FIELD_PREFIX + k: v for k, v in data.field.state().items()})
+    arrays.update({_DECODER_PREFIX + k: v for k, v in data.decoder.items()})
     target = directory / MAP_FILE
     fd, tmp = tempfile.mkstemp(prefix=".map-", suffix=".npz.tmp", dir=directory)
     try:
@@ -126,4 +130,5 @@ def load_map(path: str | Path) -> MapData:
     return MapData(gmap=gmap, field=sem_field, fixed_frame=str(meta.get("fixed_frame", "map")),
                    semantics=str(meta.get("semantics", "none")),
                    keyframe_poses=arrays.get("keyframe_poses", np.zeros((0, 4, 4))),
-                   extra=meta.get("extra", {}))
+                   extra=meta.get("extra", {}),
+                   decoder={k[len(_DECODER_PREFIX):]: v for k, v in arrays.items() if k.startswith(_DECODER_PREFIX)})

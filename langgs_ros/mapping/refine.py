@@ -25,6 +25,7 @@ see the refined semantics.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -224,6 +225,7 @@ class Refiner:
         self._rng = np.random.default_rng(seed)
         self._gen = torch.Generator().manual_seed(seed)
         self.decoder: SemanticDecoder | None = None
+        self._decoder_lock = threading.Lock()  # a save may read the weights while a round updates them
         if self.semantic:
             assert self.field is not None
             torch.manual_seed(seed)
@@ -231,6 +233,25 @@ class Refiner:
             self.decoder = SemanticDecoder(self.config.semantic_dim, self.classes, len(LEVELS))
             self.decoder.to(self.device)
             self._decoder_opt = torch.optim.Adam(self.decoder.parameters(), lr=self.config.lr_semantic * 0.1)
+
+    def decoder_state(self) -> dict[str, np.ndarray]:
+        """The semantic decoder's weights as float32 arrays (for the map file); empty without one."""
+        if self.decoder is None:
+            return {}
+        with self._decoder_lock:
+            return {k: v.detach().cpu().numpy().astype(np.float32, copy=True) for k, v in self.decoder.state_dict().items()}
+
+    def load_decoder_state(self, state: dict[str, np.ndarray]) -> bool:
+        """Continue from a saved decoder. False (nothing loaded) if there is no decoder here or the
+        saved one has other shapes (another ``semantic_dim`` or codebook capacity)."""
+        if self.decoder is None or not state:
+            return False
+        own = self.decoder.state_dict()
+        if set(state) != set(own) or any(tuple(state[k].shape) != tuple(own[k].shape) for k in own):
+            return False
+        with self._decoder_lock:
+            self.decoder.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in state.items()})
+        return True
 
     def attach(self, gmap: GaussianMap) -> None:
         """Register the per-Gaussian semantic feature (float16 [semantic_dim]) in ``gmap``."""
@@ -322,7 +343,8 @@ class Refiner:
             loss.backward()
             opt.step()
             if self.decoder is not None:
-                self._decoder_opt.step()
+                with self._decoder_lock:
+                    self._decoder_opt.step()
             with torch.no_grad():
                 g = p["means"].grad.norm(dim=1)
                 rnd.grad_sum += g

@@ -208,6 +208,7 @@ class MappingRuntime(QueueWorker):
                                      self.config.mapping.association_iou)
         mapper = self._new_mapper(backend)
         note = "new empty map"
+        data = None
         if map_path and (Path(map_path) / "map.npz").exists():
             data = load_map(map_path)
             if data.fixed_frame != self.config.input.fixed_frame:
@@ -219,6 +220,9 @@ class MappingRuntime(QueueWorker):
             self.mapper = mapper
             self._engine = None
             self.refiner = self._new_refiner(mapper)
+        if data is not None and data.decoder and self.refiner is not None and self.refiner.decoder is not None:
+            loaded = self.refiner.load_decoder_state(data.decoder)
+            note += "; semantic decoder " + ("restored" if loaded else "retrained (saved with other refine settings)")
         self.status.gaussians = len(mapper.gmap)
         return note
 
@@ -350,7 +354,10 @@ class MappingRuntime(QueueWorker):
         with self._lock:
             if self.mapper is None:
                 raise InputError("the map is not configured")
-            return save_map(path, self._map_data())
+            data = self._map_data()
+            if self.refiner is not None:
+                data.decoder = self.refiner.decoder_state()
+            return save_map(path, data)
 
     def reset(self) -> None:
         """Forget the map (same backend and settings)."""

@@ -112,6 +112,24 @@ def test_background_refinement_commits_rounds_and_yields_to_frames(frames):
     assert rt.process_pending() == 1
 
 
+def test_a_restarted_node_continues_with_the_saved_semantic_decoder(frames, tmp_path):
+    config = PipelineConfig()
+    config.refine.semantic_dim, config.refine.scale = 4, 0.25
+    rt = MappingRuntime(config, "oracle", queue_size=4)
+    rt.configure()
+    for frame in frames[:3]:
+        rt.submit(frame)
+    rt.process_pending()
+    assert rt.refine_round(1).iterations == 1
+    rt.save(tmp_path)
+    again = MappingRuntime(config, "oracle")
+    assert again.configure(tmp_path).endswith("semantic decoder restored")
+    saved = rt.refiner.decoder_state()
+    assert saved and all(np.array_equal(v, again.refiner.decoder_state()[k]) for k, v in saved.items())
+    config.refine.semantic_dim = 8
+    assert MappingRuntime(config, "oracle").configure(tmp_path).endswith("retrained (saved with other refine settings)")
+
+
 def test_worker_refines_within_its_budget_when_idle(frames):
     config = PipelineConfig()
     config.refine.background_iterations_per_second = 4.0
