@@ -51,6 +51,25 @@ def test_push_loss_separates_close_labels():
     assert cos_before > 0.85 and cos_after < cos_before
 
 
+def test_a_label_swap_does_not_pull_two_concepts_together():
+    """An object seen as its neighbour in some views (CLIP's label swap): its features sit on two
+    far-apart prototypes. Pulling those together would blend both concepts; only near-duplicates
+    (closer than the push margin) are pulled."""
+    rng = np.random.default_rng(4)
+    a, b = unit(rng.standard_normal((2, 64)))
+    noisy = lambda c, n: unit(c + 0.3 * rng.standard_normal((n, 64)) / 8).astype(np.float32)  # noqa: E731
+    feats = np.concatenate([noisy(a, 12), noisy(b, 8), noisy(b, 20)])
+    labels = np.repeat([0, 0, 1], [12, 8, 20])  # track 0 is seen as b in 8 of its 20 views
+    cb = ContrastiveCodebook(64, capacity=8, spawn_cos=0.8, lr=0.02)
+    cb.assign(feats)
+    cb.remember(feats, labels)
+    assert cb.size == 2
+    cb.train(150, batch=40)
+    pa, pb = cb.normalized()
+    assert pa @ a > 0.95 and pb @ b > 0.95  # each prototype stays on its concept
+    assert abs(float(pa @ pb)) < 0.3
+
+
 def test_boundary_band_marks_pixels_near_id_changes():
     from langgs_ros.mapping.fusion import boundary_band
 

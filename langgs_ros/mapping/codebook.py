@@ -4,7 +4,8 @@ Prototypes T_j are learned from segment features F_i carrying association labels
 track a segment was associated with; -1 = unmatched):
 
 * matching (eq. 4-5): j* = argmax_j cos(F_i, T_j), L_max = 1 - cos(F_i, T_j*);
-* pull (eq. 6): same label -> 1 - cos(T_ji, T_jk);
+* pull (eq. 6): same label -> 1 - cos(T_ji, T_jk), here only for prototypes already closer than
+  the push margin m (near-duplicates; farther ones are a label swap that pulling would blend);
 * push (eq. 7): different labels -> ReLU(cos(T_ji, T_jk) - m);
 * total (eq. 8): L_max + lambda_pull L_pull + lambda_push L_push.
 
@@ -96,6 +97,10 @@ class ContrastiveCodebook:
         same.fill_diagonal_(False)
         diff = (labels[:, None] != labels[None, :]) & both
         zero = l_max.new_zeros(())
+        # pull only prototypes that are already alike (cosine above the push margin): near-duplicates
+        # of one concept. One object's features on far-apart prototypes are a label swap (a view in
+        # which CLIP saw the neighbour), and pulling those together would blend the two concepts.
+        same &= pair.detach() > self.margin
         l_pull = (1 - pair[same]).mean() if same.any() else zero
         l_push = torch.relu(pair[diff] - self.margin).mean() if diff.any() else zero
         return l_max + self.pull * l_pull + self.push * l_push
