@@ -3,19 +3,24 @@
 Subcommands: ``synth`` (synthetic scene bag), ``replay`` (bag or frame folder -> map),
 ``query`` (map + text -> objects and goal pose), ``demo`` (all three on the bundled scene),
 ``models`` (the SAM/SAM2/OpenCLIP weights the config selects, and where they go).
-Expected failures print ``error: ...`` and exit with status 2; nothing prints a traceback.
+Expected failures print ``error: ...`` and exit with status 2. Anything else is a bug: it prints
+``internal error: ...`` (the traceback only with ``LANGGS_DEBUG=1``) and exits with status 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 from langgs_ros.config import PipelineConfig, load_config
 from langgs_ros.errors import LangGSError
+from langgs_ros.io.output_paths import check_output_dir, check_output_file, os_reason
 
 __all__ = ["main", "entrypoint"]
 
@@ -25,18 +30,24 @@ def _log(msg: str) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag
+    from langgs_ros.synth.make_bag import SynthSpec
 
-    spec = SynthSpec(seed=args.seed, width=args.width, height=args.height, frames=args.frames, storage=args.storage)
+    _synth(args.out, SynthSpec(seed=args.seed, width=args.width, height=args.height, frames=args.frames,
+                               storage=args.storage))
+    return 0
+
+
+def _synth(out: Path, spec: Any) -> None:
+    from langgs_ros.synth.make_bag import make_synthetic_bag
+
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
             _log(f"[synth] rendered {done}/{total} frames ({time.perf_counter() - start:.0f} s)")
 
-    out = make_synthetic_bag(args.out, spec, progress=progress)
-    _log(f"[synth] bag: {out.bag}\n[synth] ground truth: {out.ground_truth}")
-    return 0
+    result = make_synthetic_bag(out, spec, progress=progress)
+    _log(f"[synth] bag: {result.bag}\n[synth] ground truth: {result.ground_truth}")
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
@@ -51,19 +62,24 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    _replay_and_report(args.bag, args.out, args.semantics, _config(args), refine=args.refine)
+    return 0
+
+
+def _replay_and_report(bag: Path, out: Path, semantics: str, config: PipelineConfig, refine: bool = False) -> None:
+    """Build the map of ``bag`` into ``out`` with progress and a summary on stderr."""
     from langgs_ros.pipeline import ReplayProgress, replay
 
-    config = _config(args)
-    if args.semantics == "oracle":
+    if semantics == "oracle":
         _log("[replay] semantics: ORACLE (ground-truth instances) - for synthetic/annotated data only")
 
     def progress(p: ReplayProgress) -> None:
         _log(f"[replay] frames {p.frames}  keyframes {p.keyframes}  Gaussians {p.gaussians}  {p.fps:.1f} fps")
 
-    if args.refine:
+    if refine:
         _log(f"[replay] then {config.refine.iterations} refinement iterations on the last {config.refine.window} "
              f"keyframes (refine.* in --config)")
-    summary = replay(args.bag, args.out, args.semantics, config, progress, refine=args.refine)
+    summary = replay(bag, out, semantics, config, progress, refine=refine)
     per_kf = 1000 * sum(summary.keyframe_seconds) / max(1, len(summary.keyframe_seconds))
     _log(f"[replay] done in {summary.seconds:.1f} s: {summary.keyframes} keyframes, {summary.gaussians} Gaussians, "
          f"{per_kf:.0f} ms per keyframe")
@@ -79,24 +95,26 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     _log(f"[replay] peak memory: RSS {summary.peak_rss_mb:.0f} MiB{gpu}")
     _log("[replay] " + summary.source.summary().replace("\n", "\n[replay] "))
     _log(f"[replay] map written to {summary.map_path}")
-    return 0
 
 
-def _cmd_query(args: argparse.Namespace) -> int:
+def _answer(map_dir: Path, text: str, config: PipelineConfig, png: Path | None) -> tuple[Any, Any]:
+    """(map data, query result) of ``text`` on the map in ``map_dir``; draws ``png`` if given
+    (its path is checked before the map is loaded)."""
     from langgs_ros.mapping.map_io import load_map
     from langgs_ros.query.engine import QueryEngine
 
-    config = _config(args)
-    data = load_map(args.map)
-    engine = QueryEngine(data, config.query)
-    result = engine.query(args.text)
-    if args.png:
+    if png is not None:
+        check_output_file(png, "picture")
+    data = load_map(map_dir)
+    result = QueryEngine(data, config.query).query(text)
+    if png is not None:
         from langgs_ros.viz import render_top_down, write_png
 
-        write_png(args.png, render_top_down(data.gmap, result, config.query.robot_radius))
-    if args.json:
-        print(json.dumps(result.to_json(config.query.max_points)))
-        return 0
+        write_png(png, render_top_down(data.gmap, result, config.query.robot_radius))
+    return data, result
+
+
+def _print_answer(result: Any) -> None:
     print(f"query: '{result.query}' ({result.message})")
     for rank, obj in enumerate(result.objects, 1):
         c, lo, hi = obj.centroid, obj.bbox_min, obj.bbox_max
@@ -108,6 +126,15 @@ def _cmd_query(args: argparse.Namespace) -> int:
               f"[{result.frame_id}], {g.distance_to_object:.2f} m from the object")
     elif result.objects:
         print("  goal: none")
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    config = _config(args)
+    _, result = _answer(args.map, args.text, config, args.png)
+    if args.json:
+        print(json.dumps(result.to_json(config.query.max_points), ensure_ascii=True))
+        return 0
+    _print_answer(result)
     if args.png:
         print(f"  picture: {args.png}")
     return 0
@@ -136,23 +163,23 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    bag = out / "synth_bag"
-    if not bag.exists():
-        _cmd_synth(argparse.Namespace(out=out, seed=0, width=640, height=480, frames=72, storage="mcap"))
-    _cmd_replay(argparse.Namespace(bag=bag, out=out / "map", semantics="oracle", config=None, noise=None, fusion=None))
-    png = out / "query.png"
-    result_path = out / "query.json"
-    from langgs_ros.mapping.map_io import load_map
-    from langgs_ros.query.engine import QueryEngine
-    from langgs_ros.viz import render_top_down, write_png
+    from langgs_ros.io.output_paths import atomic_write
+    from langgs_ros.synth.make_bag import SynthSpec
 
-    data = load_map(out / "map")
-    engine = QueryEngine(data)
-    result = engine.query(args.text)
-    write_png(png, render_top_down(data.gmap, result))
-    result_path.write_text(json.dumps(result.to_json(), indent=1))
-    _cmd_query(argparse.Namespace(map=out / "map", text=args.text, json=False, png=None, config=None))
+    out = check_output_dir(args.out)
+    bag = out / "synth_bag"
+    if not (bag / "metadata.yaml").is_file():  # none, or a leftover of an interrupted run
+        if bag.exists():
+            import shutil
+
+            shutil.rmtree(bag)
+        _synth(out, SynthSpec(seed=0, width=640, height=480, frames=72, storage="mcap"))
+    config = load_config(None)
+    _replay_and_report(bag, out / "map", "oracle", config)
+    png, result_path = out / "query.png", out / "query.json"
+    _, result = _answer(out / "map", args.text, config, png)
+    atomic_write(result_path, lambda fh: fh.write(json.dumps(result.to_json(), indent=1).encode()), what="answer")
+    _print_answer(result)
     _log(f"[demo] answer: {result_path}\n[demo] picture: {png}")
     return 0
 
@@ -212,9 +239,18 @@ def main(argv: list[str] | None = None) -> int:
     except LangGSError as exc:
         _log(f"error: {exc}")
         return 2
+    except OSError as exc:  # a file system failure outside the checked paths: still the user's to fix
+        where = f" ({exc.filename})" if exc.filename else ""
+        _log(f"error: {os_reason(exc)}{where}")
+        return 2
     except KeyboardInterrupt:
         _log("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, trace on request
+        if os.environ.get("LANGGS_DEBUG"):
+            traceback.print_exc()
+        _log(f"internal error: {type(exc).__name__}: {exc} (a bug in langgs_ros; LANGGS_DEBUG=1 shows the traceback)")
+        return 3
 
 
 def entrypoint() -> None:

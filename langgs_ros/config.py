@@ -29,6 +29,9 @@ __all__ = [
     "PipelineConfig",
     "load_config",
     "config_to_dict",
+    "RANGES",
+    "field_range",
+    "validate_config",
 ]
 
 
@@ -64,6 +67,9 @@ class InputConfig:
     """Depth beyond this range (metres) is treated as invalid."""
     min_depth_m: float = 0.1
     """Depth below this range (metres) is treated as invalid."""
+    max_image_pixels: int = 16_777_216
+    """Images declaring more pixels than this (width x height, e.g. 4096 x 4096) are skipped
+    before decoding, so a corrupt header cannot exhaust memory."""
 
 
 @dataclass
@@ -323,6 +329,78 @@ class PipelineConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)
 
 
+_BIG = 1.0e9
+RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    # section -> field -> (least, greatest) valid value, both inclusive
+    "input": {
+        "sync_tolerance_s": (0.0, 10.0), "tf_tolerance_s": (0.0, 10.0), "camera_info_tolerance_s": (-1.0, 3600.0),
+        "max_depth_m": (0.01, 1000.0), "min_depth_m": (0.0, 100.0), "max_image_pixels": (1, 1 << 28),
+    },
+    "mapping": {
+        "pixel_stride": (1, 64), "keyframe_translation_m": (0.0, 100.0), "keyframe_rotation_deg": (0.0, 180.0),
+        "surface_tolerance": (1e-4, 1.0), "capacity": (1000, 2_000_000_000), "initial_opacity": (0.01, 1.0),
+        "codebook_size": (2, 32767), "codebook_spawn_cos": (-1.0, 1.0), "codebook_steps": (0, 1000),
+        "codebook_batch": (1, 65536), "codebook_lr": (0.0, 10.0), "codebook_pull": (0.0, 100.0),
+        "codebook_push": (0.0, 100.0), "codebook_margin": (-1.0, 1.0), "replay_size": (1, 10_000_000),
+        "association_iou": (0.0, 1.0), "no_segment_vote_weight": (0.0, 1.0), "boundary_abstain_frac": (0.0, 0.5),
+        "occlusion_abstain_frac": (0.0, 0.5), "occlusion_depth_jump": (0.001, 10.0), "stereo_views": (1, 32),
+        "stereo_planes": (2, 1024), "stereo_min_depth_m": (0.01, 100.0), "stereo_max_depth_m": (0.01, 1000.0),
+        "stereo_scale": (0.05, 1.0), "stereo_min_confidence": (0.0, 1.0), "stereo_min_baseline_m": (0.0, 10.0),
+    },
+    "oracle": {
+        "seed": (0, 2**31 - 1), "embedding_noise": (0.0, 100.0), "label_swap_prob": (0.0, 1.0),
+        "boundary_px": (0, 100), "split_prob": (0.0, 1.0), "merge_prob": (0.0, 1.0), "drop_prob": (0.0, 1.0),
+    },
+    "query": {
+        "temperature": (1e-4, 10.0), "min_margin": (-2.0, 2.0), "keep_ratio": (0.0, 1.0),
+        "level_margin_tolerance": (0.0, 2.0), "rank_margin_tolerance": (0.0, 2.0), "cluster_voxel_m": (0.005, 10.0),
+        "min_instance_gaussians": (1, 1_000_000_000), "max_points": (1, 10_000_000), "robot_radius": (0.01, 10.0),
+        "robot_height": (0.05, 10.0), "standoff": (0.0, 20.0), "grid_resolution_m": (0.01, 2.0),
+    },
+    "models": {
+        "points_per_side": (1, 256), "prompt_patches": (1, 64), "max_prompt_factor": (1.0, 64.0),
+        "pred_iou_thresh": (0.0, 1.0), "stability_score_thresh": (0.0, 1.0), "min_mask_region_frac": (0.0, 1.0),
+        "mask_batch": (1, 4096), "clip_batch": (1, 4096), "image_long_side": (32, 8192),
+    },
+    "refine": {
+        "window": (0, 1000), "background_iterations_per_second": (0.0, 1000.0), "round_iterations": (1, 10000),
+        "iterations": (0, 1_000_000), "time_budget_s": (0.0, _BIG), "scale": (0.05, 1.0),
+        "lr_means": (0.0, 10.0), "lr_scales": (0.0, 10.0), "lr_quats": (0.0, 10.0), "lr_opacity": (0.0, 10.0),
+        "lr_colors": (0.0, 10.0), "ssim_weight": (0.0, 1.0), "depth_weight": (0.0, 100.0), "semantic_dim": (0, 256),
+        "semantic_weight": (0.0, 100.0), "lr_semantic": (0.0, 10.0), "granularity_weight": (0.0, 100.0),
+        "entropy_weight": (0.0, 100.0), "code_min_prob": (0.0, 1.0), "densify_grad": (0.0, 1.0),
+        "densify_max_fraction": (0.0, 1.0), "split_scale_m": (0.0, 10.0), "prune_opacity": (0.0, 1.0),
+    },
+}
+"""Valid range of every numeric setting; checked by :func:`validate_config` wherever a config is
+loaded (files, overrides, node parameters) and given to ROS as the parameter's range."""
+
+
+def field_range(name: str) -> tuple[float, float] | None:
+    """(least, greatest) valid value of ``section.field``, or None for a non-numeric field."""
+    section, _, key = name.partition(".")
+    return RANGES.get(section, {}).get(key)
+
+
+def validate_config(config: PipelineConfig) -> None:
+    """Raise ConfigError naming the first field outside its range (or a pair that contradicts)."""
+    for section, ranges in RANGES.items():
+        values = getattr(config, section)
+        for key, (lo, hi) in ranges.items():
+            value = getattr(values, key)
+            if not lo <= value <= hi:  # also catches NaN
+                raise ConfigError(f"'{section}.{key}' must be in [{lo:g}, {hi:g}], got {value!r}")
+    pairs = [("input", "min_depth_m", "max_depth_m"), ("mapping", "stereo_min_depth_m", "stereo_max_depth_m")]
+    for section, low, high in pairs:
+        values = getattr(config, section)
+        if getattr(values, low) >= getattr(values, high):
+            raise ConfigError(f"'{section}.{low}' ({getattr(values, low)}) must be below "
+                              f"'{section}.{high}' ({getattr(values, high)})")
+    for text in config.query.negatives:
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError("'query.negatives' must be non-empty phrases")
+
+
 def _update_dataclass(obj: Any, values: dict[str, Any], where: str) -> None:
     fields = {f.name: f for f in dataclasses.fields(obj)}
     hints = get_type_hints(type(obj))
@@ -373,6 +451,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         _update_dataclass(config, values, "")
     if overrides:
         _update_dataclass(config, overrides, "")
+    validate_config(config)
     return config
 
 

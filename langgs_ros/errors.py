@@ -13,6 +13,7 @@ __all__ = [
     "MapFileError",
     "BackendUnavailableError",
     "ConfigError",
+    "OutputError",
 ]
 
 
@@ -38,3 +39,8 @@ class BackendUnavailableError(LangGSError):
 
 class ConfigError(LangGSError):
     """An invalid configuration file or value."""
+
+
+class OutputError(LangGSError):
+    """An output path that cannot be written: a file where a directory is expected, a read-only or
+    full file system, a missing parent directory."""

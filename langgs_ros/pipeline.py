@@ -12,7 +12,9 @@ import numpy as np
 from langgs_ros.config import PipelineConfig, config_to_dict
 from langgs_ros.errors import InputError
 from langgs_ros.io.bag_reader import BagFrameReader
-from langgs_ros.io.frame_folder import FrameFolderReader, is_frame_folder
+from langgs_ros.io.frame_folder import FrameFolderReader
+from langgs_ros.io.input_paths import classify_input
+from langgs_ros.io.output_paths import check_output_dir
 from langgs_ros.io.frame_source import SourceStats
 from langgs_ros.mapping.map_io import MapData, save_map
 from langgs_ros.mapping.mapper import Mapper
@@ -56,7 +58,7 @@ def open_source(path: str | Path, config: PipelineConfig, with_instances: bool,
                 exclude: set[str] | None = None) -> BagFrameReader | FrameFolderReader:
     """A frame source for a rosbag2 directory or a 7-Scenes style frame folder."""
     path = Path(path)
-    if is_frame_folder(path):
+    if classify_input(path) == "folder":
         if with_instances:
             raise InputError(f"{path} is a frame folder without ground-truth instances; "
                              "use --semantics none")
@@ -82,6 +84,9 @@ def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,
             continue
         if stats.keyframe:
             kf_seconds.append(stats.seconds)
+            if stats.added == 0 and stats.visible == 0:  # e.g. depth valid only between sampled pixels
+                source.stats.skip("keyframe changed nothing in the map (no valid depth at the sampled pixels)")
+                source.stats.frames_used -= 1
         now = time.perf_counter()
         if progress and now - last >= 1.0:
             progress(ReplayProgress(frames, mapper.n_keyframes, len(mapper.gmap), frames / (now - start)))
@@ -97,6 +102,8 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
     """Build a map from ``path`` with the ``semantics`` backend and save it to ``out_dir``; with
     ``refine``, then run ``config.refine.iterations`` of refinement on the last ``refine.window``
     keyframes."""
+    classify_input(path)  # a clear error for a wrong input path before any model is loaded
+    check_output_dir(out_dir, "map directory", create=False)  # before the work, not after it
     backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou)
     with open_source(path, config, with_instances=semantics == "oracle") as source:
         mapper = Mapper(config.mapping, backend, seed=config.oracle.seed, refine=config.refine if refine else None)

@@ -42,14 +42,6 @@ class CameraIntrinsics:
             cy=(self.cy + 0.5) * factor - 0.5,
         )
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` unless the values describe a usable pinhole camera."""
-        values = [self.fx, self.fy, self.cx, self.cy]
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"image size {self.width}x{self.height} is not positive")
-        if not all(np.isfinite(values)) or self.fx <= 0 or self.fy <= 0:
-            raise ValueError(f"focal lengths fx={self.fx}, fy={self.fy} are not positive and finite")
-
 
 @dataclass
 class Frame:

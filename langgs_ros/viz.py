@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from langgs_ros.errors import OutputError
+from langgs_ros.io.output_paths import atomic_write, check_output_file
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.query.engine import QueryResult
 
@@ -18,16 +18,12 @@ _OBJECT_COLORS = [(255, 0, 255), (255, 160, 0), (0, 200, 255), (120, 255, 0)]  #
 
 
 def write_png(path: str | Path, rgb: np.ndarray) -> None:
-    """Write an RGB image as PNG atomically."""
-    path = Path(path)
+    """Write an RGB image as PNG atomically; raises OutputError if ``path`` cannot be written."""
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise OSError("PNG encoding failed")
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".png", dir=path.parent if str(path.parent) else ".")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.tobytes())
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, path)
+        raise OutputError(f"cannot encode the picture {path} as PNG")
+    check_output_file(path, "picture")
+    atomic_write(path, lambda fh: fh.write(buf.tobytes()), what="picture", prefix=".", suffix=".png.tmp")
 
 
 def render_top_down(gmap: GaussianMap, result: QueryResult | None = None, robot_radius: float = 0.25,
@@ -43,8 +39,12 @@ def render_top_down(gmap: GaussianMap, result: QueryResult | None = None, robot_
     header = 28
     img = np.full((height + header, width, 3), 30, np.uint8)
 
-    def to_px(xy: np.ndarray) -> np.ndarray:
-        return np.stack([(xy[:, 0] - lo[0]) * scale, header + (hi[1] - xy[:, 1]) * scale], axis=1).astype(int)
+    def to_px(xy: np.ndarray) -> np.ndarray:  # clipped: cv2 drawing takes int32, and a goal may lie off the map
+        px = np.stack([(xy[:, 0] - lo[0]) * scale, header + (hi[1] - xy[:, 1]) * scale], axis=1)
+        return np.clip(np.nan_to_num(px), -10 * max(width, height), 10 * max(width, height)).astype(int)
+
+    def inside(px: np.ndarray) -> np.ndarray:
+        return px[(px[:, 0] >= 0) & (px[:, 0] < width) & (px[:, 1] >= 0) & (px[:, 1] < height + header)]
 
     order = np.argsort(means[:, 2], kind="stable")  # highest drawn last
     px = to_px(means[order, :2])
@@ -52,7 +52,7 @@ def render_top_down(gmap: GaussianMap, result: QueryResult | None = None, robot_
     if result is not None:
         for rank, obj in reversed(list(enumerate(result.objects[: len(_OBJECT_COLORS)]))):
             color = _OBJECT_COLORS[rank]
-            p = to_px(obj.points[:, :2])
+            p = inside(to_px(obj.points[:, :2]))
             img[p[:, 1], p[:, 0]] = color
             a, b = to_px(np.array([obj.bbox_min[:2], obj.bbox_max[:2]]))
             cv2.rectangle(img, (a[0], b[1]), (b[0], a[1]), color, 1)

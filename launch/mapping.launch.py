@@ -2,15 +2,17 @@
 [use_sim_time:=false] [color_topic:=...] [depth_topic:=...|''] [camera_info_topic:=...]
 [split:=false] [start_semantics:=true] [rviz:=false]
 
-Starts mapping_node (a lifecycle node) and drives it to active: configure, then activate once it
-is inactive. ``depth_topic:=''`` maps a color-only camera (plane-sweep depth). ``split:=true``
+Starts mapping_node (a lifecycle node) and drives it to active once: configure, then activate when
+configuring ends in inactive. Later transitions are the operator's (``ros2 lifecycle set
+/mapping_node deactivate`` leaves it inactive). ``rviz:=true`` starts RViz2 only where it is
+installed (it is not a dependency: robots are often headless); elsewhere it says so and goes on. ``depth_topic:=''`` maps a color-only camera (plane-sweep depth). ``split:=true``
 runs the 2D semantics in semantics_node, which publishes SemanticFrame keyframes to the mapping
 node; with ``start_semantics:=false`` this launch starts only the mapping side (run
 ``ros2 run langgs_ros semantics_node --ros-args --params-file FILE`` on the GPU machine).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -24,6 +26,20 @@ from lifecycle_msgs.msg import Transition
 
 def _is_true(name: str) -> list:
     return ["'", LaunchConfiguration(name), "'.lower() in ('true', '1')"]
+
+
+def _rviz(context: object) -> list:
+    """RViz2 with config/langgs.rviz if rviz2 is installed, else a message (never a failed launch)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        get_package_share_directory("rviz2")
+    except PackageNotFoundError:
+        return [LogInfo(msg="rviz:=true but rviz2 is not installed here; mapping runs without it "
+                            "(install ros-$ROS_DISTRO-rviz2, or run RViz on another machine)")]
+    return [Node(package="rviz2", executable="rviz2", name="rviz2", output="log",
+                 arguments=["-d", PathJoinSubstitution([FindPackageShare("langgs_ros"), "config", "langgs.rviz"])],
+                 parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}])]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -62,14 +78,11 @@ def generate_launch_description() -> LaunchDescription:
         package="langgs_ros", executable="semantics_node", name="semantics_node", output="screen",
         parameters=[LaunchConfiguration("config"), camera],
         condition=IfCondition(PythonExpression([*_is_true("split"), " and ", *_is_true("start_semantics")])))
-    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",
-                arguments=["-d", PathJoinSubstitution([share, "config", "langgs.rviz"])],
-                parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
-                condition=IfCondition(LaunchConfiguration("rviz")))
+    rviz = OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz")))
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE))
     activate = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, goal_state="inactive",
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
         entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                               transition_id=Transition.TRANSITION_ACTIVATE))]))
     return LaunchDescription([*declared, node, semantics_node, rviz, activate, configure])

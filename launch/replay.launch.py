@@ -1,12 +1,14 @@
 """ros2 launch langgs_ros replay.launch.py bag:=PATH [semantics:=oracle] [rate:=1.0] [map_path:=DIR]
 
-Plays a bag with ``ros2 bag play --clock`` and runs mapping.launch.py with use_sim_time.
+Runs mapping.launch.py with use_sim_time and plays the bag with ``ros2 bag play --clock`` once
+mapping_node is active (models loaded, subscriptions up), so the start of the bag is mapped.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, RegisterEventHandler
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.event_handlers import OnStateTransition
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -23,4 +25,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("semantics", default_value="clip", description="clip, oracle or none"),
         DeclareLaunchArgument("rate", default_value="1.0", description="Playback rate"),
         DeclareLaunchArgument("map_path", default_value="", description="Where ~/save_map writes"),
-        mapping, play])
+        mapping,
+        RegisterEventHandler(OnStateTransition(start_state="activating", goal_state="active", entities=[play],
+                                               handle_once=True)),
+    ])

@@ -33,7 +33,9 @@ def oracle_map(synth_bag: SynthOutput, tmp_path_factory: pytest.TempPathFactory)
 
 def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8", camera_info: bool = True,
                     tf: bool = True, depth: bool = True, storage: str = "mcap", pose_topic: str | None = None,
-                    distortion: list[float] | None = None, compressed: bool = False) -> Path:
+                    distortion: list[float] | None = None, compressed: bool = False,
+                    camera_matrix: "np.ndarray | None" = None, distortion_model: str = "plumb_bob",
+                    depth_value: int = 2000) -> Path:
     """A tiny bag (64x48, a wall 2 m ahead) with the chosen defects, via the project's BagWriter."""
     import numpy as np
 
@@ -41,7 +43,7 @@ def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8"
     from langgs_ros.io.bag_writer import BagWriter
 
     w, h, frame = 64, 48, "cam_optical"
-    K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+    K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]]) if camera_matrix is None else camera_matrix
     t0 = 1_000_000_000_000
     with BagWriter(path, storage=storage) as bag:  # type: ignore[arg-type]
         if tf:
@@ -60,7 +62,7 @@ def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8"
             rgb[..., 0] = np.arange(w, dtype=np.uint8)[None] * 4
             rgb[..., 1] = 100
             if camera_info:
-                bag.write("/camera/color/camera_info", bag.camera_info(K, w, h, stamp, frame, D=distortion), stamp)
+                bag.write("/camera/color/camera_info", bag.camera_info(K, w, h, stamp, frame, D=distortion, model=distortion_model), stamp)
             if compressed:
                 bag.write("/camera/color/image_raw/compressed", bag.compressed_image(rgb, "png", stamp, frame), stamp)
             elif color_encoding == "rgb8":
@@ -68,7 +70,7 @@ def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8"
             else:
                 bag.write("/camera/color/image_raw", bag.image(rgb[..., :2].copy(), color_encoding, stamp, frame), stamp)
             if depth:
-                d = np.full((h, w), 2000, np.uint16)
+                d = np.full((h, w), depth_value, np.uint16)
                 bag.write("/camera/aligned_depth_to_color/image_raw", bag.image(d, "16UC1", stamp, frame), stamp)
     return path
 

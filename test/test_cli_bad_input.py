@@ -128,3 +128,16 @@ def test_replay_failure_keeps_an_existing_map(small_bag, tmp_path):
     assert proc.returncode == 2
     assert (tmp_path / "map" / "map.npz").read_bytes() == before
     shutil.rmtree(tmp_path / "map")
+
+
+def test_query_text_is_cleaned_before_it_is_echoed(oracle_map):
+    import json
+
+    proc = run_cli("query", oracle_map, "red\x1b[2J\x1b[31m mug\x07")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "query: 'red [2J [31m mug'" in proc.stdout
+    raw = subprocess.run([sys.executable, "-m", "langgs_ros", "query", str(oracle_map), b"m\xffug\xc3", "--json"],
+                         capture_output=True, timeout=300)
+    assert raw.returncode == 0, raw.stderr
+    answer = json.loads(raw.stdout)
+    assert answer["query"] == "m\ufffdug\ufffd" and "\\ud" not in raw.stdout.decode()

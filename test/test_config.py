@@ -29,3 +29,45 @@ def test_overrides_types_and_unknown_keys(tmp_path):
     with pytest.raises(ConfigError, match="not valid"):
         load_config(tmp_path / "bad.yaml")
     assert dataclasses.is_dataclass(cfg)
+
+
+def test_every_numeric_setting_has_a_range_that_holds_its_default():
+    from langgs_ros.config import RANGES
+
+    config = PipelineConfig()
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        for fld in dataclasses.fields(values):
+            value = getattr(values, fld.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                lo, hi = RANGES[section.name][fld.name]
+                assert lo <= value <= hi, f"{section.name}.{fld.name}"
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("mapping", "pixel_stride", 0), ("mapping", "capacity", -5), ("query", "grid_resolution_m", 0.0),
+    ("query", "temperature", float("nan")), ("input", "max_depth_m", float("inf")), ("refine", "scale", 2.0),
+    ("models", "points_per_side", 0), ("oracle", "label_swap_prob", 1.5),
+])
+def test_out_of_range_values_name_their_field(tmp_path, section, key, value):
+    with pytest.raises(ConfigError, match=f"'{section}.{key}' must be in"):
+        load_config(overrides={section: {key: value}})
+    f = tmp_path / "c.yaml"
+    f.write_text(f"{section}:\n  {key}: {value if value == value else '.nan'}\n".replace("inf", ".inf"))
+    with pytest.raises(ConfigError, match=f"{section}.{key}"):
+        load_config(f)
+
+
+def test_contradicting_pairs_are_refused():
+    with pytest.raises(ConfigError, match="min_depth_m"):
+        load_config(overrides={"input": {"min_depth_m": 5.0, "max_depth_m": 2.0}})
+
+
+def test_cli_reports_a_bad_range_before_any_work(small_bag, tmp_path):
+    from test_cli_bad_input import assert_clean_failure, run_cli
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("query:\n  grid_resolution_m: 0\n")  # used to hang the goal planner forever
+    proc = run_cli("replay", small_bag(), "--out", tmp_path / "m", "--semantics", "none", "--config", cfg)
+    assert_clean_failure(proc, "query.grid_resolution_m")
+    assert not (tmp_path / "m").exists()

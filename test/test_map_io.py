@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from langgs_ros.config import MappingConfig
-from langgs_ros.errors import MapFileError
+from langgs_ros.errors import MapFileError, OutputError
 from langgs_ros.mapping.fusion import create_field
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.map_io import MapData, load_map, save_map
@@ -49,7 +49,7 @@ def test_failed_save_keeps_the_previous_map(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="previous file is kept"):
         save_map(tmp_path, small_map("average"))
     assert (tmp_path / "map.npz").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["map.npz"]  # no temp file left behind
@@ -74,3 +74,50 @@ def test_truncated_garbage_and_inconsistent_maps_fail_clearly(tmp_path):
         load_map(tmp_path)
     with pytest.raises(MapFileError, match="no map"):
         load_map(tmp_path / "missing")
+
+
+def test_a_save_removes_temporaries_left_by_a_killed_writer(tmp_path):
+    save_map(tmp_path, small_map())
+    orphan = tmp_path / ".map-abc123.npz.tmp"  # what kill -9 during np.savez leaves
+    orphan.write_bytes(b"\0" * 1000)
+    save_map(tmp_path, small_map())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.npz"]
+
+
+@pytest.mark.parametrize("what", ["means", "scales", "quats"])
+def test_a_map_with_non_finite_geometry_is_refused(tmp_path, what):
+    data = small_map()
+    data.gmap[what][3, 0] = np.inf if what != "means" else np.nan
+    save_map(tmp_path, data)
+    with pytest.raises(MapFileError, match=f"non-finite {what}"):
+        load_map(tmp_path)
+
+
+def _add_member(npz_path, name, header_shape, payload=b""):
+    """Append an array member whose .npy header declares ``header_shape`` (float64) but holds only
+    ``payload`` bytes: what a forged or damaged file looks like."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": header_shape})
+    with zipfile.ZipFile(npz_path, "a") as zf:
+        zf.writestr(name + ".npy", buf.getvalue() + payload)
+
+
+def test_load_reads_only_the_format_and_checks_declared_sizes(tmp_path):
+    save_map(tmp_path, small_map())
+    file = tmp_path / "map.npz"
+    # an array that is not part of the format is never read, however large it claims to be
+    _add_member(file, "junk", (1_000_000_000,))
+    assert len(load_map(tmp_path).gmap) == 10
+    # a per-Gaussian array must have one row per Gaussian of the metadata
+    save_map(tmp_path, small_map())
+    _add_member(file, "g_extra", (1_000_000_000, 3))
+    with pytest.raises(MapFileError, match="g_extra"):
+        load_map(tmp_path)
+    # a map-level array that declares more bytes than it holds is truncated, and is not allocated
+    save_map(tmp_path, small_map())
+    _add_member(file, "s_huge", (1_000_000_000,), b"\0" * 64)
+    with pytest.raises(MapFileError, match="truncated"):
+        load_map(tmp_path)

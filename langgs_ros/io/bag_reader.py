@@ -10,7 +10,7 @@ never used with a wrong pose.
 from __future__ import annotations
 
 import json
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from langgs_ros.errors import BagError, InputError
 from langgs_ros.io.frame_source import SourceStats
 from langgs_ros.io.frame_builder import build_frame
 from langgs_ros.io.image_codec import CameraModel, camera_model_from_info, stamp_to_ns
+from langgs_ros.io.input_paths import classify_input
+from langgs_ros.io.mcap_check import McapReport, check_mcap
 from langgs_ros.io.tf_buffer import POSE_CHILD, TransformBuffer, TransformLookupError
 from langgs_ros.types import Frame
 
@@ -39,19 +41,41 @@ def _open_reader(path: Path) -> Any:
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
-    if not path.exists():
-        raise BagError(f"bag {path} does not exist")
+    kind = classify_input(path)  # raises a clear error for anything but a bag
+    if kind != "bag":
+        raise BagError(f"{path} is a frame folder, not a bag")
     if path.is_file():
-        if (path.parent / "metadata.yaml").exists():
-            path = path.parent
-        else:
-            raise BagError(f"{path} is a file; pass the rosbag2 directory (with metadata.yaml)")
-    reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+        path = path.parent
     try:
+        reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
         reader.open()
     except Exception as exc:  # noqa: BLE001 - rosbags raises many types for corrupt input
-        raise BagError(f"cannot open bag {path}: {exc or type(exc).__name__}") from None
+        raise BagError(_open_failure(path, exc)) from None
     return reader
+
+
+def _open_failure(path: Path, exc: Exception) -> str:
+    """A sentence a person understands for a bag that rosbags cannot open."""
+    storage = sorted(p for p in path.iterdir() if p.suffix in (".mcap", ".db3"))
+    detail = str(exc) or type(exc).__name__
+    for file in storage:
+        size = file.stat().st_size
+        if file.suffix == ".mcap":
+            try:
+                report = check_mcap(file)
+            except (ValueError, OSError) as why:
+                return (f"cannot open bag {path}: {file.name} is not a readable MCAP file ({why}; {size} bytes); "
+                        "it may be cut short or not a bag at all")
+            if report.truncated_at is not None:
+                return (f"cannot open bag {path}: {file.name} is not a readable MCAP file: it is cut short at byte "
+                        f"{report.truncated_at} of {size} (an interrupted recording or copy)")
+        elif size < 100:
+            return f"cannot open bag {path}: {file.name} is {size} bytes, too short for an SQLite bag"
+    if "metadata" in detail.lower() or "yaml" in detail.lower():
+        return (f"cannot open bag {path}: its metadata.yaml is unreadable or does not match the storage files "
+                f"({detail}); 'ros2 bag reindex {path}' rebuilds it")
+    return (f"cannot open bag {path}: {detail}. If the recorder crashed, 'ros2 bag reindex {path}' rebuilds "
+            "metadata.yaml")
 
 
 class BagFrameReader:
@@ -63,12 +87,39 @@ class BagFrameReader:
         self.with_instances = with_instances
         self.stats = SourceStats()
         self.labels: dict[int, str] = {}
+        self.corrupt_messages: Counter[str] = Counter()
+        """Messages per topic skipped because they sit in a corrupt chunk or do not deserialise."""
         self._reader = _open_reader(self.path)
         try:
+            self.integrity = self._check_integrity()
             self._resolve_topics()
         except BaseException:
             self._reader.close()
             raise
+
+    def _check_integrity(self) -> list[McapReport]:
+        """Chunk CRCs of every MCAP file of the bag (SQLite bags carry no checksums)."""
+        reports = []
+        for file in getattr(self._reader, "paths", [self.path]):
+            for mcap in (sorted(Path(file).glob("*.mcap")) if Path(file).is_dir() else []):
+                try:
+                    reports.append(check_mcap(mcap))
+                except (ValueError, OSError) as exc:
+                    raise BagError(f"bag file {mcap} is not a readable MCAP file: {exc}") from None
+        for report in reports:
+            if report.bad_chunks:
+                self.stats.notes.append(f"{len(report.bad_chunks)} of {report.chunks} MCAP chunks failed their "
+                                        "integrity check; messages logged in their time span are skipped")
+            if report.truncated_at is not None:
+                self.stats.notes.append(f"an MCAP file is cut short at byte {report.truncated_at}")
+        return reports
+
+    def _corrupt(self, logtime: int) -> str | None:
+        for report in self.integrity:
+            reason = report.in_bad_chunk(logtime)
+            if reason:
+                return reason
+        return None
 
     # -- topics -----------------------------------------------------------------------------
     def _topic_type(self, name: str) -> str | None:
@@ -127,13 +178,30 @@ class BagFrameReader:
         return self.depth_topic is not None
 
     # -- pass 1: small messages -------------------------------------------------------------
-    def _messages(self, topics: list[str]) -> Iterator[tuple[str, int, Any]]:
+    def _messages(self, topics: list[str], count_color: bool = False) -> Iterator[tuple[str, int, Any]]:
         conns = [c for c in self._reader.connections if c.topic in topics]
         if not conns:
             return
+        windows = [(None, None)]
+        for report in self.integrity:  # read around chunks that failed their CRC (rosbags would stop there)
+            if report.bad_chunks:
+                windows = report.good_windows()
         try:
-            for conn, logtime, raw in self._reader.messages(connections=conns):
-                yield conn.topic, logtime, self._reader.deserialize(raw, conn.msgtype)
+            for start, stop in windows:
+                for conn, logtime, raw in self._reader.messages(connections=conns, start=start, stop=stop):
+                    reason = self._corrupt(logtime)
+                    if reason is None:
+                        try:
+                            msg = self._reader.deserialize(raw, conn.msgtype)
+                        except Exception:  # noqa: BLE001 - a garbled message is skipped, the bag goes on
+                            reason = "message does not deserialise (corrupt bytes)"
+                    if reason is not None:
+                        self.corrupt_messages[conn.topic] += 1
+                        if conn.topic == getattr(self, "color_topic", None) and count_color:
+                            self.stats.frames_seen += 1
+                            self.stats.skip(reason)
+                        continue
+                    yield conn.topic, logtime, msg
         except (BagError, InputError):
             raise
         except Exception as exc:  # noqa: BLE001 - corrupt chunks surface as many types
@@ -244,7 +312,7 @@ class BagFrameReader:
                     self.stats.frames_used += 1
                     yield result
 
-        for topic, logtime, msg in self._messages([self.color_topic, *partners]):
+        for topic, logtime, msg in self._messages([self.color_topic, *partners], count_color=True):
             if topic == self.color_topic:
                 self.stats.frames_seen += 1
                 pending.append((logtime, stamp_to_ns(msg.header.stamp), msg))
@@ -255,6 +323,9 @@ class BagFrameReader:
                     buf.popleft()
             yield from flush(logtime, final=False)
         yield from flush(0, final=True)
+        others = {t: n for t, n in self.corrupt_messages.items() if t != self.color_topic}
+        if others:
+            self.stats.notes.append("corrupt messages skipped: " + ", ".join(f"{n} on {t}" for t, n in others.items()))
 
     def close(self) -> None:
         """Close the bag."""

@@ -52,8 +52,18 @@ class BagWriter:
         self._writer.open()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._writer.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001 - closing after a failure (full disk) must not mask it
+            if exc_type is None:
+                raise
+            return
+        if exc_type is None:
+            from langgs_ros.io.mcap_check import add_chunk_crcs
+
+            for mcap in self.path.glob("*.mcap"):  # chunk CRCs, as ros2 bag record writes them
+                add_chunk_crcs(mcap)
 
     def write(self, topic: str, msg: Any, stamp_ns: int) -> None:
         """Serialise ``msg`` (a typestore message) to ``topic`` at log time ``stamp_ns``."""

@@ -11,8 +11,9 @@ import numpy as np
 
 from langgs_ros.config import InputConfig
 from langgs_ros.errors import InputError
-from langgs_ros.io.image_codec import (CameraModel, decode_color, decode_compressed_color, decode_depth,
-                                       decode_instances, stamp_to_ns)
+from langgs_ros.io.camera_check import distortion_problem, frame_problem, intrinsics_problem, pose_problem
+from langgs_ros.io.image_codec import (CameraModel, check_image_size, decode_color, decode_compressed_color,
+                                       decode_depth, decode_instances, stamp_to_ns)
 from langgs_ros.types import Frame
 
 __all__ = ["build_frame"]
@@ -28,9 +29,14 @@ def build_frame(color_msg: Any, depth_msg: Any | None, inst_msg: Any | None, mod
     """
     stamp = stamp_to_ns(color_msg.header.stamp)
     frame_id = str(color_msg.header.frame_id).lstrip("/")
-    if not np.all(np.isfinite(T_world_cam)):
-        return "no pose: non-finite transform"
+    problem = pose_problem(T_world_cam)
+    if problem:
+        return f"bad pose: {problem}"
+    problem = intrinsics_problem(model.intrinsics) or distortion_problem(model.distortion_model, model.D)
+    if problem:
+        return f"bad CameraInfo: {problem}"
     try:
+        check_image_size(color_msg, config.max_image_pixels)
         rgb = decode_compressed_color(color_msg) if hasattr(color_msg, "format") else decode_color(color_msg)
     except InputError as exc:
         return f"color: {exc}"
@@ -40,19 +46,29 @@ def build_frame(color_msg: Any, depth_msg: Any | None, inst_msg: Any | None, mod
     depth = instances = None
     if depth_msg is not None:
         try:
+            check_image_size(depth_msg, config.max_image_pixels)
             depth = decode_depth(depth_msg, config.min_depth_m, config.max_depth_m)
         except InputError as exc:
             return f"depth: {exc}"
         if depth.shape != rgb.shape[:2]:
             return "depth image size differs from color (not registered to color)"
-        depth = model.undistort(depth, nearest=True)
+        if not np.isfinite(depth).any():
+            return (f"depth: no valid pixel (all 0, NaN, inf or outside "
+                    f"{config.min_depth_m:g}..{config.max_depth_m:g} m)")
     if inst_msg is not None:
         try:
+            check_image_size(inst_msg, config.max_image_pixels)
             instances = decode_instances(inst_msg)
         except InputError as exc:
             return f"instances: {exc}"
         if instances.shape != rgb.shape[:2]:
             return "instance image size differs from color"
-        instances = model.undistort(instances, nearest=True)
-    return Frame(stamp_ns=stamp, frame_id=frame_id, rgb=model.undistort(rgb), intrinsics=K,
-                 T_world_cam=T_world_cam, depth=depth, instances=instances, labels=dict(labels or {}))
+    try:
+        rgb = model.undistort(rgb)
+        depth = None if depth is None else model.undistort(depth, nearest=True)
+        instances = None if instances is None else model.undistort(instances, nearest=True)
+    except InputError as exc:
+        return f"bad CameraInfo: {exc}"
+    frame = Frame(stamp_ns=stamp, frame_id=frame_id, rgb=rgb, intrinsics=K, T_world_cam=np.asarray(T_world_cam,
+                  dtype=np.float64), depth=depth, instances=instances, labels=dict(labels or {}))
+    return frame_problem(frame) or frame

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,15 +15,15 @@ import cv2
 import numpy as np
 
 from langgs_ros.errors import InputError
+from langgs_ros.io.camera_check import intrinsics_problem, pose_problem
 from langgs_ros.io.frame_source import SourceStats
+from langgs_ros.io.input_paths import is_frame_folder
 from langgs_ros.types import CameraIntrinsics, Frame
 
 __all__ = ["FrameFolderReader", "is_frame_folder"]
 
 
-def is_frame_folder(path: Path) -> bool:
-    """True if ``path`` is a directory holding ``frame-*.color.*`` images."""
-    return path.is_dir() and any(path.glob("frame-*.color.*"))
+_NAME = re.compile(r"^(frame-(\d+))\.color\.(png|jpg|jpeg)$", re.IGNORECASE)
 
 
 def _find_intrinsics(folder: Path) -> Path:
@@ -58,11 +59,28 @@ class FrameFolderReader:
         self.exclude = exclude or set()
         self.stats = SourceStats()
         self.labels: dict[int, str] = {}
-        self.names = sorted(p.name.split(".")[0] for p in self.folder.glob("frame-*.color.*"))
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+        self._color: dict[str, Path] = {}
+        bad: list[str] = []
+        for p in self.folder.glob("frame-*.color.*"):
+            m = _NAME.match(p.name)
+            if m is None:
+                bad.append(p.name)
+                continue
+            self._index[m.group(1)], self._color[m.group(1)] = int(m.group(2)), p
+        self.names = sorted(self._index, key=lambda n: (self._index[n], n))
+        if bad:
+            self.stats.skipped[f"file name not frame-<digits>.color.(png|jpg): {', '.join(sorted(bad)[:3])}"
+                               f"{' ...' if len(bad) > 3 else ''}"] += len(bad)
+            self.stats.frames_seen += len(bad)
+        if not self.names:
+            raise InputError(f"no frame in {self.folder} has a name of the form frame-<digits>.color.png "
+                             f"(found e.g. {sorted(bad)[0]})")
 
     def load(self, name: str) -> Frame:
         """Load one frame by its ``frame-XXXXXX`` name; raises InputError if unusable."""
-        color_path = next(self.folder.glob(f"{name}.color.*"))
+        color_path = self._color[name]
         bgr = cv2.imread(str(color_path), cv2.IMREAD_COLOR)
         depth_raw = cv2.imread(str(self.folder / f"{name}.depth.png"), cv2.IMREAD_UNCHANGED)
         if bgr is None:
@@ -72,11 +90,20 @@ class FrameFolderReader:
         if depth_raw.shape != bgr.shape[:2]:
             raise InputError(f"{name}: depth and color sizes differ")
         pose = _read_matrix(self.folder / f"{name}.pose.txt", (4, 4))
+        problem = pose_problem(pose)
+        if problem:
+            raise InputError(f"{name}.pose.txt: {problem}")
         depth = depth_raw.astype(np.float32) * self.depth_scale
         depth[(depth_raw == 0) | (depth < self.min_depth_m) | (depth > self.max_depth_m)] = np.nan
+        if not np.isfinite(depth).any():
+            raise InputError(f"{name}.depth.png: no valid pixel (all 0 or outside "
+                             f"{self.min_depth_m:g}..{self.max_depth_m:g} m)")
         h, w = depth.shape
         K = CameraIntrinsics(width=w, height=h, fx=self.K[0, 0], fy=self.K[1, 1], cx=self.K[0, 2], cy=self.K[1, 2])
-        index = int("".join(c for c in name if c.isdigit()) or 0)
+        problem = intrinsics_problem(K)
+        if problem:
+            raise InputError(f"intrinsics file: {problem}")
+        index = self._index[name]
         return Frame(stamp_ns=int(index * 1e9 / self.frame_rate_hz), frame_id=self.frame_id,
                      rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), intrinsics=K, T_world_cam=pose, depth=depth)
 

@@ -15,6 +15,8 @@ class SourceStats:
     frames_seen: int = 0
     frames_used: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    """Problems of the source that are not one frame's (corrupt chunks, unreadable messages)."""
 
     def skip(self, reason: str) -> None:
         """Count one skipped frame under ``reason``."""
@@ -24,4 +26,5 @@ class SourceStats:
         """One line per reason, most frequent first."""
         lines = [f"{self.frames_used}/{self.frames_seen} frames used"]
         lines += [f"  skipped {n}: {reason}" for reason, n in self.skipped.most_common()]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)

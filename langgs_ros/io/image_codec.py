@@ -6,6 +6,7 @@ Only message *fields* are used, so the same functions accept rclpy messages on a
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import cv2
 import numpy as np
 
 from langgs_ros.errors import InputError
+from langgs_ros.io.camera_check import distortion_problem, intrinsics_problem
 from langgs_ros.types import CameraIntrinsics
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "image_array",
     "decode_color",
     "decode_compressed_color",
+    "declared_size",
+    "check_image_size",
     "decode_depth",
     "decode_instances",
     "CameraModel",
@@ -78,6 +82,35 @@ def decode_color(msg: Any) -> np.ndarray:
     if encoding.startswith("bgr"):
         img = img[:, :, 2::-1]
     return np.ascontiguousarray(img[:, :, :3])
+
+
+def declared_size(msg: Any) -> tuple[int, int]:
+    """(width, height) an Image or CompressedImage message declares, read without decoding its
+    pixels (a CompressedImage's from its PNG IHDR or JPEG SOF header); (0, 0) if unreadable."""
+    if not hasattr(msg, "format"):
+        return int(msg.width), int(msg.height)
+    data = _raw_bytes(msg.data)[: 1 << 20].tobytes()
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    if data[:2] == b"\xff\xd8":  # JPEG: walk the markers to the first start-of-frame
+        pos = 2
+        while pos + 9 <= len(data) and data[pos] == 0xFF:
+            marker = data[pos + 1]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height, width = struct.unpack(">HH", data[pos + 5: pos + 9])
+                return int(width), int(height)
+            (length,) = struct.unpack(">H", data[pos + 2: pos + 4])
+            pos += 2 + length
+    return 0, 0
+
+
+def check_image_size(msg: Any, max_pixels: int) -> None:
+    """Raise InputError if an image message declares more than ``max_pixels`` pixels (checked
+    before decoding, so a forged header cannot make the decoder allocate gigabytes)."""
+    w, h = declared_size(msg)
+    if w * h > max_pixels:
+        raise InputError(f"image declares {w}x{h} = {w * h} pixels, over input.max_image_pixels={max_pixels}")
 
 
 def decode_compressed_color(msg: Any) -> np.ndarray:
@@ -163,7 +196,11 @@ class CameraModel:
                 f"image is {image.shape[1]}x{image.shape[0]} but CameraInfo says "
                 f"{self.intrinsics.width}x{self.intrinsics.height}"
             )
-        map_x, map_y = self._undistort_maps()
+        try:
+            map_x, map_y = self._undistort_maps()
+        except cv2.error as exc:
+            raise InputError(f"cannot undistort with model '{self.distortion_model}' and "
+                             f"{self.D.size} coefficients: {str(exc).strip().splitlines()[-1]}") from None
         border = float("nan") if image.dtype.kind == "f" else 0
         return cv2.remap(
             image, map_x, map_y, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
@@ -181,9 +218,6 @@ class CameraModel:
         return out.reshape(-1, 2)
 
 
-_MODELS = ("plumb_bob", "rational_polynomial", "equidistant", "")
-
-
 def camera_model_from_info(msg: Any) -> CameraModel:
     """sensor_msgs/CameraInfo -> CameraModel. Raises InputError for unusable values."""
     K = np.asarray(msg.k, dtype=np.float64).reshape(-1)
@@ -193,16 +227,12 @@ def camera_model_from_info(msg: Any) -> CameraModel:
         width=int(msg.width), height=int(msg.height),
         fx=float(K[0]), fy=float(K[4]), cx=float(K[2]), cy=float(K[5]),
     )
-    try:
-        intrinsics.validate()
-    except ValueError as exc:
-        raise InputError(f"CameraInfo is not a usable camera: {exc}") from None
+    problem = intrinsics_problem(intrinsics)
+    if problem:
+        raise InputError(f"CameraInfo is not a usable camera: {problem}")
     model = str(msg.distortion_model)
     D = np.asarray(msg.d, dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(D)):
-        raise InputError("CameraInfo.d contains NaN or inf")
-    if model not in _MODELS and np.any(D != 0):
-        raise InputError(
-            f"unsupported distortion model '{model}' (supported: plumb_bob, rational_polynomial, equidistant)"
-        )
+    problem = distortion_problem(model, D)
+    if problem:
+        raise InputError(f"CameraInfo is not a usable camera: {problem}")
     return CameraModel(intrinsics=intrinsics, distortion_model=model, D=D)

@@ -9,8 +9,6 @@ array (zip CRCs are checked) and validates the metadata, so a truncated or corru
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 
 from langgs_ros.config import MappingConfig
 from langgs_ros.errors import MapFileError
+from langgs_ros.io.output_paths import atomic_write, check_output_dir, remove_stale_temporaries
 from langgs_ros.mapping.fusion import SemanticField, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
 
@@ -51,8 +50,7 @@ class MapData:
 
 def save_map(path: str | Path, data: MapData) -> Path:
     """Write ``data`` to ``path/map.npz`` atomically; returns the file path."""
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = check_output_dir(path, "map directory")
     meta = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -71,32 +69,84 @@ def save_map(path: str | Path, data: MapData) -> Path:
     if data.field is not None:
         arrays.update({_FIELD_PREFIX + k: v for k, v in data.field.state().items()})
     arrays.update({_DECODER_PREFIX + k: v for k, v in data.decoder.items()})
-    target = directory / MAP_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".map-", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return target
+    remove_stale_temporaries(directory, ".map-*.npz.tmp")  # left by a writer killed mid-save
+    return atomic_write(directory / MAP_FILE, lambda fh: np.savez(fh, **arrays), what="map",
+                        prefix=".map-", suffix=".npz.tmp")
+
+
+_MAX_GAUSSIANS = 200_000_000
+_MAX_ROW_VALUES = 8192  # values per Gaussian in one array (average fusion: 3 x 512)
+_MAX_OTHER_BYTES = 1 << 30  # all map-level arrays together (codebook, tracks, decoder, poses)
+_KNOWN_PREFIXES = ("meta_json", "keyframe_poses", _GAUSS_PREFIX, _FIELD_PREFIX, _DECODER_PREFIX)
+
+
+def _array_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    if dtype.hasobject:
+        raise ValueError(f"array '{info.filename}' holds Python objects")
+    return tuple(int(n) for n in shape), dtype
 
 
 def _read_arrays(file: Path) -> dict[str, np.ndarray]:
+    """The arrays the format defines, after checking each one's declared size against the
+    metadata (a map file never makes the reader allocate more than its format allows)."""
     try:
-        with np.load(file, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+        with zipfile.ZipFile(file) as zf:
+            infos = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+            if "meta_json" not in infos or infos["meta_json"].file_size > 64 << 20:
+                raise MapFileError(f"map file {file} has no readable metadata")
+            with np.load(file, allow_pickle=False) as npz:
+                meta_raw = npz["meta_json"]
+            try:
+                n = int(json.loads(meta_raw.tobytes().decode())["gaussians"])
+            except (KeyError, ValueError, TypeError, UnicodeDecodeError):
+                raise MapFileError(f"map file {file} has no readable metadata") from None
+            if not 0 <= n <= _MAX_GAUSSIANS:
+                raise MapFileError(f"map file {file} claims {n} Gaussians (at most {_MAX_GAUSSIANS} are read)")
+            wanted, other_bytes = [], 0
+            for name, info in infos.items():
+                if name == "meta_json" or not name.startswith(_KNOWN_PREFIXES):
+                    continue  # not part of the format: never read
+                shape, dtype = _array_header(zf, info)
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if info.file_size < nbytes:
+                    raise MapFileError(f"map file {file} is truncated: '{name}' declares {nbytes} bytes, "
+                                       f"holds {info.file_size}")
+                if name.startswith(_GAUSS_PREFIX):
+                    if not shape or shape[0] != n or int(np.prod(shape[1:], dtype=np.int64)) > _MAX_ROW_VALUES:
+                        raise MapFileError(f"map file {file} is inconsistent: '{name}' has shape {list(shape)}, "
+                                           f"the metadata says {n} Gaussians")
+                else:
+                    other_bytes += nbytes
+                    if other_bytes > _MAX_OTHER_BYTES:
+                        raise MapFileError(f"map file {file} is inconsistent: map-level arrays exceed "
+                                           f"{_MAX_OTHER_BYTES >> 20} MiB ('{name}' has shape {list(shape)})")
+                wanted.append(name)
+            with np.load(file, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in wanted}
+            arrays["meta_json"] = meta_raw
+            return arrays
+    except MapFileError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zipfile.LargeZipFile) as exc:
         raise MapFileError(f"map file {file} is corrupt or truncated ({exc or type(exc).__name__})") from None
+
+
+def _check_finite(gmap: GaussianMap) -> None:
+    """Raise ValueError if positions, sizes or rotations are not finite (a map of garbage)."""
+    if not len(gmap):
+        return
+    for name in ("means", "scales", "quats"):
+        bad = int(np.count_nonzero(~np.isfinite(gmap[name]).all(axis=1)))
+        if bad:
+            raise ValueError(f"{bad} Gaussians have non-finite {name}")
+    if np.any(gmap["scales"] < 0):
+        raise ValueError("negative Gaussian scales")
 
 
 def load_map(path: str | Path) -> MapData:
@@ -117,6 +167,7 @@ def load_map(path: str | Path) -> MapData:
     gauss = {k[len(_GAUSS_PREFIX):]: v for k, v in arrays.items() if k.startswith(_GAUSS_PREFIX)}
     try:
         gmap = GaussianMap.from_arrays(gauss)
+        _check_finite(gmap)
         if len(gmap) != meta["gaussians"]:
             raise ValueError(f"{len(gmap)} Gaussians stored, metadata says {meta['gaussians']}")
         sem_field = None

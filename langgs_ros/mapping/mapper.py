@@ -22,6 +22,7 @@ from scipy.ndimage import minimum_filter
 from langgs_ros.config import MappingConfig, RefineConfig
 from langgs_ros.errors import InputError
 from langgs_ros.geometry import invert_transform
+from langgs_ros.io.camera_check import frame_problem
 from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixel_gaussians
 from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary_band, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
@@ -123,10 +124,9 @@ class Mapper:
         ``segmentation`` (same size as the frame) replaces the backend's own, for segments computed
         elsewhere (the split semantics node).
         """
-        if frame.depth is not None and frame.depth.shape != frame.rgb.shape[:2]:
-            raise InputError("depth and color image sizes differ")
-        if not np.all(np.isfinite(frame.T_world_cam)):
-            raise InputError("frame pose is not finite")
+        problem = frame_problem(frame)
+        if problem:
+            raise InputError(problem)
         if segmentation is not None:
             if self.backend is None:
                 raise InputError("segments were given to a map without semantics")

@@ -13,6 +13,7 @@ mean margin. The goal pose is planned for the best instance.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,15 @@ class QueryResult:
     goal_pose: GoalPose | None = None
     message: str = ""
     level: str | None = None
+    answered: bool = True
+    """False when the query could not be answered at all (empty or over-long text, a map that is
+    empty or has no semantics, a bad request): ``Query.srv``'s ``success``. A query that was
+    answered and matched nothing is answered."""
+
+    def refuse(self, message: str) -> QueryResult:
+        """This result, marked as not answered because of ``message``."""
+        self.message, self.answered, self.objects, self.goal_pose = message, False, [], None
+        return self
 
     def to_json(self, max_points: int = 5000) -> dict[str, Any]:
         """The documented JSON answer of ``langgs query --json``."""
@@ -74,9 +84,20 @@ class QueryResult:
         if self.goal_pose is not None:
             goal = {"position": _r(self.goal_pose.position), "orientation": _r(self.goal_pose.orientation_xyzw),
                     "frame_id": self.frame_id}
-        return {"query": self.query, "frame_id": self.frame_id, "level": self.level,
+        return {"query": self.query, "answered": self.answered, "frame_id": self.frame_id, "level": self.level,
                 "objects": [o.to_json(max_points) for o in self.objects], "goal_pose": goal,
                 "message": self.message}
+
+
+def clean_query_text(text: object) -> str:
+    """Printable, valid-UTF-8 text: lone surrogates (undecodable bytes of a command line) become
+    U+FFFD, control and format characters (ESC sequences, NUL) become spaces, whitespace runs one
+    space; so an answer echoes nothing that drives a terminal or breaks JSON."""
+    def clean(ch: str) -> str:
+        category = unicodedata.category(ch)
+        return "\ufffd" if category == "Cs" else " " if category[0] == "C" else ch
+
+    return " ".join("".join(map(clean, str(text))).split())
 
 
 def _models_config(data: MapData) -> ModelsConfig:
@@ -126,30 +147,24 @@ class QueryEngine:
     def query(self, text: str) -> QueryResult:
         """Answer ``text``; never raises for odd text, the message explains an empty answer."""
         cfg = self.config
-        text = " ".join(str(text).split())
+        text = clean_query_text(text)
         result = QueryResult(query=text, frame_id=self.data.fixed_frame)
         if not text:
-            result.message = "empty query"
-            return result
+            return result.refuse("empty query")
         if len(text) > MAX_QUERY_CHARS:
-            result.message = f"query longer than {MAX_QUERY_CHARS} characters"
-            return result
+            return result.refuse(f"query longer than {MAX_QUERY_CHARS} characters")
         if self.data.field is None or self.encoder is None:
-            result.message = "the map has no semantics (it was built with --semantics none)"
-            return result
+            return result.refuse("the map has no semantics (it was built with --semantics none)")
         if len(self.data.gmap) == 0:
-            result.message = "the map is empty"
-            return result
+            return result.refuse("the map is empty")
         q = self._embed_many([text])[0]
         if not np.any(q):
-            result.message = f"the text encoder found no words in '{text}'"
-            return result
+            return result.refuse(f"the text encoder found no words in '{text}'")
         relevance = self.data.field.relevance(self.data.gmap, q, self._negatives)
         best = relevance.best
         top = float(np.max(best))
         if not np.isfinite(top):
-            result.message = "the map holds no semantic observations"
-            return result
+            return result.refuse("the map holds no semantic observations")
         if top < cfg.min_margin:
             result.message = (f"nothing in the map matches '{text}' (best margin {top:.2f} "
                               f"over the canonical negatives < {cfg.min_margin:.2f})")

@@ -70,6 +70,8 @@ class NavigationGrid:
         floor_z = 0.0 if floor is None else floor
         lo = means[:, :2].min(axis=0) - 0.5 if len(means) else np.zeros(2)
         hi = means[:, :2].max(axis=0) + 0.5 if len(means) else np.ones(2)
+        if not (np.isfinite(resolution) and resolution > 0):  # the doubling below would never end
+            raise ValueError(f"grid resolution {resolution} m is not positive")
         while np.prod(np.ceil((hi - lo) / resolution) + 1) > _MAX_CELLS:
             resolution *= 2
         shape = tuple((np.ceil((hi - lo) / resolution) + 1).astype(int))

@@ -125,7 +125,7 @@ def query_response(f: MessageFactory, result: QueryResult, stamp_ns: int, colors
     goal = result.goal_pose
     goal_msg = (pose_stamped(f, hdr, goal.position, goal.orientation_xyzw) if goal is not None
                 else f.make("geometry_msgs/msg/PoseStamped", header=hdr))
-    return f.make("langgs_ros/srv/Query_Response", success=True, message=result.message, objects=objects,
+    return f.make("langgs_ros/srv/Query_Response", success=result.answered, message=result.message, objects=objects,
                   has_goal=goal is not None, goal_pose=goal_msg)
 
 

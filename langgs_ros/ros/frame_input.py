@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,7 @@ class FrameInput:
                  on_reject: Callable[[str], None], tf_timeout_s: float, sync_slop_s: float,
                  pose_topic_type: str = "odometry", callback_group: Any = None) -> None:
         import message_filters
+        from message_filters import SimpleFilter
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from std_msgs.msg import String
         from tf2_ros import Buffer, TransformListener
@@ -58,10 +60,24 @@ class FrameInput:
         self._camera_lock = threading.Lock()
         self.labels: dict[int, str] = {}
         self.handles: list[Any] = []
-        color_type = CompressedImage if config.color_topic.endswith("/compressed") else Image
+        self.started = time.monotonic()
+        self.last_seen: dict[str, float] = {}
+        """Monotonic time of the newest message per input (color, depth, instances, camera_info)."""
+        # Color: the raw topic, or <topic>/compressed when only that one publishes (first to speak wins;
+        # a topic named .../compressed is taken as CompressedImage only).
+        self.color_source: str | None = None
+        self._color = SimpleFilter()
+        if config.color_topic.endswith("/compressed"):
+            candidates = [(CompressedImage, config.color_topic)]
+        else:
+            candidates = [(Image, config.color_topic), (CompressedImage, config.color_topic.rstrip("/") + "/compressed")]
+        for msg_type, topic in candidates:
+            self.handles.append(node.create_subscription(
+                msg_type, topic, lambda msg, t=topic: self._on_color(t, msg), qos_profile_sensor_data,
+                callback_group=callback_group))
+        self._color_topics = [t for _, t in candidates]
         self._names = ["color"]
-        self.filters = [message_filters.Subscriber(node, color_type, config.color_topic,
-                                                   qos_profile=qos_profile_sensor_data, callback_group=callback_group)]
+        self.filters: list[Any] = [self._color]
         if config.depth_topic:
             self._names.append("depth")
             self.filters.append(message_filters.Subscriber(node, Image, config.depth_topic,
@@ -73,6 +89,8 @@ class FrameInput:
                                                            qos_profile=qos_profile_sensor_data,
                                                            callback_group=callback_group))
             self.handles.append(node.create_subscription(String, config.labels_topic, self._on_labels, LATCHED))
+        for name, sub in zip(self._names[1:], self.filters[1:]):
+            sub.registerCallback(lambda *_, n=name: self._seen(n))
         if len(self.filters) == 1:
             self.filters[0].registerCallback(self._on_images)
             self._sync = None
@@ -96,14 +114,37 @@ class FrameInput:
         """One line naming the topics in use."""
         pose = f"pose topic {self.config.pose_topic}" if self.poses else f"TF {self.config.fixed_frame} -> image frame"
         depth = self.config.depth_topic or "none (color only: plane-sweep depth)"
-        return f"color {self.config.color_topic}, depth {depth}, camera_info {self.config.camera_info_topic}, {pose}"
+        color = " or ".join(self._color_topics)
+        return f"color {color}, depth {depth}, camera_info {self.config.camera_info_topic}, {pose}"
+
+    def silent_inputs(self, after_s: float) -> list[str]:
+        """Inputs on which nothing arrived for ``after_s`` seconds (since start or their last message)."""
+        now = time.monotonic()
+        topics = {"color": " or ".join(self._color_topics), "camera_info": self.config.camera_info_topic}
+        if self.config.depth_topic:
+            topics["depth"] = self.config.depth_topic
+        return [f"nothing on {topic} for {now - self.last_seen.get(name, self.started):.0f} s"
+                for name, topic in topics.items() if now - self.last_seen.get(name, self.started) > after_s]
+
+    def _seen(self, name: str) -> None:
+        self.last_seen[name] = time.monotonic()
+
+    def _on_color(self, topic: str, msg: Any) -> None:
+        if self.color_source is None:
+            self.color_source = topic
+            self.node.get_logger().info(f"color images from {topic}")
+        if topic != self.color_source:
+            return  # both raw and compressed publish: keep the first one
+        self._seen("color")
+        self._color.signalMessage(msg)
 
     def destroy(self) -> None:
         """Remove the subscriptions from the node."""
         for handle in self.handles:
             self.node.destroy_subscription(handle)
         for sub in self.filters:
-            self.node.destroy_subscription(sub.sub)
+            if hasattr(sub, "sub"):
+                self.node.destroy_subscription(sub.sub)
         self.tf_listener.unregister()  # its /tf and /tf_static subscriptions
         self.handles, self.filters, self._sync = [], [], None
 
@@ -114,6 +155,7 @@ class FrameInput:
             self.node.get_logger().warn(f"ignoring labels message that is not JSON {{id: label}}: {exc}")
 
     def _on_camera_info(self, msg: Any) -> None:
+        self._seen("camera_info")
         try:
             model = camera_model_from_info(msg)
         except LangGSError as exc:

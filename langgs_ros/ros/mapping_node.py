@@ -34,7 +34,8 @@ from langgs_ros.ros.executor import spin
 from langgs_ros.ros.frame_input import LATCHED, FrameInput
 from langgs_ros.ros.mapping_runtime import MappingRuntime
 from langgs_ros.ros.messages import RclpyMessages
-from langgs_ros.ros.parameters import config_from_parameters, parameter_table
+from langgs_ros.ros.parameters import (check_node_parameters, config_from_parameters, declare_parameters,
+                                       parameter_table)
 
 __all__ = ["MappingNode", "main"]
 
@@ -44,10 +45,7 @@ class MappingNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("mapping_node", **kwargs)
-        from rcl_interfaces.msg import ParameterDescriptor
-
-        for name, default, description in parameter_table():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        declare_parameters(self, parameter_table())
         self.messages = RclpyMessages()
         self.runtime: MappingRuntime | None = None
         self._handles: list[Any] = []
@@ -59,10 +57,9 @@ class MappingNode(LifecycleNode):
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
+            check_node_parameters({n: self._param(n) for n, _, _ in parameter_table() if "." not in n})
             config = config_from_parameters({n: self._param(n) for n, _, _ in parameter_table() if "." in n})
             semantics = str(self._param("semantics"))
-            if semantics not in ("clip", "oracle", "none"):
-                raise LangGSError(f"parameter semantics must be clip, oracle or none, not '{semantics}'")
             if semantics == "oracle":
                 self.get_logger().warn("semantics:=oracle reads ground-truth instances; synthetic data only")
             self.config = config
@@ -168,6 +165,14 @@ class MappingNode(LifecycleNode):
         self._save_if_configured()
         return TransitionCallbackReturn.SUCCESS
 
+    def release(self) -> None:
+        """On Ctrl-C or shutdown without a lifecycle transition: stop the worker (joined, so no
+        thread is inside torch when the process exits) and save if ``save_on_shutdown``."""
+        if self.runtime is not None:
+            if not self.runtime.stop(timeout=60.0):
+                self.get_logger().warn("the mapping worker did not stop within 60 s")
+            self._save_if_configured()
+
     def _save_if_configured(self) -> None:
         path = str(self._param("map_path"))
         if self.runtime is not None and path and self._param("save_on_shutdown"):
@@ -206,6 +211,8 @@ class MappingNode(LifecycleNode):
         from std_msgs.msg import String
 
         s = self.runtime.status
+        if self._input is not None:
+            s.input_warning = "; ".join(self._input.silent_inputs(float(self._param("input_timeout_s"))))
         self.pub_status.publish(String(data=json.dumps(s.to_json())))
         hdr = cv.header(self.messages, self._stamp_ns(), "")
         self.pub_diagnostics.publish(cv.diagnostics(self.messages, hdr, f"langgs_ros: {self.get_name()}",
@@ -266,7 +273,8 @@ class MappingNode(LifecycleNode):
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``ros2 run langgs_ros mapping_node``; the launch file drives the lifecycle."""
     rclpy.init(args=args)
-    spin(MappingNode(), num_threads=4)
+    node = MappingNode()
+    spin(node, num_threads=4, release=node.release)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import math
 import threading
 import time
+import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,6 +38,8 @@ from langgs_ros.semantics.remote import RemoteSegmentation
 from langgs_ros.types import Frame
 
 __all__ = ["LatestQueue", "QueueWorker", "MappingRuntime", "RuntimeStatus"]
+
+_LOG = logging.getLogger("langgs_ros")
 
 
 class LatestQueue:
@@ -86,6 +90,9 @@ class QueueWorker:
     thread_name = "langgs-worker"
 
     def __init__(self, queue_size: int) -> None:
+        self.errors = 0
+        """Items whose handling raised an unexpected exception (the worker went on)."""
+        self._logged: set[tuple[str, str, int]] = set()
         self._queue = LatestQueue(queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -99,13 +106,17 @@ class QueueWorker:
         self._thread = threading.Thread(target=self._work, name=self.thread_name, daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker after its current item; queued items are discarded."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the worker after its current item (refinement stops at its next iteration);
+        queued items are discarded. Returns False if the thread is still running after ``timeout`` s."""
         self._stop.set()
         self._queue.close()
+        stopped = True
         if self._thread is not None:
             self._thread.join(timeout)
+            stopped = not self._thread.is_alive()
         self._thread = None
+        return stopped
 
     def process_pending(self) -> int:
         """Handle every queued item in this thread (tests and single-threaded use); returns how many."""
@@ -113,17 +124,39 @@ class QueueWorker:
         while len(self._queue):
             item = self._queue.get(0)
             if item is not None:
-                self._handle(item)
+                try:
+                    self._handle(item)
+                except Exception as exc:  # noqa: BLE001 - same contract as the worker thread
+                    self._failed(exc)
                 n += 1
         return n
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            item = self._queue.get(timeout=self._idle_timeout())
-            if item is not None:
-                self._handle(item)
-            else:
-                self._idle()
+            try:
+                item = self._queue.get(timeout=self._idle_timeout())
+                if item is not None:
+                    self._handle(item)
+                else:
+                    self._idle()
+            except Exception as exc:  # noqa: BLE001 - one bad item must never stop the worker
+                self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """Count an exception of one item and go on; its traceback is logged once per exception
+        type and place (a frame that breaks the mapper every time must not flood the log)."""
+        self.errors += 1
+        reason = f"{type(exc).__name__}: {exc}"
+        self._record_error(f"internal error while processing an item ({reason})")
+        tb = traceback.extract_tb(exc.__traceback__)
+        key = (type(exc).__name__, tb[-1].filename if tb else "", tb[-1].lineno if tb else 0)
+        if key not in self._logged:
+            self._logged.add(key)
+            _LOG.error("%s: %s (logged once)\n%s", self.thread_name, reason,
+                       "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+    def _record_error(self, reason: str) -> None:
+        """Where the subclass keeps its last problem (status)."""
 
     def _handle(self, item: object) -> None:
         raise NotImplementedError
@@ -147,6 +180,10 @@ class RuntimeStatus:
     gaussians: int = 0
     last_update_ms: float = float("nan")
     last_error: str = ""
+    errors: int = 0
+    """Frames or refinement rounds that raised an unexpected exception (skipped; mapping went on)."""
+    input_warning: str = ""
+    """What is wrong with the inputs right now (e.g. nothing arrives on a topic); set by the node."""
     refine_iterations: int = 0
     refine_rounds: int = 0
     last_refine_ms: float = float("nan")
@@ -164,12 +201,14 @@ class RuntimeStatus:
         used, or most are rejected)."""
         if self.frames_in > 0 and self.frames_used == 0:
             return 1
-        return 1 if self.frames_rejected > self.frames_used else 0
+        return 1 if self.frames_rejected > self.frames_used or self.errors or self.input_warning else 0
 
     def summary(self) -> str:
         """One line for /diagnostics."""
         text = (f"{self.keyframes} keyframes, {self.gaussians} Gaussians, {self.frames_used}/{self.frames_in} "
-                f"frames used, {self.frames_dropped} dropped, {self.frames_rejected} rejected")
+                f"frames used, {self.frames_dropped} dropped, {self.frames_rejected} rejected"
+                + (f", {self.errors} internal errors" if self.errors else "")
+                + (f"; inputs: {self.input_warning}" if self.input_warning else ""))
         return text + (f"; last problem: {self.last_error}" if self.level() and self.last_error else "")
 
 
@@ -247,6 +286,10 @@ class MappingRuntime(QueueWorker):
         self.status.frames_rejected += 1
         self.status.last_error = reason
 
+    def _record_error(self, reason: str) -> None:
+        self.status.errors = self.errors
+        self.status.last_error = reason
+
     def _handle(self, item: object) -> None:
         self._integrate(*item)  # type: ignore[misc]
 
@@ -322,19 +365,25 @@ class MappingRuntime(QueueWorker):
     def query(self, text: str, threshold: float = 0.0, max_objects: int = 0) -> QueryResult:
         """Answer ``text`` on the current map. ``threshold``: least relevancy (0..1) of a mask
         Gaussian, 0 = configured default; ``max_objects``: 0 = all."""
+        frame_id = self.config.input.fixed_frame
         if not 0.0 <= threshold < 1.0 or not math.isfinite(threshold):
-            return QueryResult(query=str(text), frame_id=self.config.input.fixed_frame,
-                               message=f"threshold {threshold} outside [0, 1)")
-        with self._lock:
-            if self.mapper is None:
-                return QueryResult(query=str(text), frame_id=self.config.input.fixed_frame,
-                                   message="the map is not configured yet")
-            engine = self._engine_for_map()
-            if threshold > 0:  # relevancy = sigmoid(margin / T)  =>  margin = T * logit(threshold)
-                margin = engine.config.temperature * math.log(threshold / (1 - threshold))
-                engine = QueryEngine(engine.data, replace(engine.config, min_margin=margin), engine.encoder)
-                engine._grid = self._engine._grid  # noqa: SLF001 - same map, same grid
-            result = engine.query(text)
+            return QueryResult(query=str(text), frame_id=frame_id).refuse(f"threshold {threshold} outside [0, 1)")
+        if max_objects < 0:
+            return QueryResult(query=str(text), frame_id=frame_id).refuse(f"max_objects {max_objects} is negative")
+        try:
+            with self._lock:
+                if self.mapper is None:
+                    return QueryResult(query=str(text), frame_id=frame_id).refuse("the map is not configured yet")
+                engine = self._engine_for_map()
+                if threshold > 0:  # relevancy = sigmoid(margin / T)  =>  margin = T * logit(threshold)
+                    margin = engine.config.temperature * math.log(threshold / (1 - threshold))
+                    engine = QueryEngine(engine.data, replace(engine.config, min_margin=margin), engine.encoder)
+                    engine._grid = self._engine._grid  # noqa: SLF001 - same map, same grid
+                result = engine.query(text)
+        except Exception as exc:  # noqa: BLE001 - a failing query answers, it never takes the node down
+            self._failed(exc)
+            return QueryResult(query=str(text), frame_id=frame_id).refuse(
+                f"the query failed: {type(exc).__name__}: {exc}")
         if max_objects > 0:
             result.objects = result.objects[:max_objects]
         return result

@@ -10,9 +10,11 @@ from functools import cache
 from typing import Any
 
 from langgs_ros.config import (InputConfig, MappingConfig, ModelsConfig, PipelineConfig, QueryConfig, RefineConfig,
-                               load_config)
+                               field_range, load_config)
+from langgs_ros.errors import ConfigError
 
-__all__ = ["NODE_PARAMETERS", "parameter_table", "config_from_parameters", "semantics_parameter_table"]
+__all__ = ["NODE_PARAMETERS", "NODE_RANGES", "parameter_table", "parameter_range", "check_node_parameters",
+           "config_from_parameters", "semantics_parameter_table"]
 
 SECTIONS: dict[str, type] = {"input": InputConfig, "mapping": MappingConfig, "query": QueryConfig,
                              "models": ModelsConfig, "refine": RefineConfig}
@@ -32,12 +34,37 @@ NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     "default_max_objects": (5, "Objects per answer when a request gives 0"),
     "answer_max_points": (5000, "Most points per object in answers"),
     "sync_slop_s": (0.02, "Approximate-time pairing window of color and depth, seconds"),
+    "input_timeout_s": (5.0, "/diagnostics turns WARN when nothing arrives on an input topic for this long, s"),
     "pose_topic_type": ("odometry", "Message type on input.pose_topic: odometry (nav_msgs/Odometry) or pose "
                                     "(geometry_msgs/PoseStamped); unused when input.pose_topic is empty"),
     "split": (False, "Take keyframes with their segments from the semantics node (SemanticFrame) instead of "
                      "running the 2D backend here; only its text encoder is loaded"),
     "semantic_frames_topic": ("/langgs/semantic_frames", "SemanticFrame topic of the split semantics node"),
 }
+
+NODE_RANGES: dict[str, tuple[float, float]] = {
+    "queue_size": (1, 100), "tf_timeout_s": (0.0, 10.0), "map_publish_rate_hz": (0.0, 100.0),
+    "map_publish_max_points": (1, 100_000_000), "status_rate_hz": (0.01, 100.0), "default_threshold": (0.0, 0.999),
+    "default_max_objects": (0, 1000), "answer_max_points": (1, 10_000_000), "sync_slop_s": (0.0, 10.0),
+    "input_timeout_s": (0.1, 3600.0),
+}
+"""Valid range (inclusive) of each numeric node setting; config fields use :data:`config.RANGES`."""
+_CHOICES: dict[str, tuple[str, ...]] = {"semantics": ("clip", "oracle", "none"), "pose_topic_type": ("odometry", "pose")}
+
+
+def parameter_range(name: str) -> tuple[float, float] | None:
+    """(least, greatest) valid value of a numeric node parameter, None for others."""
+    return NODE_RANGES.get(name) or field_range(name)
+
+
+def check_node_parameters(values: dict[str, Any]) -> None:
+    """Raise ConfigError naming the first node setting (no ``section.``) outside its range or choices."""
+    for name, value in values.items():
+        bounds = NODE_RANGES.get(name)
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise ConfigError(f"parameter '{name}' must be in [{bounds[0]:g}, {bounds[1]:g}], got {value!r}")
+        if name in _CHOICES and value not in _CHOICES[name]:
+            raise ConfigError(f"parameter '{name}' must be one of {', '.join(_CHOICES[name])}, got {value!r}")
 
 
 @cache
@@ -84,3 +111,22 @@ def config_from_parameters(values: dict[str, Any]) -> PipelineConfig:
         if section in SECTIONS and key:
             nested.setdefault(section, {})[key] = list(value) if isinstance(value, (list, tuple)) else value
     return load_config(None, nested)
+
+
+def declare_parameters(node: Any, table: list[tuple[str, Any, str]]) -> None:
+    """Declare every row of ``table`` on an rclpy ``node``, with its description and, for numbers,
+    its valid range (rcl_interfaces IntegerRange / FloatingPointRange), so ``ros2 param set``
+    refuses values outside it and ``ros2 param describe`` shows it."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    for name, default, description in table:
+        descriptor = ParameterDescriptor(description=description)
+        bounds = parameter_range(name)
+        if bounds is not None and isinstance(default, bool):
+            bounds = None
+        if bounds is not None and isinstance(default, int):
+            descriptor.integer_range = [IntegerRange(from_value=int(bounds[0]), to_value=int(bounds[1]), step=1)]
+        elif bounds is not None and isinstance(default, float):
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(bounds[0]),
+                                                                  to_value=float(bounds[1]), step=0.0)]
+        node.declare_parameter(name, default, descriptor)

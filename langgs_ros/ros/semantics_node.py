@@ -23,7 +23,8 @@ from langgs_ros.ros import conversions as cv
 from langgs_ros.ros.executor import spin
 from langgs_ros.ros.frame_input import FrameInput
 from langgs_ros.ros.messages import RclpyMessages
-from langgs_ros.ros.parameters import config_from_parameters, semantics_parameter_table
+from langgs_ros.ros.parameters import (check_node_parameters, config_from_parameters, declare_parameters,
+                                       semantics_parameter_table)
 from langgs_ros.ros.semantics_runtime import SemanticsRuntime
 from langgs_ros.semantics.backend import Segmentation
 from langgs_ros.types import Frame
@@ -35,15 +36,14 @@ class SemanticsNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("semantics_node", **kwargs)
-        from rcl_interfaces.msg import ParameterDescriptor
         from std_msgs.msg import String
 
         from langgs_ros.msg import SemanticFrame
 
         table = semantics_parameter_table()
-        for name, default, description in table:
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        declare_parameters(self, table)
         value = self.get_parameter
+        check_node_parameters({n: value(n).value for n, _, _ in table if "." not in n})
         config = config_from_parameters({n: value(n).value for n, _, _ in table if "." in n})
         semantics = str(value("semantics").value)
         if semantics not in ("clip", "oracle"):
@@ -94,7 +94,7 @@ def main(args: list[str] | None = None) -> None:
         if rclpy.ok():
             rclpy.shutdown()
         raise SystemExit(1) from None
-    spin(node, num_threads=3)
+    spin(node, num_threads=3, release=lambda: node.runtime.stop(timeout=60.0))
 
 
 if __name__ == "__main__":

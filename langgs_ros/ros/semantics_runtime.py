@@ -32,6 +32,7 @@ class SemanticsStatus:
     keyframes: int = 0
     last_segment_ms: float = float("nan")
     last_error: str = ""
+    errors: int = 0
 
 
 class SemanticsRuntime(QueueWorker):
@@ -64,6 +65,10 @@ class SemanticsRuntime(QueueWorker):
 
     def reject(self, reason: str) -> None:
         self.status.frames_rejected += 1
+        self.status.last_error = reason
+
+    def _record_error(self, reason: str) -> None:
+        self.status.errors = self.errors
         self.status.last_error = reason
 
     def _handle(self, frame: Frame) -> None:  # type: ignore[override]

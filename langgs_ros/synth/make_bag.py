@@ -12,15 +12,17 @@ point per 1 cm voxel).
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from langgs_ros.errors import InputError
+from langgs_ros.errors import InputError, OutputError
 from langgs_ros.geometry import make_transform
 from langgs_ros.io.bag_writer import BagWriter, Storage
+from langgs_ros.io.output_paths import atomic_write, check_output_dir, os_reason
 from langgs_ros.synth.scene import Scene, default_scene
 from langgs_ros.types import CameraIntrinsics
 
@@ -98,9 +100,25 @@ def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene
     scene = scene or default_scene()
     if spec.frames < 1 or spec.width < 16 or spec.height < 16:
         raise InputError("synthetic bag needs at least 1 frame of at least 16x16 pixels")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir)
     bag_path = out / "synth_bag"
+    if bag_path.exists():
+        raise InputError(f"{bag_path} exists already; choose a new output directory")
+    try:
+        return _write_synthetic_bag(out, bag_path, spec, scene, progress)
+    except BaseException as exc:  # a full disk or Ctrl-C: remove what was half written
+        shutil.rmtree(bag_path, ignore_errors=True)
+        (out / "ground_truth.json").unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write the synthetic bag in {out}: {os_reason(exc)}; "
+                              "the partial bag was removed") from None
+        if isinstance(exc, OutputError):
+            raise OutputError(f"{exc}; the partial bag was removed") from None
+        raise
+
+
+def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scene,
+                         progress: Callable[[int, int], None] | None) -> SynthOutput:
     K = camera_intrinsics(spec.width, spec.height)
     duration = spec.frames * _IMAGE_PERIOD_NS / 1e9
     T_base_optical = T_BASE_CAMLINK @ T_CAMLINK_OPTICAL
@@ -142,8 +160,8 @@ def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene
             for o in scene.objects
         ],
     }
-    gt_path = out / "ground_truth.json"
-    gt_path.write_text(json.dumps(gt))
+    gt_path = atomic_write(out / "ground_truth.json", lambda fh: fh.write(json.dumps(gt).encode()),
+                           what="ground truth")
     return SynthOutput(bag=bag_path, ground_truth=gt_path)
 
 

@@ -154,3 +154,52 @@ def test_worker_refines_within_its_budget_when_idle(frames):
     idle.submit(frames[0])
     idle.process_pending()
     assert not idle._refine_due()  # noqa: SLF001
+
+
+def test_the_worker_survives_any_exception_of_one_frame(frames, caplog):
+    """Malformed frames are rejected with a reason; an unexpected exception is counted, reported
+    and logged once, and the worker thread goes on with later frames (issue 14, item 6)."""
+    import dataclasses
+
+    from langgs_ros.types import CameraIntrinsics
+
+    rt = MappingRuntime(PipelineConfig(), "oracle", queue_size=16)
+    rt.configure()
+    good = frames[0]
+    malformed = [
+        dataclasses.replace(good, T_world_cam=np.eye(3)),  # 3x3 pose
+        dataclasses.replace(good, rgb=good.rgb[..., 0]),  # 2-D colour
+        dataclasses.replace(good, intrinsics=CameraIntrinsics(64, 48, 50.0, 50.0, 31.5, 23.5)),  # other size
+    ]
+    rt.start()
+    try:
+        for frame in malformed:
+            rt.submit(frame)
+        deadline = time.monotonic() + 30
+        while rt.status.frames_rejected < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rt.status.frames_rejected == 3, rt.status
+        mapper = rt.mapper
+        real = mapper.integrate
+        calls = {"n": 0}
+
+        def flaky(frame, segmentation=None):
+            calls["n"] += 1
+            if calls["n"] <= 2:
+                raise IndexError("index 999 is out of bounds")
+            return real(frame, segmentation)
+
+        mapper.integrate = flaky
+        for frame in frames[:4]:
+            rt.submit(frame)
+            time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while rt.status.frames_used < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rt._thread is not None and rt._thread.is_alive()
+        assert rt.status.errors == 2 and "IndexError" in rt.status.last_error
+        assert rt.status.frames_used >= 2 and rt.status.keyframes >= 1
+        assert rt.status.level() == 1 and "internal errors" in rt.status.summary()
+        assert sum("IndexError" in r.getMessage() for r in caplog.records) == 1  # traceback logged once
+    finally:
+        rt.stop()

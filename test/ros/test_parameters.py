@@ -47,3 +47,22 @@ def test_semantics_node_parameters_are_a_described_subset():
     assert {"semantics", "semantic_frames_topic", "pose_topic_type", "mapping.keyframe_translation_m",
             "models.clip_model", "input.color_topic"} <= names
     assert not names & {"map_path", "split", "mapping.capacity", "refine.window"}
+
+
+def test_node_parameters_have_ranges_and_are_checked():
+    import pytest
+
+    from langgs_ros.errors import ConfigError
+    from langgs_ros.ros.parameters import check_node_parameters, parameter_range
+
+    for name, default, _ in parameter_table():
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            lo, hi = parameter_range(name)
+            assert lo <= default <= hi, name
+    check_node_parameters({name: default for name, default, _ in parameter_table() if "." not in name})
+    with pytest.raises(ConfigError, match="queue_size"):
+        check_node_parameters({"queue_size": 0})
+    with pytest.raises(ConfigError, match="semantics"):
+        check_node_parameters({"semantics": "magic"})
+    with pytest.raises(ConfigError, match="mapping.pixel_stride"):
+        config_from_parameters({"mapping.pixel_stride": 0})
