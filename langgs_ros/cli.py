@@ -33,7 +33,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from langgs_ros.synth.make_bag import SynthSpec
 
     _synth(args.out, SynthSpec(seed=args.seed, width=args.width, height=args.height, frames=args.frames,
-                               storage=args.storage))
+                               storage=args.storage, compressed=args.compressed))
     return 0
 
 
@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format")
+    p.add_argument("--compressed", action="store_true",
+                   help="color only as <color topic>/compressed (PNG), like a compressed-only camera driver")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("replay", help="build a map from a ROS 2 bag or a 7-Scenes style frame folder")

@@ -235,7 +235,7 @@ class ModelsConfig:
     max_prompt_factor: float = 4.0
     """GAGS eq. 1: at most this many times the base prompt density in a patch."""
     pred_iou_thresh: float = 0.8
-    """Masks with a lower predicted IoU are dropped."""
+    """Masks with a lower predicted IoU are dropped (-1 keeps all: random-weight test models)."""
     stability_score_thresh: float = 0.9
     """Masks with a lower stability score are dropped."""
     min_mask_region_frac: float = 0.0005
@@ -359,7 +359,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     },
     "models": {
         "points_per_side": (1, 256), "prompt_patches": (1, 64), "max_prompt_factor": (1.0, 64.0),
-        "pred_iou_thresh": (0.0, 1.0), "stability_score_thresh": (0.0, 1.0), "min_mask_region_frac": (0.0, 1.0),
+        "pred_iou_thresh": (-1.0, 1.0), "stability_score_thresh": (0.0, 1.0), "min_mask_region_frac": (0.0, 1.0),
         "mask_batch": (1, 4096), "clip_batch": (1, 4096), "image_long_side": (32, 8192),
     },
     "refine": {

@@ -71,11 +71,13 @@ def generate_launch_description() -> LaunchDescription:
     }
     node = LifecycleNode(
         package="langgs_ros", executable="mapping_node", name="mapping_node", namespace="", output="screen",
+        sigterm_timeout="15",  # time to join the worker and save (save_on_shutdown) before SIGTERM
         parameters=[LaunchConfiguration("config"), {
             **camera, "map_path": text("map_path"),
             "split": ParameterValue(LaunchConfiguration("split"), value_type=bool)}])
     semantics_node = Node(
         package="langgs_ros", executable="semantics_node", name="semantics_node", output="screen",
+        sigterm_timeout="15",
         parameters=[LaunchConfiguration("config"), camera],
         condition=IfCondition(PythonExpression([*_is_true("split"), " and ", *_is_true("start_semantics")])))
     rviz = OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz")))

@@ -165,13 +165,17 @@ class MappingNode(LifecycleNode):
         self._save_if_configured()
         return TransitionCallbackReturn.SUCCESS
 
-    def release(self) -> None:
+    def release(self) -> bool:
         """On Ctrl-C or shutdown without a lifecycle transition: stop the worker (joined, so no
-        thread is inside torch when the process exits) and save if ``save_on_shutdown``."""
-        if self.runtime is not None:
-            if not self.runtime.stop(timeout=60.0):
-                self.get_logger().warn("the mapping worker did not stop within 60 s")
-            self._save_if_configured()
+        thread is inside torch when the process exits) and save if ``save_on_shutdown``. Returns
+        whether the worker stopped (within 8 s: launch escalates to SIGKILL after its timeouts)."""
+        if self.runtime is None:
+            return True
+        stopped = self.runtime.stop(timeout=8.0)
+        if not stopped:
+            self.get_logger().warn("the mapping worker did not stop within 8 s; exiting without it")
+        self._save_if_configured()
+        return stopped
 
     def _save_if_configured(self) -> None:
         path = str(self._param("map_path"))
@@ -242,13 +246,21 @@ class MappingNode(LifecycleNode):
         return response
 
     def _on_query(self, request: Any, response: Any) -> Any:
-        answer = self._answer(request.text, float(request.threshold), int(request.max_objects))
+        try:
+            answer = self._answer(request.text, float(request.threshold), int(request.max_objects))
+        except Exception as exc:  # noqa: BLE001 - a failing query answers; it never takes the service down
+            self.get_logger().error(f"query '{request.text[:80]}' failed: {type(exc).__name__}: {exc}")
+            response.success, response.message = False, f"the query failed: {type(exc).__name__}: {exc}"
+            return response
         for name in ("success", "message", "objects", "has_goal", "goal_pose"):
             setattr(response, name, getattr(answer, name))
         return response
 
     def _on_query_text(self, msg: Any) -> None:
-        self._answer(msg.data, 0.0, 0)
+        try:
+            self._answer(msg.data, 0.0, 0)
+        except Exception as exc:  # noqa: BLE001 - same as the service
+            self.get_logger().error(f"query '{msg.data[:80]}' failed: {type(exc).__name__}: {exc}")
 
     def _on_save(self, request: Any, response: Any) -> Any:
         path = str(self._param("map_path"))

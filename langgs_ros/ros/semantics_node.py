@@ -94,7 +94,7 @@ def main(args: list[str] | None = None) -> None:
         if rclpy.ok():
             rclpy.shutdown()
         raise SystemExit(1) from None
-    spin(node, num_threads=3, release=lambda: node.runtime.stop(timeout=60.0))
+    spin(node, num_threads=3, release=lambda: node.runtime.stop(timeout=8.0))
 
 
 if __name__ == "__main__":

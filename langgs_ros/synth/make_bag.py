@@ -51,6 +51,8 @@ class SynthSpec:
     height: int = 480
     frames: int = 72
     storage: Storage = "mcap"
+    compressed: bool = False
+    """Color only as ``/camera/color/image_raw/compressed`` (PNG), as a compressed-only camera driver."""
 
 
 @dataclass
@@ -144,7 +146,11 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
             T_map_cam = T_map_base @ T_base_optical
             rgb, depth, inst = _render(scene, K, T_map_cam)
             bag.write("/camera/color/camera_info", bag.camera_info(K.K, K.width, K.height, stamp, OPTICAL_FRAME), stamp)
-            bag.write("/camera/color/image_raw", bag.image(rgb, "rgb8", stamp, OPTICAL_FRAME), stamp)
+            if spec.compressed:
+                bag.write("/camera/color/image_raw/compressed", bag.compressed_image(rgb, "png", stamp, OPTICAL_FRAME),
+                          stamp)
+            else:
+                bag.write("/camera/color/image_raw", bag.image(rgb, "rgb8", stamp, OPTICAL_FRAME), stamp)
             bag.write("/camera/aligned_depth_to_color/image_raw", bag.image(depth, "32FC1", stamp, OPTICAL_FRAME), stamp)
             bag.write("/camera/instances", bag.image(inst, "16UC1", stamp, OPTICAL_FRAME), stamp)
             _accumulate_surface(surface, depth, inst, K, T_map_cam)
