@@ -84,7 +84,7 @@ def generate_launch_description() -> LaunchDescription:
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE))
     activate = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive", handle_once=True,
         entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                               transition_id=Transition.TRANSITION_ACTIVATE))]))
     return LaunchDescription([*declared, node, semantics_node, rviz, activate, configure])
