@@ -264,8 +264,10 @@ class RefineConfig:
 
     window: int = 8
     """Recent keyframes kept as training views (resized by ``scale``); 0 = no refinement."""
-    background_iterations_per_second: float = 1.0
-    """Node: refinement iterations per second while mapping is idle (0 = none in the background)."""
+    background_iterations_per_second: float = 0.0
+    """Node: refinement iterations per second while mapping is idle; 0 (the default) = none. Off by
+    default: on a CPU one iteration of a 640x480 camera's window costs seconds and about 2 GB, and
+    refinement does not yet improve real recordings (issue 18); try 1 on a GPU."""
     round_iterations: int = 10
     """Node: most iterations per background round; a waiting frame ends a round early."""
     iterations: int = 100
@@ -274,6 +276,10 @@ class RefineConfig:
     """Most seconds of one call of refine_map."""
     scale: float = 0.5
     """Training views are the keyframes resized by this factor."""
+    crop_px: int = 128
+    """Each iteration renders a random crop of at most crop_px x crop_px pixels of its view, which
+    bounds the memory and time of an iteration (the differentiable rasteriser's cost grows with
+    pixels x Gaussians); 0 = the whole view."""
     lr_means: float = 1e-4
     """Adam learning rate of the means (m)."""
     lr_scales: float = 5e-3
@@ -364,7 +370,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     },
     "refine": {
         "window": (0, 1000), "background_iterations_per_second": (0.0, 1000.0), "round_iterations": (1, 10000),
-        "iterations": (0, 1_000_000), "time_budget_s": (0.0, _BIG), "scale": (0.05, 1.0),
+        "iterations": (0, 1_000_000), "time_budget_s": (0.0, _BIG), "scale": (0.05, 1.0), "crop_px": (0, 8192),
         "lr_means": (0.0, 10.0), "lr_scales": (0.0, 10.0), "lr_quats": (0.0, 10.0), "lr_opacity": (0.0, 10.0),
         "lr_colors": (0.0, 10.0), "ssim_weight": (0.0, 1.0), "depth_weight": (0.0, 100.0), "semantic_dim": (0, 256),
         "semantic_weight": (0.0, 100.0), "lr_semantic": (0.0, 10.0), "granularity_weight": (0.0, 100.0),

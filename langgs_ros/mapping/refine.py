@@ -68,6 +68,21 @@ class TrainingView:
     tracks: np.ndarray | None = None  # [levels, h, w] int32 map track per pixel, NO_SEGMENT, IGNORE
 
 
+def _in_view(means: torch.Tensor, log_scales: torch.Tensor, T: torch.Tensor, K: torch.Tensor,  # noqa: N803
+             width: int, height: int, near: float = 0.01) -> torch.Tensor:
+    """Indices of the Gaussians whose 3-sigma footprint can reach a ``width`` x ``height`` view
+    (fixed frame -> camera ``T``, intrinsics ``K``): the rest cannot change its pixels, and leaving
+    them out of the differentiable render bounds its memory by what the view sees."""
+    pc = means @ T[:3, :3].T + T[:3, 3]
+    z = pc[:, 2]
+    zc = z.clamp_min(near)
+    u = K[0, 0] * pc[:, 0] / zc + K[0, 2]
+    v = K[1, 1] * pc[:, 1] / zc + K[1, 2]
+    reach = 3.0 * log_scales.max(dim=1).values.exp() * torch.maximum(K[0, 0], K[1, 1]) / zc + 1.0
+    ok = (z > near) & (u + reach >= -0.5) & (u - reach <= width - 0.5) & (v + reach >= -0.5) & (v - reach <= height - 0.5)
+    return torch.nonzero(ok).squeeze(1)
+
+
 def _nearest_rows_cols(shape: tuple[int, int], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     rows = np.minimum(((np.arange(height) + 0.5) * shape[0] / height).astype(np.int64), shape[0] - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * shape[1] / width).astype(np.int64), shape[1] - 1)
@@ -320,16 +335,28 @@ class Refiner:
                 break
             view = int(self._rng.integers(len(rnd.views)))
             T, K, w, h, rgb, depth = rnd.views[view]
+            target = rnd.targets[view]
+            if 0 < cfg.crop_px < max(w, h):  # a random crop: memory and time per iteration bounded by its pixels
+                cw, ch = min(w, cfg.crop_px), min(h, cfg.crop_px)
+                x0, y0 = int(self._rng.integers(w - cw + 1)), int(self._rng.integers(h - ch + 1))
+                K = K.clone()
+                K[0, 2] -= x0
+                K[1, 2] -= y0
+                rgb = rgb[y0:y0 + ch, x0:x0 + cw]
+                depth = None if depth is None else depth[y0:y0 + ch, x0:x0 + cw]
+                if target is not None:
+                    target = tuple(t[..., y0:y0 + ch, x0:x0 + cw] for t in target)
+                w, h = cw, ch
             colors = torch.cat([p["colors"], p["semantic"]], 1) if self.semantic else p["colors"]
-            out = render(p["means"], p["quats"], p["log_scales"].exp(), torch.sigmoid(p["opacity_logits"]), colors,
-                         T, K, w, h, backend=cfg.backend)
+            sel = _in_view(p["means"].detach(), p["log_scales"].detach(), T, K, w, h)  # autograd only for these
+            out = render(p["means"][sel], p["quats"][sel], p["log_scales"][sel].exp(),
+                         torch.sigmoid(p["opacity_logits"][sel]), colors[sel], T, K, w, h, backend=cfg.backend)
             pred = out.features[..., :3]
             loss = (1 - cfg.ssim_weight) * (pred - rgb).abs().mean() + cfg.ssim_weight * (1 - ssim(pred, rgb)) / 2
             if depth is not None and cfg.depth_weight > 0:
                 valid = torch.isfinite(depth) & (out.alpha > 0.5)
                 if valid.any():
                     loss = loss + cfg.depth_weight * (out.depth[valid] - depth[valid]).abs().mean()
-            target = rnd.targets[view]
             if target is not None and cfg.semantic_weight > 0:
                 sem = self._semantic_loss(out.features[..., 3:], out.alpha.detach() > 0.5, *target)
                 own = self._gaussian_code_loss(p["means"].detach(), p["semantic"], out.depth.detach(), T, K, target[0])

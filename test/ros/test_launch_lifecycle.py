@@ -6,7 +6,9 @@ only ``/camera/color/image_raw/compressed``, replayed by ``ros2 bag play --clock
 - ``/query`` answers ``success: false`` with a reason on an empty map and for a bad request;
 - the compressed-only camera is mapped and ``/query`` then finds the object with a goal;
 - ``/diagnostics`` and ``~/status`` are published;
-- lifecycle: deactivate, activate, deactivate, cleanup each land and stay where they were put;
+- ``~/save_map``, then lifecycle: deactivate, activate, deactivate, cleanup, configure (reloading
+  ``map_path``), activate each land and stay where they were put, and the reloaded map answers
+  without playback as ``langgs query`` does on the saved file;
 - Ctrl-C (SIGINT through launch) ends every process with exit code 0.
 
 Runs where ROS 2 is installed (``colcon test``); skipped elsewhere.
@@ -20,6 +22,7 @@ rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed; lau
 launch_testing = pytest.importorskip("launch_testing", reason="launch_testing is not installed")
 
 import json  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import unittest  # noqa: E402
@@ -44,7 +47,8 @@ def generate_test_description():
         PythonLaunchDescriptionSource(str(share / "launch" / "mapping.launch.py")),
         launch_arguments={"semantics": "oracle", "use_sim_time": "true", "map_path": str(work / "map"),
                           "rviz": "true"}.items())  # rviz2 is not installed here: the launch must go on
-    return LaunchDescription([mapping, launch_testing.actions.ReadyToTest()]), {"bag": synth.bag}
+    return (LaunchDescription([mapping, launch_testing.actions.ReadyToTest()]),
+            {"bag": synth.bag, "map_dir": work / "map"})
 
 
 class TestLifecycleAndAnswers(unittest.TestCase):
@@ -92,7 +96,7 @@ class TestLifecycleAndAnswers(unittest.TestCase):
             time.sleep(1.0)
         self.fail("mapping_node never became active")
 
-    def test_answers_compressed_input_and_lifecycle(self, proc_info, bag):
+    def test_answers_compressed_input_and_lifecycle(self, proc_info, bag, map_dir):
         import subprocess
 
         from diagnostic_msgs.msg import DiagnosticArray
@@ -135,12 +139,27 @@ class TestLifecycleAndAnswers(unittest.TestCase):
         figures = json.loads(status[-1].data)
         self.assertGreater(figures["keyframes"], 0)
 
+        from std_srvs.srv import Trigger
+
+        saved = self._call(self.node.create_client(Trigger, "/mapping_node/save_map"), Trigger.Request())
+        self.assertTrue(saved.success, saved.message)
         self._transition(Transition.TRANSITION_DEACTIVATE, "inactive")
         self._transition(Transition.TRANSITION_ACTIVATE, "active")
         self._transition(Transition.TRANSITION_DEACTIVATE, "inactive")
         self._transition(Transition.TRANSITION_CLEANUP, "unconfigured")
-        self._transition(Transition.TRANSITION_CONFIGURE, "inactive")
+        self._transition(Transition.TRANSITION_CONFIGURE, "inactive")  # loads map_path again
         self._transition(Transition.TRANSITION_ACTIVATE, "active")
+        # the reloaded map answers without playback, as `langgs query` does on the saved map
+        reloaded = self._call(query, Query.Request(text="red mug"))
+        self.assertTrue(reloaded.success and reloaded.objects and reloaded.has_goal, reloaded.message)
+        offline = json.loads(subprocess.run([sys.executable, "-m", "langgs_ros", "query", str(map_dir), "red mug",
+                                             "--json"], check=True, capture_output=True, text=True).stdout)
+        c = reloaded.objects[0].centroid
+        for got, want in zip((c.x, c.y, c.z), offline["objects"][0]["centroid"]):
+            self.assertAlmostEqual(got, want, delta=1e-3)
+        p = reloaded.goal_pose.pose.position
+        for got, want in zip((p.x, p.y, p.z), offline["goal_pose"]["position"]):
+            self.assertAlmostEqual(got, want, delta=1e-3)
 
 
 @launch_testing.post_shutdown_test()
