@@ -36,8 +36,9 @@ def test_degenerate_intrinsics(fx, fy, cx, cy, words):
     assert problem is not None and words in problem
 
 
-def test_image_size_must_be_positive():
+def test_image_size_must_be_positive_and_mappable():
     assert "not positive" in intrinsics_problem(CameraIntrinsics(0, 480, 525, 525, 0, 240))
+    assert "too small" in intrinsics_problem(CameraIntrinsics(1, 48, 50, 50, 0.5, 23.5))
 
 
 @pytest.mark.parametrize("model, n, ok", [

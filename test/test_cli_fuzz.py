@@ -23,17 +23,17 @@ CASES = int(os.environ.get("LANGGS_FUZZ_CASES", "24"))
 def random_bag(path: Path, rng: np.random.Generator) -> Path:
     """A small bag with randomly chosen defects (or none)."""
     frames = int(rng.integers(1, 5))
-    w, h = int(rng.choice([1, 16, 32, 64])), int(rng.choice([1, 12, 24, 48]))
-    info_w, info_h = (w, h) if rng.random() < 0.7 else (int(rng.integers(1, 80)), int(rng.integers(1, 60)))
-    f = float(rng.choice([40.0, 0.0, -3.0, 1e-9, 1e12, np.nan, np.inf, 30.0]))
+    w, h = int(rng.choice([1, 16, 32, 64], p=[0.1, 0.2, 0.2, 0.5])), int(rng.choice([1, 12, 24, 48], p=[0.1, 0.2, 0.2, 0.5]))
+    info_w, info_h = (w, h) if rng.random() < 0.85 else (int(rng.integers(1, 80)), int(rng.integers(1, 60)))
+    f = float(rng.choice([40.0, 0.0, -3.0, 1e-9, 1e12, np.nan, np.inf, 30.0], p=[0.5, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.2]))
     K = np.array([[f, 0, info_w / 2], [0, abs(f) if rng.random() < 0.8 else 5.0, info_h / 2], [0, 0, 1]])
     if rng.random() < 0.1:
         K[0, 2] = 1e9
     model = str(rng.choice(["plumb_bob", "rational_polynomial", "equidistant", "weird", ""]))
-    D = rng.normal(0, 0.05, int(rng.choice([0, 1, 3, 4, 5, 6, 8, 20]))) if rng.random() < 0.5 else np.zeros(5)
-    encoding = str(rng.choice(["rgb8", "bgr8", "mono8", "rgba8", "yuv422", "16UC1"]))
-    depth_kind = str(rng.choice(["16UC1", "32FC1", "none", "nan", "8UC1"]))
-    pose_kind = str(rng.choice(["good", "good", "zero", "scaled", "nan", "missing"]))
+    D = rng.normal(0, 0.05, int(rng.choice([0, 1, 3, 4, 5, 6, 8, 20]))) if rng.random() < 0.3 else np.zeros(5)
+    encoding = str(rng.choice(["rgb8", "bgr8", "mono8", "rgba8", "yuv422", "16UC1"], p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1]))
+    depth_kind = str(rng.choice(["16UC1", "32FC1", "none", "nan", "8UC1"], p=[0.4, 0.3, 0.1, 0.1, 0.1]))
+    pose_kind = str(rng.choice(["good", "zero", "scaled", "nan", "missing"], p=[0.7, 0.075, 0.075, 0.075, 0.075]))
     stamps = np.sort(rng.integers(1, 10, frames)) if rng.random() < 0.3 else np.arange(1, frames + 1)
     t0 = 1_000_000_000_000
     with BagWriter(path) as bag:
@@ -72,7 +72,7 @@ def random_bag(path: Path, rng: np.random.Generator) -> Path:
             elif depth_kind == "8UC1":
                 bag.write("/camera/aligned_depth_to_color/image_raw",
                           bag.image(np.ones((h, w), np.uint8), "8UC1", stamp, "cam"), stamp)
-    if rng.random() < 0.4:  # flip bytes
+    if rng.random() < 0.25:  # flip bytes
         data = next(path.glob("*.mcap"))
         raw = bytearray(data.read_bytes())
         for pos in rng.integers(0, len(raw), int(rng.integers(1, 20))):

@@ -20,6 +20,7 @@ __all__ = ["intrinsics_problem", "distortion_problem", "pose_problem", "frame_pr
 _FOCAL_PER_WIDTH = (0.1, 100.0)
 _MAX_ASPECT = 5.0  # fx / fy
 _MAX_SIDE_PX = 65535
+_MIN_SIDE_PX = 8
 # Coefficient counts OpenCV's undistortion accepts for each CameraInfo distortion model.
 DISTORTION_LENGTHS: dict[str, tuple[int, ...]] = {
     "plumb_bob": (4, 5, 8, 12, 14),
@@ -37,6 +38,8 @@ def intrinsics_problem(K: CameraIntrinsics) -> str | None:  # noqa: N803
     w, h = K.width, K.height
     if not (0 < w <= _MAX_SIDE_PX and 0 < h <= _MAX_SIDE_PX):
         return f"image size {w}x{h} is not positive (or over {_MAX_SIDE_PX} px a side)"
+    if min(w, h) < _MIN_SIDE_PX:
+        return f"image size {w}x{h} is too small to map (at least {_MIN_SIDE_PX} px a side)"
     values = (K.fx, K.fy, K.cx, K.cy)
     if not all(np.isfinite(values)):
         return f"intrinsics fx={K.fx}, fy={K.fy}, cx={K.cx}, cy={K.cy} are not finite"

@@ -113,7 +113,9 @@ class PlaneSweepDepth:
         self._views: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=config.views)
 
     def _gray(self, frame: Frame) -> tuple[np.ndarray, CameraIntrinsics]:
-        K = frame.intrinsics.scaled(self.config.scale) if self.config.scale != 1.0 else frame.intrinsics
+        K = frame.intrinsics
+        if self.config.scale != 1.0 and min(K.width, K.height) * self.config.scale >= 8:  # tiny images: as they are
+            K = K.scaled(self.config.scale)
         gray = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
         return cv2.resize(gray, (K.width, K.height), interpolation=cv2.INTER_AREA), K
 
