@@ -203,3 +203,21 @@ def test_the_worker_survives_any_exception_of_one_frame(frames, caplog):
         assert sum("IndexError" in r.getMessage() for r in caplog.records) == 1  # traceback logged once
     finally:
         rt.stop()
+
+
+def test_queries_that_cannot_be_answered_say_so():
+    """Query.srv's success is false for an empty map and bad requests (issue 15); a query that was
+    answered and matched nothing is answered."""
+    rt = MappingRuntime(PipelineConfig(), "oracle", queue_size=2)
+    assert not rt.query("mug").answered  # not configured yet
+    rt.configure()
+    for text, threshold, objects, words in [("red mug", 0.0, 0, "empty"), ("", 0.0, 0, "empty query"),
+                                            ("x" * 10000, 0.0, 0, "longer than"), ("mug", 1.5, 0, "threshold"),
+                                            ("mug", float("nan"), 0, "threshold"), ("mug", 0.0, -1, "max_objects")]:
+        result = rt.query(text, threshold, objects)
+        assert not result.answered and words in result.message, (text, result.message)
+
+
+def test_an_answered_query_that_matches_nothing_is_still_answered(runtime):
+    result = runtime.query("zebra")
+    assert result.answered and not result.objects
