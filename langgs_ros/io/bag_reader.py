@@ -182,10 +182,8 @@ class BagFrameReader:
         conns = [c for c in self._reader.connections if c.topic in topics]
         if not conns:
             return
-        windows = [(None, None)]
-        for report in self.integrity:  # read around chunks that failed their CRC (rosbags would stop there)
-            if report.bad_chunks:
-                windows = report.good_windows()
+        # read around chunks that failed their CRC (rosbags would stop at the first one)
+        windows = McapReport(bad_chunks=[c for r in self.integrity for c in r.bad_chunks]).good_windows()
         try:
             for start, stop in windows:
                 for conn, logtime, raw in self._reader.messages(connections=conns, start=start, stop=stop):
