@@ -97,9 +97,9 @@ def _replay_and_report(bag: Path, out: Path, semantics: str, config: PipelineCon
     _log(f"[replay] map written to {summary.map_path}")
 
 
-def _answer(map_dir: Path, text: str, config: PipelineConfig, png: Path | None) -> tuple[Any, Any]:
-    """(map data, query result) of ``text`` on the map in ``map_dir``; draws ``png`` if given
-    (its path is checked before the map is loaded)."""
+def _answer(map_dir: Path, text: str, config: PipelineConfig, png: Path | None) -> Any:
+    """The query result of ``text`` on the map in ``map_dir``; draws ``png`` if given (its path
+    is checked before the map is loaded)."""
     from langgs_ros.mapping.map_io import load_map
     from langgs_ros.query.engine import QueryEngine
 
@@ -111,7 +111,7 @@ def _answer(map_dir: Path, text: str, config: PipelineConfig, png: Path | None) 
         from langgs_ros.viz import render_top_down, write_png
 
         write_png(png, render_top_down(data.gmap, result, config.query.robot_radius))
-    return data, result
+    return result
 
 
 def _print_answer(result: Any) -> None:
@@ -130,7 +130,7 @@ def _print_answer(result: Any) -> None:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     config = _config(args)
-    _, result = _answer(args.map, args.text, config, args.png)
+    result = _answer(args.map, args.text, config, args.png)
     if args.json:
         print(json.dumps(result.to_json(config.query.max_points), ensure_ascii=True))
         return 0
@@ -177,7 +177,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = load_config(None)
     _replay_and_report(bag, out / "map", "oracle", config)
     png, result_path = out / "query.png", out / "query.json"
-    _, result = _answer(out / "map", args.text, config, png)
+    result = _answer(out / "map", args.text, config, png)
     atomic_write(result_path, lambda fh: fh.write(json.dumps(result.to_json(), indent=1).encode()), what="answer")
     _print_answer(result)
     _log(f"[demo] answer: {result_path}\n[demo] picture: {png}")

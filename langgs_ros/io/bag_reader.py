@@ -88,7 +88,7 @@ class BagFrameReader:
         self.stats = SourceStats()
         self.labels: dict[int, str] = {}
         self.corrupt_messages: Counter[str] = Counter()
-        """Messages per topic skipped because they sit in a corrupt chunk or do not deserialise."""
+        """Messages per topic skipped because they do not deserialise (corrupt bytes)."""
         self._reader = _open_reader(self.path)
         try:
             self.integrity = self._check_integrity()
@@ -113,13 +113,6 @@ class BagFrameReader:
             if report.truncated_at is not None:
                 self.stats.notes.append(f"an MCAP file is cut short at byte {report.truncated_at}")
         return reports
-
-    def _corrupt(self, logtime: int) -> str | None:
-        for report in self.integrity:
-            reason = report.in_bad_chunk(logtime)
-            if reason:
-                return reason
-        return None
 
     # -- topics -----------------------------------------------------------------------------
     def _topic_type(self, name: str) -> str | None:
@@ -187,17 +180,13 @@ class BagFrameReader:
         try:
             for start, stop in windows:
                 for conn, logtime, raw in self._reader.messages(connections=conns, start=start, stop=stop):
-                    reason = self._corrupt(logtime)
-                    if reason is None:
-                        try:
-                            msg = self._reader.deserialize(raw, conn.msgtype)
-                        except Exception:  # noqa: BLE001 - a garbled message is skipped, the bag goes on
-                            reason = "message does not deserialise (corrupt bytes)"
-                    if reason is not None:
+                    try:
+                        msg = self._reader.deserialize(raw, conn.msgtype)
+                    except Exception:  # noqa: BLE001 - a garbled message is skipped, the bag goes on
                         self.corrupt_messages[conn.topic] += 1
-                        if conn.topic == getattr(self, "color_topic", None) and count_color:
+                        if count_color and conn.topic == self.color_topic:
                             self.stats.frames_seen += 1
-                            self.stats.skip(reason)
+                            self.stats.skip("message does not deserialise (corrupt bytes)")
                         continue
                     yield conn.topic, logtime, msg
         except (BagError, InputError):

@@ -43,12 +43,6 @@ class McapReport:
         windows.append((start, None))
         return [(a, b) for a, b in windows if a is None or b is None or a < b]
 
-    def in_bad_chunk(self, log_time_ns: int) -> str | None:
-        """The reason if a message logged at ``log_time_ns`` may come from a bad chunk, else None."""
-        for start, end, reason in self.bad_chunks:
-            if start <= log_time_ns <= end:
-                return reason
-        return None
 
 
 def _decompress(compression: str, data: bytes, size: int) -> bytes:

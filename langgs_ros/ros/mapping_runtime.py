@@ -85,13 +85,12 @@ class LatestQueue:
 
 class QueueWorker:
     """A worker thread over a :class:`LatestQueue`: :meth:`_handle` each item; :meth:`_idle` when
-    the queue stays empty for :meth:`_idle_timeout` seconds."""
+    the queue stays empty for :meth:`_idle_timeout` seconds. Subclasses keep a ``status`` with
+    ``errors`` and ``last_error``, where an exception of one item is counted."""
 
     thread_name = "langgs-worker"
 
     def __init__(self, queue_size: int) -> None:
-        self.errors = 0
-        """Items whose handling raised an unexpected exception (the worker went on)."""
         self._logged: set[tuple[str, str, int]] = set()
         self._queue = LatestQueue(queue_size)
         self._stop = threading.Event()
@@ -145,18 +144,15 @@ class QueueWorker:
     def _failed(self, exc: Exception) -> None:
         """Count an exception of one item and go on; its traceback is logged once per exception
         type and place (a frame that breaks the mapper every time must not flood the log)."""
-        self.errors += 1
         reason = f"{type(exc).__name__}: {exc}"
-        self._record_error(f"internal error while processing an item ({reason})")
+        self.status.errors += 1
+        self.status.last_error = f"internal error while processing an item ({reason})"
         tb = traceback.extract_tb(exc.__traceback__)
         key = (type(exc).__name__, tb[-1].filename if tb else "", tb[-1].lineno if tb else 0)
         if key not in self._logged:
             self._logged.add(key)
             _LOG.error("%s: %s (logged once)\n%s", self.thread_name, reason,
                        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-
-    def _record_error(self, reason: str) -> None:
-        """Where the subclass keeps its last problem (status)."""
 
     def _handle(self, item: object) -> None:
         raise NotImplementedError
@@ -284,10 +280,6 @@ class MappingRuntime(QueueWorker):
     def reject(self, reason: str) -> None:
         """Count an input that could not become a frame."""
         self.status.frames_rejected += 1
-        self.status.last_error = reason
-
-    def _record_error(self, reason: str) -> None:
-        self.status.errors = self.errors
         self.status.last_error = reason
 
     def _handle(self, item: object) -> None:

@@ -67,10 +67,6 @@ class SemanticsRuntime(QueueWorker):
         self.status.frames_rejected += 1
         self.status.last_error = reason
 
-    def _record_error(self, reason: str) -> None:
-        self.status.errors = self.errors
-        self.status.last_error = reason
-
     def _handle(self, frame: Frame) -> None:  # type: ignore[override]
         if self.backend is None or not self.selector.is_keyframe(frame.T_world_cam):
             return
