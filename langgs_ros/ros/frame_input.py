@@ -8,6 +8,7 @@ depth (the mapper estimates it by plane sweep).
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 import time
@@ -15,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 
@@ -39,8 +39,16 @@ def _transform_matrix(tf: Any) -> np.ndarray:
 
 class FrameInput:
     """Subscribes the camera topics of ``config`` on ``node`` and calls ``on_frame(frame)`` for
-    every usable synchronised set, ``on_reject(reason)`` otherwise. Never blocks for long: the TF
-    wait is bounded by ``tf_timeout_s``."""
+    every usable synchronised set, ``on_reject(reason)`` otherwise.
+
+    Callbacks never block: a set whose camera pose is not in TF (or on the pose topic) yet, which
+    is usual when images are stamped just after the newest transform, waits in a short list that a
+    timer retries in arrival order; after ``tf_timeout_s`` it is rejected with tf2's reason."""
+
+    WAIT_RETRY_S = 0.01
+    """Period of the retry timer of the frames waiting for their pose, seconds."""
+    MAX_WAITING = 30
+    """Frames that may wait for their pose at once; beyond that the oldest is rejected."""
 
     def __init__(self, node: Any, config: InputConfig, with_instances: bool, on_frame: Callable[[Frame], None],
                  on_reject: Callable[[str], None], tf_timeout_s: float, sync_slop_s: float,
@@ -53,7 +61,9 @@ class FrameInput:
 
         self.node, self.config = node, config
         self.on_frame, self.on_reject = on_frame, on_reject
-        self.tf_timeout = Duration(seconds=tf_timeout_s)
+        self.tf_timeout_s = tf_timeout_s
+        self._waiting: collections.deque[tuple[float, tuple[Any, ...], Any]] = collections.deque()
+        self._wait_timer = node.create_timer(self.WAIT_RETRY_S, self._retry_waiting, callback_group=callback_group)
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, node)
         self._camera_model = None
@@ -142,6 +152,8 @@ class FrameInput:
         """Remove the subscriptions from the node."""
         for handle in self.handles:
             self.node.destroy_subscription(handle)
+        self.node.destroy_timer(self._wait_timer)
+        self._waiting.clear()
         for sub in self.filters:
             if hasattr(sub, "sub"):
                 self.node.destroy_subscription(sub.sub)
@@ -172,7 +184,7 @@ class FrameInput:
 
     def _mount(self, child: str, camera: str) -> np.ndarray:
         try:  # the camera mount is static: the newest transform
-            return _transform_matrix(self.tf_buffer.lookup_transform(child, camera, Time(), timeout=self.tf_timeout))
+            return _transform_matrix(self.tf_buffer.lookup_transform(child, camera, Time()))
         except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
             raise LookupError(str(exc)) from None
 
@@ -180,26 +192,48 @@ class FrameInput:
         if self.poses is not None:
             return self.poses.camera_pose(Time.from_msg(stamp).nanoseconds, frame_id, self._mount)
         try:
-            tf = self.tf_buffer.lookup_transform(self.config.fixed_frame, frame_id, Time.from_msg(stamp),
-                                                 timeout=self.tf_timeout)
+            tf = self.tf_buffer.lookup_transform(self.config.fixed_frame, frame_id, Time.from_msg(stamp))
         except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
             return f"no pose {self.config.fixed_frame} <- {frame_id}: {exc}"
         return _transform_matrix(tf)
 
     def _on_images(self, *msgs: Any) -> None:
-        named = dict(zip(self._names, msgs))
-        color = named["color"]
         with self._camera_lock:
             model = self._camera_model
         if model is None:
             self.on_reject(f"no CameraInfo received on {self.config.camera_info_topic} yet")
             return
+        if self._waiting or not self._try_frame(msgs, model, final=False):
+            # keep the arrival order: behind frames already waiting for their pose
+            if len(self._waiting) >= self.MAX_WAITING:
+                self._waiting.popleft()
+                self.on_reject(f"more than {self.MAX_WAITING} frames waited for their camera pose at once; "
+                               "dropped the oldest")
+            self._waiting.append((time.monotonic(), msgs, model))
+
+    def _retry_waiting(self) -> None:
+        """Timer: frames whose pose arrived meanwhile go on; those past ``tf_timeout_s`` are rejected."""
+        now = time.monotonic()
+        while self._waiting:
+            arrived, msgs, model = self._waiting[0]
+            if not self._try_frame(msgs, model, final=now - arrived >= self.tf_timeout_s):
+                return  # later frames are stamped later: their pose cannot be there either
+            self._waiting.popleft()
+
+    def _try_frame(self, msgs: tuple[Any, ...], model: Any, final: bool) -> bool:
+        """Turn one synchronised set into a frame (``on_frame``) or a rejection. Returns False when
+        its pose is not available yet and ``final`` is False (the set should wait)."""
+        named = dict(zip(self._names, msgs))
+        color = named["color"]
         pose = self._pose(str(color.header.frame_id).lstrip("/"), color.header.stamp)
         if isinstance(pose, str):
-            self.on_reject(pose)
-            return
+            if not final:
+                return False
+            self.on_reject(f"{pose} (waited {self.tf_timeout_s:g} s)")
+            return True
         frame = build_frame(color, named.get("depth"), named.get("instances"), model, pose, self.config, self.labels)
         if isinstance(frame, str):
             self.on_reject(frame)
-            return
-        self.on_frame(frame)
+        else:
+            self.on_frame(frame)
+        return True

@@ -25,7 +25,8 @@ NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     "map_path": ("", "Directory of map.npz: loaded at configure if present, written by ~/save_map"),
     "save_on_shutdown": (False, "Save the map to map_path when the node is cleaned up or shut down"),
     "queue_size": (2, "Frames waiting for the mapping worker; when full the oldest is dropped"),
-    "tf_timeout_s": (0.1, "How long a frame waits for its camera pose in TF, seconds"),
+    "tf_timeout_s": (0.5, "How long a frame may wait for its camera pose in TF (or on the pose topic), seconds; "
+                          "waiting frames do not block newer ones"),
     "map_publish_rate_hz": (0.5, "Rate of the map PointCloud2 on ~/map_cloud (0 = off)"),
     "map_publish_max_points": (200000, "Most Gaussians in ~/map_cloud (evenly subsampled)"),
     "status_rate_hz": (1.0, "Rate of the JSON status on ~/status"),
