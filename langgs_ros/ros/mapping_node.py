@@ -32,7 +32,7 @@ from langgs_ros.errors import LangGSError
 from langgs_ros.ros import conversions as cv
 from langgs_ros.ros.executor import spin
 from langgs_ros.ros.frame_input import LATCHED, FrameInput
-from langgs_ros.ros.mapping_runtime import MappingRuntime
+from langgs_ros.runtime.mapping_runtime import MappingRuntime
 from langgs_ros.ros.messages import RclpyMessages
 from langgs_ros.ros.parameters import (check_node_parameters, config_from_parameters, declare_parameters,
                                        parameter_table)

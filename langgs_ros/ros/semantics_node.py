@@ -25,7 +25,7 @@ from langgs_ros.ros.frame_input import FrameInput
 from langgs_ros.ros.messages import RclpyMessages
 from langgs_ros.ros.parameters import (check_node_parameters, config_from_parameters, declare_parameters,
                                        semantics_parameter_table)
-from langgs_ros.ros.semantics_runtime import SemanticsRuntime
+from langgs_ros.runtime.semantics_runtime import SemanticsRuntime
 from langgs_ros.semantics.backend import Segmentation
 from langgs_ros.types import Frame
 

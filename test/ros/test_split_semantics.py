@@ -13,9 +13,9 @@ from langgs_ros.evaluation import load_ground_truth
 from langgs_ros.io.bag_reader import BagFrameReader
 from langgs_ros.ros import conversions as cv
 from langgs_ros.ros.interfaces import typestore_with_interfaces
-from langgs_ros.ros.mapping_runtime import MappingRuntime
+from langgs_ros.runtime.mapping_runtime import MappingRuntime
 from langgs_ros.ros.messages import RosbagsMessages
-from langgs_ros.ros.semantics_runtime import SemanticsRuntime
+from langgs_ros.runtime.semantics_runtime import SemanticsRuntime
 
 
 @pytest.fixture(scope="module")

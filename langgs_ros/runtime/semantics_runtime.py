@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from langgs_ros.config import OracleNoiseConfig, PipelineConfig
 from langgs_ros.errors import ConfigError, LangGSError
 from langgs_ros.mapping.keyframes import KeyframeSelector
-from langgs_ros.ros.mapping_runtime import QueueWorker
+from langgs_ros.runtime.worker import QueueWorker
 from langgs_ros.semantics.backend import Segmentation, SemanticBackend, create_backend
 from langgs_ros.types import Frame
 

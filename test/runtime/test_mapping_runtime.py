@@ -13,7 +13,8 @@ from langgs_ros.evaluation import load_ground_truth
 from langgs_ros.io.bag_reader import BagFrameReader
 from langgs_ros.mapping.map_io import load_map
 from langgs_ros.query.engine import QueryEngine
-from langgs_ros.ros.mapping_runtime import LatestQueue, MappingRuntime
+from langgs_ros.runtime.mapping_runtime import MappingRuntime
+from langgs_ros.runtime.worker import LatestQueue
 
 
 def test_latest_queue_drops_the_oldest_and_never_blocks():
