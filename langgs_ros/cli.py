@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from langgs_ros.config import PipelineConfig, load_config
-from langgs_ros.errors import LangGSError
+from langgs_ros.errors import ConfigError, LangGSError
 from langgs_ros.io.output_paths import check_output_dir, check_output_file, os_reason
 
 __all__ = ["main", "entrypoint"]
@@ -62,8 +62,39 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    if args.realtime:
+        if args.refine:
+            raise ConfigError("--refine refines after an offline replay; with --realtime the node's background "
+                              "refinement runs instead (refine.background_iterations_per_second in --config)")
+        _replay_realtime_and_report(args.bag, args.out, args.semantics, _config(args), args.rate, not args.no_drain)
+        return 0
+    if args.rate != 1.0 or args.no_drain:
+        raise ConfigError("--rate and --no-drain apply to --realtime replays only")
     _replay_and_report(args.bag, args.out, args.semantics, _config(args), refine=args.refine)
     return 0
+
+
+def _replay_realtime_and_report(bag: Path, out: Path, semantics: str, config: PipelineConfig, rate: float,
+                                drain: bool) -> None:
+    """``replay --realtime``: the node's runtime at the recorded rate, progress and summary on stderr."""
+    from langgs_ros.runtime.realtime_replay import replay_realtime
+
+    if semantics == "oracle":
+        _log("[replay] semantics: ORACLE (ground-truth instances) - for synthetic/annotated data only")
+    _log(f"[replay] real time x{rate:g} through the node's runtime (semantics behind geometry, "
+         f"at most {config.semantics.max_pending} keyframes waiting)")
+    summary = replay_realtime(bag, out, semantics, config, rate, drain, progress=lambda line: _log(f"[replay] {line}"))
+    s = summary.status
+    p50, p95, worst = summary.lag_percentiles()
+    _log(f"[replay] done: {summary.bag_seconds:.1f} s of recording in {summary.seconds:.1f} s "
+         f"(draining {summary.drain_seconds:.1f} s)")
+    _log(f"[replay] frames in {s.frames_in}, used {s.frames_used}, dropped {s.frames_dropped} (mapping queue full), "
+         f"rejected {s.frames_rejected}{f' (last: {s.last_error})' if s.frames_rejected else ''}")
+    _log(f"[replay] keyframes mapped {s.keyframes}, segmented {s.keyframes_segmented}, dropped from the semantics "
+         f"backlog {s.semantics_dropped}, still waiting {s.semantics_pending}")
+    _log(f"[replay] semantic lag while playing: p50 {p50:.1f} s, p95 {p95:.1f} s, max {worst:.1f} s")
+    _log("[replay] " + summary.source.summary().replace("\n", "\n[replay] "))
+    _log(f"[replay] map written to {summary.map_path}")
 
 
 def _replay_and_report(bag: Path, out: Path, semantics: str, config: PipelineConfig, refine: bool = False) -> None:
@@ -211,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", choices=["off", "realistic"], default="off", help="oracle noise preset")
     p.add_argument("--refine", action="store_true",
                    help="refine the map after the replay (refine.iterations on the last refine.window keyframes)")
+    p.add_argument("--realtime", action="store_true",
+                   help="play at the recorded rate through the node's runtime (frame queue, drops, semantics behind "
+                        "geometry, background refinement), as mapping_node would on this machine")
+    p.add_argument("--rate", type=float, default=1.0, help="with --realtime: playback speed factor")
+    p.add_argument("--no-drain", action="store_true",
+                   help="with --realtime: stop at the bag's end instead of waiting for the semantics backlog")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("query", help="find objects matching a text in a map")

@@ -26,6 +26,7 @@ __all__ = [
     "QueryConfig",
     "ModelsConfig",
     "RefineConfig",
+    "SemanticsConfig",
     "PipelineConfig",
     "load_config",
     "config_to_dict",
@@ -159,6 +160,8 @@ class OracleNoiseConfig:
     """Probability that a segment is merged with a neighbour at the whole level (half at part)."""
     drop_prob: float = 0.0
     """Probability that a segment is missing at a level."""
+    delay_s: float = 0.0
+    """Seconds added to the segmentation of each keyframe, to make the oracle as slow as a real model."""
 
     @classmethod
     def realistic(cls, seed: int = 0) -> OracleNoiseConfig:
@@ -324,6 +327,19 @@ class RefineConfig:
 
 
 @dataclass
+class SemanticsConfig:
+    """The semantics stage of the runtime (node, ``langgs replay --realtime``): 2D segmentation runs
+    behind geometry on its own thread, on the keyframes geometry accepted."""
+
+    max_pending: int = 8
+    """Keyframes that may wait for their semantics; when full, the one whose view the map already
+    labels most is dropped (counted)."""
+    lag_warn_s: float = 30.0
+    """Status turns WARN when the newest labelled keyframe is this much older than the newest mapped
+    one (recorded time, s)."""
+
+
+@dataclass
 class PipelineConfig:
     """All settings of a replay."""
 
@@ -333,6 +349,7 @@ class PipelineConfig:
     oracle: OracleNoiseConfig = field(default_factory=OracleNoiseConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    semantics: SemanticsConfig = field(default_factory=SemanticsConfig)
 
 
 _BIG = 1.0e9
@@ -356,7 +373,9 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "oracle": {
         "seed": (0, 2**31 - 1), "embedding_noise": (0.0, 100.0), "label_swap_prob": (0.0, 1.0),
         "boundary_px": (0, 100), "split_prob": (0.0, 1.0), "merge_prob": (0.0, 1.0), "drop_prob": (0.0, 1.0),
+        "delay_s": (0.0, 600.0),
     },
+    "semantics": {"max_pending": (1, 1000), "lag_warn_s": (0.0, _BIG)},
     "query": {
         "temperature": (1e-4, 10.0), "min_margin": (-2.0, 2.0), "keep_ratio": (0.0, 1.0),
         "level_margin_tolerance": (0.0, 2.0), "rank_margin_tolerance": (0.0, 2.0), "cluster_voxel_m": (0.005, 10.0),

@@ -32,6 +32,7 @@ class GaussianMap:
         self._fill: dict[str, float] = {}
         self._size = 0
         self.revision = 0  # bumped whenever Gaussians are added or removed (for caches)
+        self._next_uid = 0
         for name, (dtype, shape) in BASE_FIELDS.items():
             self.add_field(name, dtype, shape)
 
@@ -86,6 +87,9 @@ class GaussianMap:
             self._arrays[name][start : start + n] = arr
         for name in self._arrays.keys() - values.keys():
             self._arrays[name][start : start + n] = self._fill[name]
+        if "uid" in self._arrays and "uid" not in values:
+            self._arrays["uid"][start : start + n] = np.arange(self._next_uid, self._next_uid + n)
+            self._next_uid += n
         self._size = start + n
         self.revision += 1
         return np.arange(start, start + n)
@@ -97,6 +101,26 @@ class GaussianMap:
             arr[: idx.size] = arr[idx]
         self._size = idx.size
         self.revision += 1
+
+    def enable_uids(self) -> None:
+        """Give every Gaussian a stable id (field ``uid``, uint32, increasing in creation order),
+        so work that refers to Gaussians outlives pruning, which compacts the rows (a keyframe
+        waiting for its semantics). Ids of a loaded map are kept if they increase; else renumbered."""
+        if "uid" not in self._arrays:
+            self.add_field("uid", np.uint32, ())
+        uid = self["uid"]
+        if uid.size and not np.all(np.diff(uid.astype(np.int64)) > 0):
+            uid[:] = np.arange(uid.size)
+        self._next_uid = int(uid[-1]) + 1 if uid.size else 0
+
+    def rows_of(self, uids: np.ndarray) -> np.ndarray:
+        """Current row of each id in ``uids`` (int64, -1 for Gaussians removed since); needs
+        :meth:`enable_uids`."""
+        live = self["uid"]
+        rows = np.searchsorted(live, uids)
+        found = rows < live.size
+        found[found] = live[rows[found]] == uids[found]
+        return np.where(found, rows, -1)
 
     def bytes_per_gaussian(self) -> int:
         """Bytes one Gaussian occupies across all fields."""

@@ -8,6 +8,13 @@ New Gaussians fill only the pixels the map does not explain. Above ``capacity`` 
 confirmed, least recently seen Gaussians are pruned. Semantics are fused at the visible and new
 Gaussians, except where a pixel lies just behind a depth silhouette (masks bleed off the object in
 front onto it).
+
+Geometry and semantics are two steps: :meth:`Mapper.integrate_geometry` changes the map and
+returns a :class:`PendingKeyframe` (the view's image, depth, pose and the ids of the Gaussians it
+saw or created, with their pixels); :meth:`Mapper.segment` runs the 2D backend on it (slow, no map
+access) and :meth:`Mapper.fuse_semantics` fuses the result into those Gaussians, however late:
+Gaussians created since at the same pixels get nothing, Gaussians pruned since are skipped.
+:meth:`Mapper.integrate` does all three at once (offline replay).
 """
 
 from __future__ import annotations
@@ -28,11 +35,11 @@ from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframes import KeyframeSelector
 from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, PlaneSweepDepth
-from langgs_ros.mapping.refine import IGNORE, NO_SEGMENT, TrainingView, training_view
+from langgs_ros.mapping.refine import IGNORE, NO_SEGMENT, TrainingView, set_view_tracks, training_view
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
 from langgs_ros.types import Frame
 
-__all__ = ["IntegrationStats", "Mapper"]
+__all__ = ["IntegrationStats", "Mapper", "PendingKeyframe"]
 
 
 @dataclass
@@ -46,6 +53,31 @@ class IntegrationStats:
     total: int = 0
     seconds: float = 0.0
     semantics_seconds: float = 0.0
+
+
+@dataclass
+class PendingKeyframe:
+    """A keyframe whose geometry is in the map and whose semantics are not fused yet: what fusion
+    needs, as it was at integration time."""
+
+    keyframe: int
+    """Keyframe index in the map."""
+    frame: Frame
+    """The frame, with depth (estimated by plane sweep for color-only frames)."""
+    uids: np.ndarray
+    """uint32 [M] ids of the Gaussians the view saw (visible ones first, then those it created)."""
+    u: np.ndarray
+    """int [M] pixel column of each, in ``frame``."""
+    v: np.ndarray
+    """int [M] pixel row of each."""
+    is_new: np.ndarray
+    """bool [M] created by this keyframe."""
+    abstain: np.ndarray | None
+    """bool [M] observations just behind a depth silhouette (neither vote nor fill)."""
+    guidance: SegmentationGuidance | None
+    """GAGS prompt-density input of the backend, computed from the map at integration time."""
+    mapped_at: float = 0.0
+    """time.monotonic() when the geometry was integrated."""
 
 
 @dataclass
@@ -72,7 +104,7 @@ class Mapper:
         if backend is not None:
             self.field = create_field(config.fusion, backend.dim, config, seed=seed)
             self.field.attach(self.gmap)
-        self._attach_guidance_fields()
+        self._attach_mapper_fields(loaded=False)
         self.selector = KeyframeSelector(config.keyframe_translation_m, config.keyframe_rotation_deg)
         self.stereo = PlaneSweepDepth(PlaneSweepConfig(
             views=config.stereo_views, planes=config.stereo_planes, min_depth_m=config.stereo_min_depth_m,
@@ -95,9 +127,17 @@ class Mapper:
         self.gmap, self.field = gmap, field
         if field is not None:
             field.attach(gmap)  # restores the fill values of its per-Gaussian fields
-        self._attach_guidance_fields()
+        self._attach_mapper_fields(loaded=True)
 
-    def _attach_guidance_fields(self) -> None:
+    def _attach_mapper_fields(self, loaded: bool) -> None:
+        self.gmap.enable_uids()
+        if self.field is not None:
+            # views whose semantics were fused into each Gaussian (saturating): the backlog's drop policy
+            # and "not yet labelled" answers; a map saved before this field counts as labelled
+            unknown = loaded and "labelled_views" not in self.gmap
+            self.gmap.add_field("labelled_views", np.uint8, ())
+            if unknown:
+                self.gmap["labelled_views"][:] = 1
         if self.backend is not None and self.backend.uses_depth_guidance:
             # nearest depth each Gaussian was observed from (m), for GAGS prompt density
             self.gmap.add_field("min_depth", np.float16, (), fill=np.inf)
@@ -119,35 +159,102 @@ class Mapper:
         return SegmentationGuidance(depth_ratio=ratio)
 
     def integrate(self, frame: Frame, segmentation: Segmentation | None = None) -> IntegrationStats:
-        """Add a frame; only keyframes change the map. Raises InputError for unusable frames.
+        """Add a frame, geometry and semantics at once; only keyframes change the map. Raises
+        InputError for unusable frames.
 
         ``segmentation`` (same size as the frame) replaces the backend's own, for segments computed
         elsewhere (the split semantics node).
         """
+        if segmentation is not None:
+            self.check_segmentation(frame.rgb.shape[:2], segmentation)
+        start = time.perf_counter()
+        stats, pending, seen_through = self._add_geometry(frame)
+        if pending is not None:
+            sem_start = time.perf_counter()
+            if self.field is not None:
+                self.fuse_semantics(pending, segmentation if segmentation is not None else self.segment(pending))
+            stats.semantics_seconds = time.perf_counter() - sem_start
+            stats.removed = self._prune(seen_through)
+            stats.total, stats.seconds = len(self.gmap), time.perf_counter() - start
+        return stats
+
+    def integrate_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None]:
+        """Add a frame's geometry (keyframes only); returns its figures and, for a keyframe of a
+        map with semantics, what :meth:`segment` and :meth:`fuse_semantics` need later. Raises
+        InputError for unusable frames."""
+        start = time.perf_counter()
+        stats, pending, seen_through = self._add_geometry(frame)
+        if pending is not None:
+            stats.removed = self._prune(seen_through)
+            stats.total, stats.seconds = len(self.gmap), time.perf_counter() - start
+        return stats, pending if self.field is not None else None
+
+    def segment(self, pending: PendingKeyframe) -> Segmentation:
+        """The backend's segments of a pending keyframe (no map access: may run while the map changes)."""
+        if self.backend is None:
+            raise InputError("the map has no semantic backend")
+        return self.backend.segment(pending.frame, pending.guidance)
+
+    def fuse_semantics(self, pending: PendingKeyframe, segmentation: Segmentation) -> int:
+        """Fuse a keyframe's segments into the Gaussians it saw when its geometry was integrated
+        (those removed since are skipped); returns how many received them. Raises InputError for
+        segments that do not fit."""
+        if self.field is None:
+            raise InputError("segments were given to a map without semantics")
+        self.check_segmentation(pending.frame.rgb.shape[:2], segmentation)
+        rows = self.gmap.rows_of(pending.uids)
+        ok = rows >= 0
+        idx = rows[ok]
+        abstain = None if pending.abstain is None else pending.abstain[ok]
+        segment_tracks = self.field.integrate(self.gmap, segmentation, idx, pending.u[ok], pending.v[ok],
+                                              pending.is_new[ok], abstain)
+        views = self.gmap["labelled_views"]
+        views[idx] = np.minimum(views[idx].astype(np.int16) + 1, 255)
+        if self.views.maxlen:
+            tracks = self._track_maps(segmentation, segment_tracks)
+            view = next((v for v in self.views if v.keyframe == pending.keyframe), None)
+            if tracks is not None and view is not None:
+                set_view_tracks(view, tracks)
+        return int(idx.size)
+
+    def labelled_mask(self, uids: np.ndarray) -> np.ndarray:
+        """bool per id in ``uids``: the Gaussian has semantics from a fused view, or is gone from
+        the map (what segmenting a pending keyframe would add nothing to)."""
+        rows = self.gmap.rows_of(uids)
+        out = rows < 0
+        if "labelled_views" in self.gmap:
+            out[~out] = self.gmap["labelled_views"][rows[~out]] > 0
+        return out
+
+    def check_segmentation(self, shape: tuple[int, int], segmentation: Segmentation) -> None:
+        """Raise InputError unless ``segmentation`` fits an image of ``shape`` (rows, cols) and this map."""
+        if self.backend is None:
+            raise InputError("segments were given to a map without semantics")
+        if any(ids.shape != shape for ids in segmentation.levels):
+            raise InputError("segment images and the color image differ in size")
+        try:
+            segmentation.validate(self.backend.dim)
+        except ValueError as exc:
+            raise InputError(f"segments do not fit the map's {self.backend.dim}-d semantics: {exc}") from None
+
+    def _add_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None, np.ndarray]:
+        """Keyframe test, depth, new Gaussians and confidence; pruning is left to the caller.
+        Returns (figures, the pending keyframe or None for a non-keyframe, Gaussians seen through)."""
         problem = frame_problem(frame)
         if problem:
             raise InputError(problem)
-        if segmentation is not None:
-            if self.backend is None:
-                raise InputError("segments were given to a map without semantics")
-            if any(ids.shape != frame.rgb.shape[:2] for ids in segmentation.levels):
-                raise InputError("segment images and the color image differ in size")
-            try:
-                segmentation.validate(self.backend.dim)
-            except ValueError as exc:
-                raise InputError(f"segments do not fit the map's {self.backend.dim}-d semantics: {exc}") from None
-        start = time.perf_counter()
+        none = np.zeros(0, np.int64)
         if frame.depth is None:  # color only: plane-sweep depth from recent posed views
             keyframe = self.selector.is_keyframe(frame.T_world_cam)
             depth = self.stereo.estimate(frame) if keyframe else None
             self.stereo.observe(frame)
             if not keyframe:
-                return IntegrationStats(keyframe=False, total=len(self.gmap))
+                return IntegrationStats(keyframe=False, total=len(self.gmap)), None, none
             if depth is None:
                 raise InputError("color-only frame: no earlier view with enough baseline for stereo depth yet")
             frame = frame.with_depth(depth)
         elif not self.selector.is_keyframe(frame.T_world_cam):
-            return IntegrationStats(keyframe=False, total=len(self.gmap))
+            return IntegrationStats(keyframe=False, total=len(self.gmap)), None, none
         self.selector.accept(frame.T_world_cam)
         kf = self.n_keyframes
         px = pixel_gaussians(frame, self.config.pixel_stride)
@@ -159,37 +266,28 @@ class Mapper:
         gm["last_seen"][vis.visible_idx] = kf
         gm["confidence"][new_idx] = 1
         gm["last_seen"][new_idx] = kf
-        sem_start = time.perf_counter()
-        tracks = None
-        if self.field is not None and self.backend is not None:
-            cu, cv = px.grid.sample_pixels()
-            guidance = None
-            if self.backend.uses_depth_guidance:
-                guidance = self._guidance(frame, vis, new_idx, px.depth.reshape(-1)[new_cells])
-            seg = segmentation if segmentation is not None else self.backend.segment(frame, guidance)
-            idx = np.concatenate([vis.visible_idx, new_idx])
-            u = np.concatenate([vis.visible_u, cu.reshape(-1)[new_cells]])
-            v = np.concatenate([vis.visible_v, cv.reshape(-1)[new_cells]])
-            is_new = np.zeros(idx.size, bool)
-            is_new[vis.visible_idx.size :] = True
-            abstain = None
-            if self.config.occlusion_abstain_frac > 0:
-                radius = int(round(self.config.occlusion_abstain_frac * frame.depth.shape[1]))
-                abstain = behind_silhouette(frame.depth, radius, self.config.occlusion_depth_jump)[v, u]
-            segment_tracks = self.field.integrate(gm, seg, idx, u, v, is_new, abstain)
-            if self.views.maxlen:
-                tracks = self._track_maps(seg, segment_tracks)
+        guidance = None
+        if self.backend is not None and self.backend.uses_depth_guidance:
+            guidance = self._guidance(frame, vis, new_idx, px.depth.reshape(-1)[new_cells])
+        cu, cv = px.grid.sample_pixels()
+        idx = np.concatenate([vis.visible_idx, new_idx])
+        u = np.concatenate([vis.visible_u, cu.reshape(-1)[new_cells]])
+        v = np.concatenate([vis.visible_v, cv.reshape(-1)[new_cells]])
+        is_new = np.zeros(idx.size, bool)
+        is_new[vis.visible_idx.size :] = True
+        abstain = None
+        if self.config.occlusion_abstain_frac > 0:
+            radius = int(round(self.config.occlusion_abstain_frac * frame.depth.shape[1]))
+            abstain = behind_silhouette(frame.depth, radius, self.config.occlusion_depth_jump)[v, u]
+        pending = PendingKeyframe(kf, frame, gm["uid"][idx].copy(), u, v, is_new, abstain, guidance, time.monotonic())
         if self.views.maxlen:
             assert self.refine_config is not None
-            self.views.append(training_view(frame, self.refine_config.scale, kf, tracks))
-        sem_seconds = time.perf_counter() - sem_start
-        removed = self._prune(vis.seen_through)
+            self.views.append(training_view(frame, self.refine_config.scale, kf))
         self.n_keyframes += 1
         self.keyframe_poses.append(frame.T_world_cam.copy())
         self.keyframe_stamps.append(frame.stamp_ns)
-        return IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size,
-                                removed=removed, total=len(gm), seconds=time.perf_counter() - start,
-                                semantics_seconds=sem_seconds)
+        return (IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size, total=len(gm)),
+                pending, vis.seen_through)
 
     def _track_maps(self, seg: Segmentation, segment_tracks: list[np.ndarray | None] | None) -> np.ndarray | None:
         """[levels, H, W] map track of each pixel's segment (NO_SEGMENT; IGNORE near boundaries)."""

@@ -44,7 +44,7 @@ from langgs_ros.rendering.projection import quat_to_rotmat
 from langgs_ros.semantics.backend import LEVELS
 from langgs_ros.types import Frame
 
-__all__ = ["TrainingView", "training_view", "RefineStats", "Refiner", "refine_map", "ssim", "psnr",
+__all__ = ["TrainingView", "training_view", "set_view_tracks", "RefineStats", "Refiner", "refine_map", "ssim", "psnr",
            "render_view", "IGNORE", "NO_SEGMENT"]
 
 NO_SEGMENT = -1
@@ -98,9 +98,18 @@ def training_view(frame: Frame, scale: float, keyframe: int = 0, tracks: np.ndar
     rgb = cv2.resize(frame.rgb, (K.width, K.height), interpolation=cv2.INTER_AREA) if resize else frame.rgb
     rows, cols = _nearest_rows_cols(frame.rgb.shape[:2], K.height, K.width)
     depth = None if frame.depth is None else frame.depth[np.ix_(rows, cols)].astype(np.float32)
-    small_tracks = None if tracks is None else tracks[:, rows][:, :, cols].astype(np.int32)
-    return TrainingView(keyframe, invert_transform(frame.T_world_cam), K.K.astype(np.float32), K.width, K.height,
-                        np.array(rgb, np.uint8), depth, small_tracks)
+    view = TrainingView(keyframe, invert_transform(frame.T_world_cam), K.K.astype(np.float32), K.width, K.height,
+                        np.array(rgb, np.uint8), depth)
+    if tracks is not None:
+        set_view_tracks(view, tracks)
+    return view
+
+
+def set_view_tracks(view: TrainingView, tracks: np.ndarray) -> None:
+    """Give ``view`` its keyframe's full-resolution map ``tracks`` [levels, H, W], resized like
+    its image (they may come later than the view: semantics run behind geometry)."""
+    rows, cols = _nearest_rows_cols(tracks.shape[1:], view.height, view.width)
+    view.tracks = tracks[:, rows][:, :, cols].astype(np.int32)
 
 
 @dataclass

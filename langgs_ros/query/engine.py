@@ -73,9 +73,23 @@ class QueryResult:
     empty or has no semantics, a bad request): ``Query.srv``'s ``success``. A query that was
     answered and matched nothing is answered."""
 
+    semantics_pending: int = 0
+    """Keyframes in the map's geometry whose semantics are not fused yet: what they saw cannot match."""
+    semantic_lag_s: float = 0.0
+    """Recorded time between the newest mapped keyframe and the newest labelled one, s."""
+
     def refuse(self, message: str) -> QueryResult:
         """This result, marked as not answered because of ``message``."""
         self.message, self.answered, self.objects, self.goal_pose = message, False, [], None
+        return self
+
+    def note_semantic_lag(self, pending: int, lag_s: float) -> QueryResult:
+        """Record how far semantics lag geometry; an answer without objects says that the newest
+        part of the map is not labelled yet (rather than that the object is not there)."""
+        self.semantics_pending, self.semantic_lag_s = int(pending), float(lag_s)
+        if pending and not self.objects:
+            self.message += (f"; not yet labelled: {pending} mapped keyframe(s), the last {lag_s:.1f} s of the "
+                             "recording - the object may be there; ask again when semantics catch up")
         return self
 
     def to_json(self, max_points: int = 5000) -> dict[str, Any]:
@@ -86,7 +100,8 @@ class QueryResult:
                     "frame_id": self.frame_id}
         return {"query": self.query, "answered": self.answered, "frame_id": self.frame_id, "level": self.level,
                 "objects": [o.to_json(max_points) for o in self.objects], "goal_pose": goal,
-                "message": self.message}
+                "message": self.message,
+                "semantics": {"pending_keyframes": self.semantics_pending, "lag_s": round(self.semantic_lag_s, 3)}}
 
 
 def clean_query_text(text: object) -> str:
@@ -145,7 +160,13 @@ class QueryEngine:
         _ = self.grid
 
     def query(self, text: str) -> QueryResult:
-        """Answer ``text``; never raises for odd text, the message explains an empty answer."""
+        """Answer ``text``; never raises for odd text, the message explains an empty answer. A map
+        saved while semantics lagged says so (``semantics_pending`` in its metadata)."""
+        extra = self.data.extra or {}
+        return self._answer(text).note_semantic_lag(int(extra.get("semantics_pending", 0) or 0),
+                                                    float(extra.get("semantic_lag_s", 0.0) or 0.0))
+
+    def _answer(self, text: str) -> QueryResult:
         cfg = self.config
         text = clean_query_text(text)
         result = QueryResult(query=text, frame_id=self.data.fixed_frame)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from rclpy.clock import Clock, ClockType
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 
@@ -63,7 +64,9 @@ class FrameInput:
         self.on_frame, self.on_reject = on_frame, on_reject
         self.tf_timeout_s = tf_timeout_s
         self._waiting: collections.deque[tuple[float, tuple[Any, ...], Any]] = collections.deque()
-        self._wait_timer = node.create_timer(self.WAIT_RETRY_S, self._retry_waiting, callback_group=callback_group)
+        # wall-clock timer: with use_sim_time, /clock stops with the bag, and the last frames must still time out
+        self._wait_timer = node.create_timer(self.WAIT_RETRY_S, self._retry_waiting, callback_group=callback_group,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, node)
         self._camera_model = None
@@ -73,6 +76,8 @@ class FrameInput:
         self.started = time.monotonic()
         self.last_seen: dict[str, float] = {}
         """Monotonic time of the newest message per input (color, depth, instances, camera_info)."""
+        self.received: dict[str, int] = collections.Counter()
+        """Messages received per input, and ``synchronised`` sets of color [+ depth] [+ instances]."""
         # Color: the raw topic, or <topic>/compressed when only that one publishes (first to speak wins;
         # a topic named .../compressed is taken as CompressedImage only).
         self.color_source: str | None = None
@@ -138,6 +143,7 @@ class FrameInput:
 
     def _seen(self, name: str) -> None:
         self.last_seen[name] = time.monotonic()
+        self.received[name] += 1
 
     def _on_color(self, topic: str, msg: Any) -> None:
         if self.color_source is None:
@@ -198,6 +204,7 @@ class FrameInput:
         return _transform_matrix(tf)
 
     def _on_images(self, *msgs: Any) -> None:
+        self.received["synchronised"] += 1
         with self._camera_lock:
             model = self._camera_model
         if model is None:

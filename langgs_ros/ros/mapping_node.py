@@ -24,6 +24,7 @@ from typing import Any
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -50,6 +51,7 @@ class MappingNode(LifecycleNode):
         self.runtime: MappingRuntime | None = None
         self._handles: list[Any] = []
         self._input: FrameInput | None = None
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)  # timers that run on when a bag's /clock stops
 
     # -- lifecycle --------------------------------------------------------------------------
     def _param(self, name: str) -> Any:
@@ -109,9 +111,11 @@ class MappingNode(LifecycleNode):
         self._make_publishers()
         rate = float(self._param("map_publish_rate_hz"))
         if rate > 0:
-            self._handles.append(self.create_timer(1.0 / rate, self._publish_map, callback_group=services_group))
+            self._handles.append(self.create_timer(1.0 / rate, self._publish_map, callback_group=services_group,
+                                                   clock=self._steady))
         self._handles.append(self.create_timer(1.0 / max(1e-3, float(self._param("status_rate_hz"))),
-                                               self._publish_status, callback_group=services_group))
+                                               self._publish_status, callback_group=services_group,
+                                               clock=self._steady))
         self.runtime.start()
         self.get_logger().info(f"active: {source}; map in '{self.config.input.fixed_frame}'")
         return TransitionCallbackReturn.SUCCESS
@@ -214,9 +218,10 @@ class MappingNode(LifecycleNode):
     def _publish_status(self) -> None:
         from std_msgs.msg import String
 
-        s = self.runtime.status
+        s = self.runtime.refresh_status()
         if self._input is not None:
             s.input_warning = "; ".join(self._input.silent_inputs(float(self._param("input_timeout_s"))))
+            s.input_messages = dict(self._input.received)
         self.pub_status.publish(String(data=json.dumps(s.to_json())))
         hdr = cv.header(self.messages, self._stamp_ns(), "")
         self.pub_diagnostics.publish(cv.diagnostics(self.messages, hdr, f"langgs_ros: {self.get_name()}",

@@ -10,14 +10,14 @@ from functools import cache
 from typing import Any
 
 from langgs_ros.config import (InputConfig, MappingConfig, ModelsConfig, PipelineConfig, QueryConfig, RefineConfig,
-                               field_range, load_config)
+                               SemanticsConfig, field_range, load_config)
 from langgs_ros.errors import ConfigError
 
 __all__ = ["NODE_PARAMETERS", "NODE_RANGES", "parameter_table", "parameter_range", "check_node_parameters",
            "config_from_parameters", "semantics_parameter_table"]
 
 SECTIONS: dict[str, type] = {"input": InputConfig, "mapping": MappingConfig, "query": QueryConfig,
-                             "models": ModelsConfig, "refine": RefineConfig}
+                             "models": ModelsConfig, "refine": RefineConfig, "semantics": SemanticsConfig}
 
 NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     "semantics": ("clip", "2D semantics backend: clip (SAM/SAM2 + OpenCLIP), oracle (ground-truth "

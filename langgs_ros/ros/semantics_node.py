@@ -14,6 +14,7 @@ from typing import Any
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -59,7 +60,7 @@ class SemanticsNode(Node):
                                 float(value("tf_timeout_s").value), float(value("sync_slop_s").value),
                                 str(value("pose_topic_type").value), MutuallyExclusiveCallbackGroup())
         rate = max(1e-3, float(value("status_rate_hz").value))
-        self.create_timer(1.0 / rate, self._publish_status)
+        self.create_timer(1.0 / rate, self._publish_status, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.runtime.start()
         self.get_logger().info(f"active: {self.input.describe()} -> {value('semantic_frames_topic').value}")
 

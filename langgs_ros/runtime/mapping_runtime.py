@@ -1,6 +1,7 @@
 """What the mapping node does, without rclpy: a latest-wins frame queue, a mapping worker thread
-that refines the map in the background when no frame waits, queries on a consistent map,
-save/reset and status figures.
+that integrates geometry and refines the map in the background when no frame waits, the semantics
+stage (:mod:`langgs_ros.runtime.semantics_stage`) that labels keyframes behind it, queries on a
+consistent map that say how far semantics lag, save/reset and status figures.
 
 Background refinement has a budget of ``refine.background_iterations_per_second`` (a token
 bucket, rounds of at most ``refine.round_iterations``); a round works on a copy of the Gaussians
@@ -33,6 +34,7 @@ from langgs_ros.mapping.refine import Refiner, RefineStats
 from langgs_ros.query.engine import QueryEngine, QueryResult
 from langgs_ros.semantics.backend import Segmentation, create_backend
 from langgs_ros.semantics.remote import RemoteSegmentation
+from langgs_ros.runtime.semantics_stage import SemanticsStage
 from langgs_ros.runtime.worker import QueueWorker
 from langgs_ros.types import Frame
 
@@ -55,6 +57,17 @@ class RuntimeStatus:
     """Frames or refinement rounds that raised an unexpected exception (skipped; mapping went on)."""
     input_warning: str = ""
     """What is wrong with the inputs right now (e.g. nothing arrives on a topic); set by the node."""
+    keyframes_segmented: int = 0
+    """Keyframes whose semantics are fused (the others wait, were dropped or failed)."""
+    semantics_pending: int = 0
+    """Keyframes in the geometry waiting for their semantics."""
+    semantics_dropped: int = 0
+    """Keyframes dropped from the full semantics backlog (``semantics.max_pending``)."""
+    semantic_lag_s: float = 0.0
+    """Recorded time between the newest mapped keyframe and the newest labelled one, s (0: caught up)."""
+    semantics_warning: str = ""
+    input_messages: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Messages received per input topic (and synchronised sets); set by the node."""
     refine_iterations: int = 0
     refine_rounds: int = 0
     last_refine_ms: float = float("nan")
@@ -72,14 +85,19 @@ class RuntimeStatus:
         used, or most are rejected)."""
         if self.frames_in > 0 and self.frames_used == 0:
             return 1
-        return 1 if self.frames_rejected > self.frames_used or self.errors or self.input_warning else 0
+        return 1 if (self.frames_rejected > self.frames_used or self.errors or self.input_warning
+                     or self.semantics_warning) else 0
 
     def summary(self) -> str:
         """One line for /diagnostics."""
         text = (f"{self.keyframes} keyframes, {self.gaussians} Gaussians, {self.frames_used}/{self.frames_in} "
                 f"frames used, {self.frames_dropped} dropped, {self.frames_rejected} rejected"
                 + (f", {self.errors} internal errors" if self.errors else "")
-                + (f"; inputs: {self.input_warning}" if self.input_warning else ""))
+                + (f", semantics {self.keyframes_segmented} labelled / {self.semantics_pending} waiting "
+                   f"({self.semantic_lag_s:.1f} s behind), {self.semantics_dropped} dropped"
+                   if self.keyframes_segmented or self.semantics_pending else "")
+                + (f"; inputs: {self.input_warning}" if self.input_warning else "")
+                + (f"; {self.semantics_warning}" if self.semantics_warning else ""))
         return text + (f"; last problem: {self.last_error}" if self.level() and self.last_error else "")
 
 
@@ -106,6 +124,7 @@ class MappingRuntime(QueueWorker):
         self.refiner: Refiner | None = None
         self._tokens = 0.0
         self._last_tick = time.monotonic()
+        self.stage = SemanticsStage(self._lock, config.semantics.max_pending)
 
     # -- lifecycle --------------------------------------------------------------------------
     def configure(self, map_path: str | Path | None = None) -> str:
@@ -130,6 +149,7 @@ class MappingRuntime(QueueWorker):
             self.mapper = mapper
             self._engine = None
             self.refiner = self._new_refiner(mapper)
+            self.stage.attach(mapper)
         if data is not None and data.decoder and self.refiner is not None and self.refiner.decoder is not None:
             loaded = self.refiner.load_decoder_state(data.decoder)
             note += "; semantic decoder " + ("restored" if loaded else "retrained (saved with other refine settings)")
@@ -143,6 +163,49 @@ class MappingRuntime(QueueWorker):
         if self.config.refine.window <= 0:
             return None
         return Refiner(self.config.refine, mapper.field)
+
+    def start(self) -> None:
+        """Start the mapping worker and the semantics stage (idempotent)."""
+        super().start()
+        self.stage.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop both workers (see :meth:`QueueWorker.stop`); waiting keyframes keep no semantics."""
+        stopped = super().stop(timeout)
+        return self.stage.stop(timeout) and stopped
+
+    def process_pending(self) -> int:
+        """Integrate the queued frames, then label the waiting keyframes, in this thread (tests)."""
+        n = super().process_pending()
+        self.stage.process_pending()
+        return n
+
+    def settled(self) -> bool:
+        """No frame waits for geometry and no keyframe for semantics."""
+        return super().settled() and self.stage.settled()
+
+    def refresh_status(self) -> RuntimeStatus:
+        """Bring the semantics figures of :attr:`status` up to date; returns it."""
+        st, s = self.stage.status, self.status
+        s.keyframes_segmented, s.semantics_dropped = st.keyframes_segmented, st.semantics_dropped
+        s.semantics_pending, s.semantic_lag_s = self.semantic_lag()
+        warn = self.config.semantics.lag_warn_s
+        s.semantics_warning = "" if s.semantic_lag_s <= warn else (
+            f"semantics lag geometry by {s.semantic_lag_s:.1f} s (> semantics.lag_warn_s {warn:g}): "
+            "the 2D backend is slower than the keyframe rate")
+        if st.last_error and not s.last_error:
+            s.last_error = st.last_error
+        return s
+
+    def semantic_lag(self) -> tuple[int, float]:
+        """(keyframes waiting for semantics or being labelled, recorded seconds between the newest
+        mapped keyframe and the newest labelled one; (0, 0) when none waits)."""
+        mapper = self.mapper
+        waiting = self.stage.backlog()
+        if mapper is None or waiting == 0 or not mapper.keyframe_stamps:
+            return 0, 0.0
+        labelled = self.stage.status.newest_segmented_ns or mapper.keyframe_stamps[0]
+        return waiting, max(0.0, (mapper.keyframe_stamps[-1] - labelled) / 1e9)
 
     # -- input ------------------------------------------------------------------------------
     def submit(self, frame: Frame, segmentation: Segmentation | None = None) -> None:
@@ -206,16 +269,23 @@ class MappingRuntime(QueueWorker):
         return stats
 
     def _integrate(self, frame: Frame, segmentation: Segmentation | None = None) -> None:
+        """Geometry now, under the map lock; the keyframe then waits for the semantics stage."""
         start = time.perf_counter()
         try:
             with self._lock:
                 if self.mapper is None:
                     raise InputError("the map is not configured")
-                stats = self.mapper.integrate(frame, segmentation)
+                if self.split and segmentation is None and self.mapper.backend is not None:
+                    self.mapper.backend.segment(frame)  # RemoteSegmentation: raises, naming the semantics node
+                if segmentation is not None:  # split mode: segments that cannot fit are refused up front
+                    self.mapper.check_segmentation(frame.rgb.shape[:2], segmentation)
+                stats, pending = self.mapper.integrate_geometry(frame)
                 self._last_frame = frame
         except LangGSError as exc:
             self.reject(str(exc))
             return
+        if pending is not None:
+            self.stage.submit(pending, segmentation)
         self.status.frames_used += 1
         self.status.keyframes = self.mapper.n_keyframes
         self.status.gaussians = len(self.mapper.gmap)
@@ -253,7 +323,7 @@ class MappingRuntime(QueueWorker):
                 f"the query failed: {type(exc).__name__}: {exc}")
         if max_objects > 0:
             result.objects = result.objects[:max_objects]
-        return result
+        return result.note_semantic_lag(*self.semantic_lag())
 
     def _engine_for_map(self) -> QueryEngine:
         assert self.mapper is not None
@@ -273,6 +343,8 @@ class MappingRuntime(QueueWorker):
             data = self._map_data()
             if self.refiner is not None:
                 data.decoder = self.refiner.decoder_state()
+            pending, lag = self.semantic_lag()  # answers on this map say what was not labelled yet
+            data.extra.update(semantics_pending=pending, semantic_lag_s=lag)
             return save_map(path, data)
 
     def reset(self) -> None:
@@ -282,6 +354,7 @@ class MappingRuntime(QueueWorker):
                 raise InputError("the map is not configured")
             self.mapper = self._new_mapper(self.mapper.backend)
             self.refiner = self._new_refiner(self.mapper)
+            self.stage.attach(self.mapper)
             self._engine = None
             self._last_frame = None
         self.status.keyframes = self.status.gaussians = 0

@@ -16,31 +16,66 @@ _LOG = logging.getLogger("langgs_ros")
 
 
 class LatestQueue:
-    """Bounded FIFO whose ``put`` never blocks: when full, the oldest item is dropped (counted)."""
+    """Bounded FIFO whose ``put`` never blocks: when full, one item is dropped (counted): the
+    oldest, or the one ``choose_drop(items)`` picks (an index into the waiting items followed by
+    the new one; it runs under the queue's lock and must not wait on other locks)."""
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, choose_drop: Callable[[Sequence[object]], int] | None = None) -> None:
         if maxsize < 1:
             raise ValueError("queue size must be >= 1")
         self._items: collections.deque = collections.deque()
         self._maxsize = maxsize
+        self._choose_drop = choose_drop
         self._cond = threading.Condition()
         self._closed = False
+        self._taken = 0  # items handed out by get() and not yet done()
         self.dropped = 0
 
     def put(self, item: object) -> None:
         with self._cond:
             if len(self._items) >= self._maxsize:
-                self._items.popleft()
                 self.dropped += 1
+                victim = 0 if self._choose_drop is None else self._choose_drop([*self._items, item])
+                if victim >= len(self._items):
+                    return  # the new item is the one to drop
+                del self._items[victim]
             self._items.append(item)
             self._cond.notify()
 
     def get(self, timeout: float | None = None) -> object | None:
-        """Oldest item, or None after ``timeout`` seconds or once closed."""
+        """Oldest item, or None after ``timeout`` seconds or once closed. Call :meth:`done` when
+        an item is handled."""
         with self._cond:
             if not self._items and not self._closed:
                 self._cond.wait(timeout)
-            return self._items.popleft() if self._items else None
+            if not self._items:
+                return None
+            self._taken += 1
+            return self._items.popleft()
+
+    def done(self) -> None:
+        """An item from :meth:`get` is handled."""
+        with self._cond:
+            self._taken = max(0, self._taken - 1)
+
+    def settled(self) -> bool:
+        """Nothing waits and nothing is being handled."""
+        return self.backlog() == 0
+
+    def backlog(self) -> int:
+        """Items waiting or being handled."""
+        with self._cond:
+            return len(self._items) + self._taken
+
+    def items(self) -> list[object]:
+        """The waiting items, oldest first (a copy)."""
+        with self._cond:
+            return list(self._items)
+
+    def clear(self) -> None:
+        """Forget the waiting items (not counted as dropped)."""
+        with self._cond:
+            self._items.clear()
 
     def close(self) -> None:
         with self._cond:
@@ -51,6 +86,7 @@ class LatestQueue:
         with self._cond:
             self._closed = False
             self._items.clear()
+            self._taken = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -63,9 +99,9 @@ class QueueWorker:
 
     thread_name = "langgs-worker"
 
-    def __init__(self, queue_size: int) -> None:
+    def __init__(self, queue_size: int, choose_drop: Callable[[Sequence[object]], int] | None = None) -> None:
         self._logged: set[tuple[str, str, int]] = set()
-        self._queue = LatestQueue(queue_size)
+        self._queue = LatestQueue(queue_size, choose_drop)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -100,19 +136,24 @@ class QueueWorker:
                     self._handle(item)
                 except Exception as exc:  # noqa: BLE001 - same contract as the worker thread
                     self._failed(exc)
+                finally:
+                    self._queue.done()
                 n += 1
         return n
 
     def _work(self) -> None:
         while not self._stop.is_set():
+            item = self._queue.get(timeout=self._idle_timeout())
             try:
-                item = self._queue.get(timeout=self._idle_timeout())
                 if item is not None:
                     self._handle(item)
                 else:
                     self._idle()
             except Exception as exc:  # noqa: BLE001 - one bad item must never stop the worker
                 self._failed(exc)
+            finally:
+                if item is not None:
+                    self._queue.done()
 
     def _failed(self, exc: Exception) -> None:
         """Count an exception of one item and go on; its traceback is logged once per exception
@@ -126,6 +167,14 @@ class QueueWorker:
             self._logged.add(key)
             _LOG.error("%s: %s (logged once)\n%s", self.thread_name, reason,
                        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+    def settled(self) -> bool:
+        """No item waits and none is being handled."""
+        return self._queue.settled()
+
+    def backlog(self) -> int:
+        """Items waiting or being handled."""
+        return self._queue.backlog()
 
     def _handle(self, item: object) -> None:
         raise NotImplementedError

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 
 import cv2
@@ -86,6 +87,8 @@ class OracleBackend(SemanticBackend):
     def segment(self, frame: Frame, guidance: SegmentationGuidance | None = None) -> Segmentation:
         if frame.instances is None:
             raise InputError("the oracle backend needs ground-truth instance ids for every frame")
+        if self.noise.delay_s > 0:  # as slow as a real model (oracle.delay_s)
+            time.sleep(self.noise.delay_s)
         inst = frame.instances.astype(np.int32)
         labelled = np.array(sorted(k for k in frame.labels if k > 0), dtype=np.int32)
         # segment ids = instance ids of labelled instances; everything else is "no segment"

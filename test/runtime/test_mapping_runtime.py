@@ -181,16 +181,16 @@ def test_the_worker_survives_any_exception_of_one_frame(frames, caplog):
             time.sleep(0.05)
         assert rt.status.frames_rejected == 3, rt.status
         mapper = rt.mapper
-        real = mapper.integrate
+        real = mapper.integrate_geometry
         calls = {"n": 0}
 
-        def flaky(frame, segmentation=None):
+        def flaky(frame):
             calls["n"] += 1
             if calls["n"] <= 2:
                 raise IndexError("index 999 is out of bounds")
-            return real(frame, segmentation)
+            return real(frame)
 
-        mapper.integrate = flaky
+        mapper.integrate_geometry = flaky
         for frame in frames[:4]:
             rt.submit(frame)
             time.sleep(0.3)
