@@ -6,6 +6,14 @@ baseline; then times queries on a map tiled to >= 1M Gaussians (text encodings c
 stdout and a JSON file.
 
     python benchmarks/bench_pipeline.py [--work out/bench] [--frames 72] [--query-reps 30] [--noise-seeds 0,1,2]
+
+``--realtime`` instead replays the bag at its recorded rate through the node's runtime
+(``langgs replay --realtime``) with the oracle slowed to each of ``--delays`` seconds per keyframe:
+keyframes mapped against the offline replay, semantic lag while playing (p50/p95/max), keyframes
+dropped, draining time and IoU after draining; ``--arch real`` adds the same replay with the real
+SAM 2.1 hiera-t + ViT-B-16 architectures (random weights, same compute) on this machine's device.
+
+    python benchmarks/bench_pipeline.py --realtime [--delays 0,0.5,2,5] [--arch real]
 """
 
 from __future__ import annotations
@@ -92,6 +100,49 @@ def time_queries(data: MapData, labels: list[str], reps: int) -> dict:
             "p95_ms": round(float(np.percentile(times, 95)), 1), "max_ms": round(float(np.max(times)), 1)}
 
 
+def realtime_rows(bag: Path, truth: list, delays: list[float], arch: str | None, work: Path) -> list[dict]:
+    """One ``replay_realtime`` per oracle delay (and per ``arch``), against one offline replay."""
+    from langgs_ros.mapping.map_io import load_map
+    from langgs_ros.pipeline import replay
+    from langgs_ros.runtime.realtime_replay import replay_realtime
+
+    def mean_iou(map_dir: Path) -> float:
+        return round(float(np.mean([s.iou for s in evaluate_queries(QueryEngine(load_map(map_dir)), truth)])), 3)
+
+    offline = replay(bag, work / "offline", "oracle", PipelineConfig())
+    offline_iou = mean_iou(work / "offline")
+    print(f"offline: {offline.keyframes} keyframes, mean IoU {offline_iou}", flush=True)
+    runs: list[tuple[str, float, PipelineConfig, bool]] = []
+    for delay in delays:
+        config = PipelineConfig()
+        config.oracle.delay_s = delay
+        runs.append(("oracle", delay, config, True))
+    if arch:
+        from bench_semantics import random_checkpoints  # benchmarks/ is the script's directory
+
+        config = PipelineConfig()
+        config.models = random_checkpoints(arch, work / "weights")
+        config.models.pred_iou_thresh, config.models.stability_score_thresh = 0.0, 0.0  # random weights
+        runs.append(("clip", float("nan"), config, False))  # minutes per keyframe on a CPU: no draining
+    rows = []
+    for semantics, delay, config, drain in runs:
+        out = work / f"realtime_{semantics}_{delay}"
+        summary = replay_realtime(bag, out, semantics, config, drain=drain)
+        s = summary.status
+        p50, p95, worst = summary.lag_percentiles()
+        row = {"semantics": semantics if semantics == "oracle" else f"clip ({arch}, random weights)",
+               "delay_s": None if np.isnan(delay) else delay, "drained": drain,
+               "keyframes": s.keyframes, "offline_keyframes": offline.keyframes,
+               "keyframes_segmented": s.keyframes_segmented, "keyframes_dropped_semantics": s.semantics_dropped,
+               "keyframes_waiting_at_end": s.semantics_pending, "frames_dropped_queue": s.frames_dropped,
+               "lag_p50_s": round(p50, 2), "lag_p95_s": round(p95, 2), "lag_max_s": round(worst, 2),
+               "bag_s": round(summary.bag_seconds, 1), "drain_s": round(summary.drain_seconds, 1),
+               "mean_iou": mean_iou(out) if semantics == "oracle" else None, "offline_mean_iou": offline_iou}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("out/bench"))
@@ -100,12 +151,20 @@ def main() -> None:
     parser.add_argument("--query-gaussians", type=int, default=1_000_000)
     parser.add_argument("--noise-seeds", default="0,1,2",
                         help="comma-separated seeds of the realistic oracle noise (IoU varies by a few points per seed)")
+    parser.add_argument("--realtime", action="store_true", help="replay at the recorded rate through the runtime")
+    parser.add_argument("--delays", default="0,0.5,2,5", help="with --realtime: oracle seconds per keyframe")
+    parser.add_argument("--arch", choices=["tiny", "real"], help="with --realtime: also the clip backend, random weights")
     args = parser.parse_args()
     bag = args.work / "synth_bag"
     if not bag.exists():
         print("rendering the synthetic bag ...", flush=True)
         make_synthetic_bag(args.work, SynthSpec(frames=args.frames))
     truth = load_ground_truth(args.work / "ground_truth.json")
+    if args.realtime:
+        rows = realtime_rows(bag, truth, [float(d) for d in args.delays.split(",")], args.arch, args.work)
+        (args.work / "bench_realtime.json").write_text(json.dumps(rows, indent=1))
+        print(f"results in {args.work / 'bench_realtime.json'}")
+        return
     config = PipelineConfig()
     with BagFrameReader(bag, config.input, with_instances=True) as source:
         frames = list(source.frames())

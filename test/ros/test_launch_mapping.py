@@ -22,8 +22,9 @@ import launch_testing.actions  # noqa: E402
 import yaml  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
-from launch.actions import ExecuteProcess, IncludeLaunchDescription, TimerAction  # noqa: E402
+from launch.actions import ExecuteProcess, IncludeLaunchDescription, RegisterEventHandler  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+from launch_ros.event_handlers import OnStateTransition  # noqa: E402
 
 from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag  # noqa: E402
 
@@ -50,8 +51,11 @@ def generate_test_description(split):
         PythonLaunchDescriptionSource(str(share / "launch" / "mapping.launch.py")),
         launch_arguments={"semantics": "oracle", "use_sim_time": "true", "split": split,
                           "map_path": str(work / "map"), "config": str(_test_config(share, work))}.items())
-    play = ExecuteProcess(cmd=["ros2", "bag", "play", str(synth.bag), "--clock"], output="screen")
-    return (LaunchDescription([mapping, TimerAction(period=8.0, actions=[play]),
+    # play once mapping_node is active (as replay.launch.py does), 2 s later for discovery
+    play = ExecuteProcess(cmd=["ros2", "bag", "play", str(synth.bag), "--clock", "--delay", "2"], output="screen")
+    start = RegisterEventHandler(OnStateTransition(start_state="activating", goal_state="active", entities=[play],
+                                                   handle_once=True))
+    return (LaunchDescription([mapping, start,
                                launch_testing.actions.ReadyToTest()]),
             {"play": play, "work": work})
 
