@@ -331,9 +331,9 @@ class SemanticsConfig:
     """The semantics stage of the runtime (node, ``langgs replay --realtime``): 2D segmentation runs
     behind geometry on its own thread, on the keyframes geometry accepted."""
 
-    max_pending: int = 8
-    """Keyframes that may wait for their semantics; when full, the one whose view the map already
-    labels most is dropped (counted)."""
+    max_pending: int = 32
+    """Keyframes that may wait for their semantics (each holds its images: about 4 MB at 640x480);
+    when full, the one whose view is most covered already is dropped (counted)."""
     lag_warn_s: float = 30.0
     """Status turns WARN when the newest labelled keyframe is this much older than the newest mapped
     one (recorded time, s)."""

@@ -81,6 +81,7 @@ def test_a_full_backlog_drops_the_keyframe_the_map_labels_most(frames):
 def test_lag_is_reported_in_status_and_answers(frames, synth_bag):
     config = PipelineConfig()
     config.semantics.lag_warn_s = 0.5
+    config.semantics.max_pending = 4  # fewer than the keyframes: the backlog is full
     rt = MappingRuntime(config, "oracle", queue_size=len(frames))
     rt.configure()
     for frame in frames:
