@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -33,8 +34,20 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from langgs_ros.synth.make_bag import SynthSpec
 
     _synth(args.out, SynthSpec(seed=args.seed, width=args.width, height=args.height, frames=args.frames,
-                               storage=args.storage, compressed=args.compressed))
+                               storage=args.storage, compressed=args.compressed, move=args.move or "",
+                               move_to=args.move_to))
     return 0
+
+
+def _xy(text: str) -> tuple[float, float]:
+    """argparse type of 'X,Y' (metres)."""
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y in metres, got '{text}'") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise argparse.ArgumentTypeError(f"expected finite X,Y, got '{text}'")
+    return x, y
 
 
 def _synth(out: Path, spec: Any) -> None:
@@ -229,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format")
     p.add_argument("--compressed", action="store_true",
                    help="color only as <color topic>/compressed (PNG), like a compressed-only camera driver")
+    p.add_argument("--move", metavar="OBJECT", help="move this object (e.g. 'red mug') at the middle frame; the "
+                   "ground truth gives its final place and, under 'moved', the old one")
+    p.add_argument("--move-to", type=_xy, default=(-0.45, 0.15), metavar="X,Y",
+                   help="with --move: its new centre in map, metres (default: a free spot on the table)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("replay", help="build a map from a ROS 2 bag or a 7-Scenes style frame folder")

@@ -111,6 +111,9 @@ class MappingConfig:
     """Segment features (with their association labels) kept for codebook training."""
     association_iou: float = 0.5
     """A segment joins the map track it overlaps with IoU above this (CCL-LGS mask association)."""
+    stale_track_views: int = 8
+    """Codebook fusion: a track (object) whose visible Gaussians lay in segments of another code in
+    this many views in a row is gone (moved or removed): its Gaussians answer no query."""
     no_segment_vote_weight: float = 0.5
     """Codebook fusion: weight of a view in which a Gaussian lies in no segment, against 1 for a view
     in which it lies in one (SAM misses a segment more often than it puts a pixel in a wrong one).
@@ -365,7 +368,8 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "codebook_size": (2, 32767), "codebook_spawn_cos": (-1.0, 1.0), "codebook_steps": (0, 1000),
         "codebook_batch": (1, 65536), "codebook_lr": (0.0, 10.0), "codebook_pull": (0.0, 100.0),
         "codebook_push": (0.0, 100.0), "codebook_margin": (-1.0, 1.0), "replay_size": (1, 10_000_000),
-        "association_iou": (0.0, 1.0), "no_segment_vote_weight": (0.0, 1.0), "boundary_abstain_frac": (0.0, 0.5),
+        "association_iou": (0.0, 1.0), "stale_track_views": (1, 1000), "no_segment_vote_weight": (0.0, 1.0),
+        "boundary_abstain_frac": (0.0, 0.5),
         "occlusion_abstain_frac": (0.0, 0.5), "occlusion_depth_jump": (0.001, 10.0), "stereo_views": (1, 32),
         "stereo_planes": (2, 1024), "stereo_min_depth_m": (0.01, 100.0), "stereo_max_depth_m": (0.01, 1000.0),
         "stereo_scale": (0.05, 1.0), "stereo_min_confidence": (0.0, 1.0), "stereo_min_baseline_m": (0.0, 10.0),

@@ -11,7 +11,10 @@ Two modes behind one interface:
   majority vote over the views that saw it chose (:func:`weighted_majority`; "in no segment" votes
   too, with ``no_segment_vote_weight``), and its code is that track's code: one view that merges
   an object into its neighbour's segment neither moves it to the neighbour's track nor relabels it,
-  and every Gaussian of a track answers with what all the track's views say.
+  and every Gaussian of a track answers with what all the track's views say. A track whose visible
+  Gaussians lie in segments of another code in ``stale_track_views`` views in a row is gone (the
+  object moved away; its last Gaussians now look like the table top it stood on): it answers no
+  query.
   A Gaussian nobody voted for uses its own ``codes`` entry (an edge pixel's fill, below, or
   refinement's decoded code). Per Gaussian: 3 x (int32 track + uint8 vote + int16 code) = 21 bytes.
 * :class:`AverageField`: per Gaussian and level, the running average of the embeddings of the
@@ -182,6 +185,11 @@ class SemanticField(ABC):
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
         """LERF margins of unit-norm text embedding ``query`` [D] against ``negatives`` [K, D]."""
 
+    @abstractmethod
+    def forget_fills(self, gmap: GaussianMap, idx: np.ndarray) -> None:
+        """Gaussians ``idx`` were not confirmed where a view saw the surface a little behind them:
+        those whose semantics are only an edge pixel's fill (no vote) drop it."""
+
     def state(self) -> dict[str, np.ndarray]:
         """Map-level arrays to save (per-Gaussian ones live in the GaussianMap)."""
         return {}
@@ -206,6 +214,8 @@ class CodebookField(SemanticField):
             lr=config.codebook_lr, pull=config.codebook_pull, push=config.codebook_push,
             margin=config.codebook_margin, replay_size=config.replay_size, seed=seed)
         self.track_counts = [np.zeros((0, config.codebook_size), np.int32) for _ in LEVELS]
+        # views in a row in which a track's visible Gaussians lay in a segment of another code
+        self.track_contradicted = [np.zeros(0, np.int32) for _ in LEVELS]
         # (id(gmap), revision, per level: code of each Gaussian [N], codes present [codebook size])
         self._resolved: tuple[int, int, list[np.ndarray], list[np.ndarray]] | None = None
         self._external: list[dict[int, int]] = [{} for _ in LEVELS]  # tracker id -> track, per level
@@ -254,7 +264,33 @@ class CodebookField(SemanticField):
         if new.size:
             grown = np.zeros((new.size, self.config.codebook_size), np.int32)
             self.track_counts[level] = np.vstack([self.track_counts[level], grown])
+            self.track_contradicted[level] = np.concatenate([self.track_contradicted[level],
+                                                             np.zeros(new.size, np.int32)])
         return assigned
+
+    def _note_contradictions(self, level: int, tracks: np.ndarray, observed: np.ndarray, voting: np.ndarray) -> None:
+        """Count, per track, the views in a row in which most of its voting visible Gaussians lay
+        in a segment of another code (its object has gone: a table top where a mug stood); a view
+        in which most agree resets the count. Tracks of the same code (an object's fragments) agree."""
+        sel = voting & (tracks >= 0) & (observed >= 0)
+        if not sel.any():
+            return
+        n_tracks = len(self.track_counts[level])
+        t = tracks[sel]
+        involved = np.unique(np.concatenate([t, observed[sel]]))
+        code = np.full(n_tracks, -1, np.int64)
+        code[involved] = self.track_codes(level, involved)
+        differs = code[observed[sel]] != code[t]
+        seen = np.bincount(t, minlength=n_tracks)
+        against = np.bincount(t, weights=differs, minlength=n_tracks)
+        counted = seen >= 3  # a Gaussian or two at an outline decide nothing
+        contradicted = self.track_contradicted[level]
+        contradicted[counted & (2 * against > seen)] += 1
+        contradicted[counted & (2 * against <= seen)] = 0
+
+    def gone_tracks(self, level: int) -> np.ndarray:
+        """bool per track of ``level``: contradicted in ``stale_track_views`` views in a row."""
+        return self.track_contradicted[level] >= self.config.stale_track_views
 
     def _tracker_tracks(self, external: np.ndarray, level: int) -> np.ndarray:
         """Tracks of segments that carry a tracker's stable ids (e.g. SAM 2 propagation)."""
@@ -293,6 +329,7 @@ class CodebookField(SemanticField):
             # a streaming weighted majority vote over views, "in no segment" voting -1 with less weight
             weight = np.where(inside, VOTE_UNIT, no_segment_weight)
             votes = track_votes[idx, level]
+            self._note_contradictions(level, tracks, observed, vote & ~is_new)
             new_track, new_votes = weighted_majority(tracks, votes, observed, weight)
             tracks_all[idx, level] = np.where(vote, new_track, tracks)
             track_votes[idx, level] = np.where(vote, new_votes, votes)
@@ -304,6 +341,14 @@ class CodebookField(SemanticField):
                 gmap["codes"][idx[fill], level] = self.track_codes(level, observed[fill])
         self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
         return segment_tracks
+
+    def forget_fills(self, gmap: GaussianMap, idx: np.ndarray) -> None:
+        unvoted = (gmap["tracks"][idx] < 0) & (gmap["track_votes"][idx] == 0)
+        if unvoted.any():
+            codes = gmap["codes"][idx]
+            codes[unvoted] = -1
+            gmap["codes"][idx] = codes
+            self._resolved = None
 
     def _resolve(self, gmap: GaussianMap) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per level, the code of every Gaussian [N] (contiguous intp, -1: none) and bool [codebook
@@ -318,6 +363,7 @@ class CodebookField(SemanticField):
                 tracks = gmap["tracks"][:, level]
                 has = tracks >= 0
                 code_of_track = self.track_codes(level, np.arange(len(self.track_counts[level])), protos)
+                code_of_track[self.gone_tracks(level)] = -1  # its object was seen gone: no answer there
                 col[has] = code_of_track[tracks[has]]
                 col[~has & (gmap["track_votes"][:, level] > 0)] = -1
                 # intp: numpy converts any other index type on every gather (2.5x slower at 1M)
@@ -341,11 +387,15 @@ class CodebookField(SemanticField):
         state = {"codebook_prototypes": self.codebook.state()["prototypes"]}
         for level, name in enumerate(LEVELS):
             state[f"track_counts_{name}"] = self.track_counts[level]
+            state[f"track_contradicted_{name}"] = self.track_contradicted[level]
         return state
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.codebook.load_state(arrays["codebook_prototypes"])
         self.track_counts = [arrays[f"track_counts_{name}"].astype(np.int32) for name in LEVELS]
+        # maps saved before this count: every track counts as seen
+        self.track_contradicted = [arrays.get(f"track_contradicted_{name}", np.zeros(len(counts), np.int32))
+                                   .astype(np.int32) for name, counts in zip(LEVELS, self.track_counts)]
         self._resolved = None
 
     def validate(self, gmap: GaussianMap) -> None:
@@ -409,6 +459,13 @@ class AverageField(SemanticField):
                 margin[:, start : start + chunk][:, ok] = m[:, ok]
             out.append(margin[best_kind(margin)])
         return Relevance(out)
+
+    def forget_fills(self, gmap: GaussianMap, idx: np.ndarray) -> None:
+        unvoted = gmap["weights"][idx] == 0
+        if unvoted.any():
+            features = gmap["features"][idx]
+            features[unvoted] = 0
+            gmap["features"][idx] = features
 
     def validate(self, gmap: GaussianMap) -> None:
         if "features" not in gmap or gmap["features"].shape[2:] != (self.dim,):

@@ -19,7 +19,7 @@ BASE_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "quats": (np.dtype(np.float16), (4,)),
     "opacity": (np.dtype(np.uint8), ()),  # 0..255 -> 0..1
     "colors": (np.dtype(np.uint8), (3,)),  # RGB
-    "confidence": (np.dtype(np.uint8), ()),  # times confirmed by a keyframe, saturating
+    "confidence": (np.dtype(np.uint8), ()),  # times confirmed by a keyframe (up to 16), less what saw past it
     "last_seen": (np.dtype(np.int32), ()),  # keyframe index of the last confirmation
 }
 

@@ -3,7 +3,8 @@
 For each keyframe the existing map is projected into the view: a Gaussian whose depth agrees with
 the observed depth at its pixel is *visible* (it explains that pixel, so no new Gaussian is made
 there, and it receives this view's semantics); one clearly in front of the observed surface is
-*seen through* (it lies in observed free space) and loses confidence, and is removed at zero.
+*seen through* (it lies in observed free space): its confidence (confirmations, at most 16) is halved,
+and it is removed at zero, so a moved object's old surface leaves within a few clear views.
 New Gaussians fill only the pixels the map does not explain. Above ``capacity`` the least
 confirmed, least recently seen Gaussians are pruned. Semantics are fused at the visible and new
 Gaussians, except where a pixel lies just behind a depth silhouette (masks bleed off the object in
@@ -39,7 +40,11 @@ from langgs_ros.mapping.refine import IGNORE, NO_SEGMENT, TrainingView, set_view
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
 from langgs_ros.types import Frame
 
-__all__ = ["IntegrationStats", "Mapper", "PendingKeyframe"]
+__all__ = ["IntegrationStats", "Mapper", "PendingKeyframe", "MAX_CONFIDENCE"]
+
+MAX_CONFIDENCE = 16
+"""Confirmations a Gaussian's confidence counts up to: a surface confirmed for a long time still
+leaves the map within a few views once it is gone (each view through it halves its confidence)."""
 
 
 @dataclass
@@ -87,6 +92,7 @@ class _Visibility:
     visible_v: np.ndarray
     covered: np.ndarray  # [rows*cols] bool
     seen_through: np.ndarray  # existing Gaussians in observed free space
+    in_front: np.ndarray  # existing Gaussians a little (1 to 3 tolerances) in front of the observed surface
 
 
 class Mapper:
@@ -168,13 +174,13 @@ class Mapper:
         if segmentation is not None:
             self.check_segmentation(frame.rgb.shape[:2], segmentation)
         start = time.perf_counter()
-        stats, pending, seen_through = self._add_geometry(frame)
+        stats, pending, vis = self._add_geometry(frame)
         if pending is not None:
             sem_start = time.perf_counter()
             if self.field is not None:
                 self.fuse_semantics(pending, segmentation if segmentation is not None else self.segment(pending))
             stats.semantics_seconds = time.perf_counter() - sem_start
-            stats.removed = self._prune(seen_through)
+            stats.removed = self._prune(vis)
             stats.total, stats.seconds = len(self.gmap), time.perf_counter() - start
         return stats
 
@@ -183,9 +189,9 @@ class Mapper:
         map with semantics, what :meth:`segment` and :meth:`fuse_semantics` need later. Raises
         InputError for unusable frames."""
         start = time.perf_counter()
-        stats, pending, seen_through = self._add_geometry(frame)
+        stats, pending, vis = self._add_geometry(frame)
         if pending is not None:
-            stats.removed = self._prune(seen_through)
+            stats.removed = self._prune(vis)
             stats.total, stats.seconds = len(self.gmap), time.perf_counter() - start
         return stats, pending if self.field is not None else None
 
@@ -237,24 +243,24 @@ class Mapper:
         except ValueError as exc:
             raise InputError(f"segments do not fit the map's {self.backend.dim}-d semantics: {exc}") from None
 
-    def _add_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None, np.ndarray]:
+    def _add_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None, _Visibility | None]:
         """Keyframe test, depth, new Gaussians and confidence; pruning is left to the caller.
-        Returns (figures, the pending keyframe or None for a non-keyframe, Gaussians seen through)."""
+        Returns (figures, the pending keyframe and the map's visibility in it; None, None for a
+        non-keyframe)."""
         problem = frame_problem(frame)
         if problem:
             raise InputError(problem)
-        none = np.zeros(0, np.int64)
         if frame.depth is None:  # color only: plane-sweep depth from recent posed views
             keyframe = self.selector.is_keyframe(frame.T_world_cam)
             depth = self.stereo.estimate(frame) if keyframe else None
             self.stereo.observe(frame)
             if not keyframe:
-                return IntegrationStats(keyframe=False, total=len(self.gmap)), None, none
+                return IntegrationStats(keyframe=False, total=len(self.gmap)), None, None
             if depth is None:
                 raise InputError("color-only frame: no earlier view with enough baseline for stereo depth yet")
             frame = frame.with_depth(depth)
         elif not self.selector.is_keyframe(frame.T_world_cam):
-            return IntegrationStats(keyframe=False, total=len(self.gmap)), None, none
+            return IntegrationStats(keyframe=False, total=len(self.gmap)), None, None
         self.selector.accept(frame.T_world_cam)
         kf = self.n_keyframes
         px = pixel_gaussians(frame, self.config.pixel_stride)
@@ -262,10 +268,13 @@ class Mapper:
         new_cells = np.flatnonzero(px.valid.reshape(-1) & ~vis.covered)
         new_idx = self.gmap.append(**gaussian_fields(px, new_cells, self.config.initial_opacity))
         gm = self.gmap
-        gm["confidence"][vis.visible_idx] = np.minimum(gm["confidence"][vis.visible_idx].astype(np.int16) + 1, 255)
+        gm["confidence"][vis.visible_idx] = np.minimum(gm["confidence"][vis.visible_idx].astype(np.int16) + 1,
+                                                      MAX_CONFIDENCE)
         gm["last_seen"][vis.visible_idx] = kf
         gm["confidence"][new_idx] = 1
         gm["last_seen"][new_idx] = kf
+        if self.field is not None and vis.in_front.size:  # e.g. the foot of a mug that has been moved away
+            self.field.forget_fills(gm, vis.in_front)
         guidance = None
         if self.backend is not None and self.backend.uses_depth_guidance:
             guidance = self._guidance(frame, vis, new_idx, px.depth.reshape(-1)[new_cells])
@@ -287,7 +296,7 @@ class Mapper:
         self.keyframe_poses.append(frame.T_world_cam.copy())
         self.keyframe_stamps.append(frame.stamp_ns)
         return (IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size, total=len(gm)),
-                pending, vis.seen_through)
+                pending, vis)
 
     def _track_maps(self, seg: Segmentation, segment_tracks: list[np.ndarray | None] | None) -> np.ndarray | None:
         """[levels, H, W] map track of each pixel's segment (NO_SEGMENT; IGNORE near boundaries)."""
@@ -307,7 +316,7 @@ class Mapper:
         empty = np.zeros(0, np.int64)
         covered = np.zeros(grid.rows * grid.cols, bool)
         if len(self.gmap) == 0:
-            return _Visibility(empty, empty, empty, covered, empty)
+            return _Visibility(empty, empty, empty, covered, empty, empty)
         T = invert_transform(frame.T_world_cam).astype(np.float32)
         means = self.gmap["means"]
         # depth first: most of a large map is behind or beside the camera, so project only the rest
@@ -331,22 +340,25 @@ class Mapper:
             visible = np.abs(z - d) < tol
             # nearest observed surface around the pixel; holes (NaN) give no free-space evidence
             near = minimum_filter(np.nan_to_num(px.depth, nan=0.0), size=3).reshape(-1)[cell]
-            seen_through = (z < near - 3 * tol) & (near > 0)
+            in_front = (z < near - tol) & (near > 0)
+            seen_through = in_front & (z < near - 3 * tol)
         covered[cell[visible]] = True
         # semantics are read where the depth was: at the cell's sample pixel
         half = grid.stride // 2
         ui = col[visible] * grid.stride + half
         vi = row[visible] * grid.stride + half
-        return _Visibility(idx[visible], ui, vi, covered, idx[seen_through])
+        return _Visibility(idx[visible], ui, vi, covered, idx[seen_through], idx[in_front & ~seen_through])
 
-    def _prune(self, seen_through: np.ndarray) -> int:
+    def _prune(self, vis: _Visibility) -> int:
         gm = self.gmap
         n_before = len(gm)
         keep = np.ones(n_before, bool)
-        if seen_through.size:
-            conf = gm["confidence"]
-            conf[seen_through] = np.maximum(conf[seen_through].astype(np.int16) - 1, 0)
-            keep[seen_through[conf[seen_through] == 0]] = False
+        conf = gm["confidence"]
+        # a view through a Gaussian (a surface observed clearly behind it) is strong evidence that it is
+        # gone (moved, removed): it halves its confidence (a Gaussian just in front of the surface, in
+        # the depth noise of real sensors, keeps it: tested on SUN3D)
+        conf[vis.seen_through] //= 2
+        keep[vis.seen_through[conf[vis.seen_through] == 0]] = False
         excess = int(keep.sum()) - self.config.capacity
         if excess > 0:
             # least confirmed first, then least recently seen

@@ -53,6 +53,10 @@ class SynthSpec:
     storage: Storage = "mcap"
     compressed: bool = False
     """Color only as ``/camera/color/image_raw/compressed`` (PNG), as a compressed-only camera driver."""
+    move: str = ""
+    """Label of an object moved at the middle frame (empty: a static scene)."""
+    move_to: tuple[float, float] = (-0.45, 0.15)
+    """Where ``move`` goes: x, y of its new centre in ``map`` (m); by default a free spot on the table."""
 
 
 @dataclass
@@ -102,6 +106,8 @@ def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene
     scene = scene or default_scene()
     if spec.frames < 1 or spec.width < 16 or spec.height < 16:
         raise InputError("synthetic bag needs at least 1 frame of at least 16x16 pixels")
+    if spec.move and spec.move not in scene.labels.values():
+        raise InputError(f"--move: no object '{spec.move}' in the scene (objects: {', '.join(scene.labels.values())})")
     out = check_output_dir(out_dir)
     bag_path = out / "synth_bag"
     if bag_path.exists():
@@ -125,6 +131,10 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
     duration = spec.frames * _IMAGE_PERIOD_NS / 1e9
     T_base_optical = T_BASE_CAMLINK @ T_CAMLINK_OPTICAL
     surface: dict[int, dict[tuple[int, int, int], tuple[float, float, float]]] = {o.id: {} for o in scene.objects}
+    after, moved, move_frame = scene, None, spec.frames // 2
+    if spec.move:
+        after, moved = scene.with_object_moved(spec.move, spec.move_to)
+        before_surface: dict[tuple[int, int, int], tuple[float, float, float]] = {}
     with BagWriter(bag_path, storage=spec.storage) as bag:
         t_start = _T0_NS - 2 * _TF_PERIOD_NS
         bag.write("/scene/labels", bag.string(json.dumps({str(k): v for k, v in scene.labels.items()})), t_start)
@@ -144,7 +154,11 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
                 bag.write("/tf", bag.tf_message(tfs), stamp)
                 continue
             T_map_cam = T_map_base @ T_base_optical
-            rgb, depth, inst = _render(scene, K, T_map_cam)
+            index = image_times.index(stamp)
+            moved_now = moved is not None and index >= move_frame
+            if moved is not None and index == move_frame:  # the object's surface seen so far is its old place
+                before_surface, surface[moved.id] = surface[moved.id], {}
+            rgb, depth, inst = _render(after if moved_now else scene, K, T_map_cam)
             bag.write("/camera/color/camera_info", bag.camera_info(K.K, K.width, K.height, stamp, OPTICAL_FRAME), stamp)
             if spec.compressed:
                 bag.write("/camera/color/image_raw/compressed", bag.compressed_image(rgb, "png", stamp, OPTICAL_FRAME),
@@ -155,7 +169,9 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
             bag.write("/camera/instances", bag.image(inst, "16UC1", stamp, OPTICAL_FRAME), stamp)
             _accumulate_surface(surface, depth, inst, K, T_map_cam)
             if progress:
-                progress(image_times.index(stamp) + 1, spec.frames)
+                progress(index + 1, spec.frames)
+    if moved is not None and move_frame >= spec.frames:
+        before_surface = surface[moved.id]
     gt = {
         "frame_id": "map",
         "room": {"lo": list(scene.room_lo), "hi": list(scene.room_hi)},
@@ -163,9 +179,16 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
             {"id": o.id, "label": o.label, "bbox_min": o.bounds()[0].round(4).tolist(),
              "bbox_max": o.bounds()[1].round(4).tolist(),
              "surface_points": np.round(list(surface[o.id].values()), 4).tolist()}
-            for o in scene.objects
+            for o in after.objects
         ],
     }
+    if moved is not None:  # the objects above are where they are at the end; this one was elsewhere before
+        old = next(o for o in scene.objects if o.id == moved.id)
+        gt["moved"] = {"id": moved.id, "label": moved.label, "frame": move_frame,
+                       "stamp_ns": image_times[min(move_frame, spec.frames - 1)],
+                       "before": {"bbox_min": old.bounds()[0].round(4).tolist(),
+                                  "bbox_max": old.bounds()[1].round(4).tolist(),
+                                  "surface_points": np.round(list(before_surface.values()), 4).tolist()}}
     gt_path = atomic_write(out / "ground_truth.json", lambda fh: fh.write(json.dumps(gt).encode()),
                            what="ground truth")
     return SynthOutput(bag=bag_path, ground_truth=gt_path)

@@ -6,6 +6,7 @@ Frame: the fixed ``map`` frame, z up, floor at z = 0 (metres). Instance 0 is the
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,6 +131,18 @@ class SceneObject:
         los, his = zip(*(p.bounds() for p in self.parts))
         return np.min(los, axis=0), np.max(his, axis=0)
 
+    def moved(self, dx: float, dy: float) -> SceneObject:
+        """This object translated by (dx, dy) m in the floor plane."""
+        def shift(part: Primitive) -> Primitive:
+            if isinstance(part, Box):
+                return Box((part.lo[0] + dx, part.lo[1] + dy, part.lo[2]),
+                           (part.hi[0] + dx, part.hi[1] + dy, part.hi[2]))
+            if isinstance(part, Cylinder):
+                return dataclasses.replace(part, x=part.x + dx, y=part.y + dy)
+            return dataclasses.replace(part, centre=(part.centre[0] + dx, part.centre[1] + dy, part.centre[2]))
+
+        return dataclasses.replace(self, parts=[shift(p) for p in self.parts])
+
 
 @dataclass
 class RayHits:
@@ -154,6 +167,16 @@ class Scene:
     def labels(self) -> dict[int, str]:
         """Instance id -> label."""
         return {o.id: o.label for o in self.objects}
+
+    def with_object_moved(self, label: str, to_xy: tuple[float, float]) -> tuple[Scene, SceneObject]:
+        """This scene with the object ``label`` moved so that its bounding-box centre is above
+        ``to_xy`` (same height), and the moved object; raises KeyError for an unknown label."""
+        obj = next((o for o in self.objects if o.label == label), None)
+        if obj is None:
+            raise KeyError(label)
+        lo, hi = obj.bounds()
+        moved = obj.moved(to_xy[0] - (lo[0] + hi[0]) / 2, to_xy[1] - (lo[1] + hi[1]) / 2)
+        return dataclasses.replace(self, objects=[moved if o is obj else o for o in self.objects]), moved
 
     def _room(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = np.asarray(self.room_lo), np.asarray(self.room_hi)
