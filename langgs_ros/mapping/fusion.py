@@ -21,12 +21,8 @@ Two modes behind one interface:
   segments it fell in, zero where it fell in none (the baseline; 3 x 512 float16 = 3 KiB per
   Gaussian).
 
-Relevance of a query (text embedding q, canonical negatives n_k) is the LERF margin
-``cos(f, q) - max_k cos(f, n_k)`` per Gaussian, ``-inf`` where a Gaussian has no semantics. The
-codebook scores its prototypes, not Gaussians, so a query costs one pass over a code column.
-Embeddings may hold several feature kinds side by side (GSemSplat's region-specific and
-context-aware CLIP features, each D-dimensional, concatenated / sqrt(K)); a query then uses the
-kind whose best margin is higher (:func:`kind_margins`, :func:`best_kind`).
+Each field scores a text query (:mod:`langgs_ros.mapping.relevance`); the codebook scores its
+prototypes, not Gaussians, so a query costs one pass over a code column.
 
 Pixels within ``boundary_abstain_frac`` x image width of a segment boundary do not vote in either mode (masks bleed
 onto the background and erode at their edges); they only fill a Gaussian nobody has voted for yet, with
@@ -44,10 +40,11 @@ from scipy.ndimage import minimum_filter
 from langgs_ros.config import MappingConfig
 from langgs_ros.mapping.codebook import ContrastiveCodebook
 from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.relevance import CodeRelevance, Relevance, best_kind, kind_margins
 from langgs_ros.semantics.backend import LEVELS, Segmentation
 
-__all__ = ["SemanticField", "Relevance", "CodebookField", "AverageField", "create_field", "lerf_margin", "boundary_band",
-           "kind_margins", "best_kind", "weighted_majority", "behind_silhouette"]
+__all__ = ["SemanticField", "CodebookField", "AverageField", "create_field", "boundary_band", "weighted_majority",
+           "behind_silhouette"]
 
 N_LEVELS = len(LEVELS)
 VOTE_UNIT = 4
@@ -65,34 +62,6 @@ def weighted_majority(current: np.ndarray, count: np.ndarray, observed: np.ndarr
     take = ~same & (count < weight)
     new_count = np.where(same, np.minimum(count + weight, 255), np.abs(count - weight))
     return np.where(take, observed, current), new_count.astype(np.uint8)
-
-
-def lerf_margin(features: np.ndarray, query: np.ndarray, negatives: np.ndarray) -> np.ndarray:
-    """cos(f, q) - max_k cos(f, n_k) for unit-norm rows ``features`` [N, D]."""
-    neg = features @ negatives.T if len(negatives) else np.zeros((len(features), 1), np.float32)
-    return features @ query - neg.max(axis=1)
-
-
-def kind_margins(features: np.ndarray, query: np.ndarray, negatives: np.ndarray) -> np.ndarray:
-    """[K, N] LERF margins of each feature kind of ``features`` [N, K * D] (``query`` is [D])."""
-    d = query.shape[0]
-    kinds = features.shape[1] // d
-    if kinds * d != features.shape[1]:
-        raise ValueError(f"features of width {features.shape[1]} do not hold kinds of the query's width {d}")
-    if kinds == 1:
-        return lerf_margin(features, query, negatives)[None]
-    out = np.empty((kinds, len(features)), np.float32)
-    for k in range(kinds):
-        part = features[:, k * d:(k + 1) * d]
-        part = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-6)
-        out[k] = lerf_margin(part, query, negatives)
-    return out
-
-
-def best_kind(margins: np.ndarray, valid: np.ndarray | None = None) -> int:
-    """Index of the kind (row of ``margins``) whose highest margin over ``valid`` columns is higher."""
-    m = margins if valid is None else margins[:, valid]
-    return int(np.argmax(m.max(axis=1))) if m.size else 0
 
 
 def boundary_band(ids: np.ndarray, frac: float) -> np.ndarray:
@@ -118,46 +87,6 @@ def behind_silhouette(depth: np.ndarray, radius_px: int, jump: float) -> np.ndar
     if radius_px <= 0:
         return np.zeros(d.shape, bool)
     return d > minimum_filter(d, size=2 * radius_px + 1) * np.float32(1 + jump)
-
-
-class Relevance:
-    """A query's LERF margins over one map, per level.
-
-    ``best[level]`` is the highest margin of any Gaussian at that level (-inf: none has
-    semantics); :meth:`matching` lists the Gaussians of a level whose margin clears a threshold.
-    """
-
-    def __init__(self, margins: list[np.ndarray]) -> None:
-        self._margins = margins
-        self.best = np.array([m.max() if m.size else -np.inf for m in margins], np.float64)
-
-    def matches(self, level: int, threshold: float) -> np.ndarray:
-        """bool [N]: does the Gaussian's margin at ``level`` reach ``threshold``."""
-        return self._margins[level] >= threshold
-
-    def margins_at(self, level: int, idx: np.ndarray) -> np.ndarray:
-        """Margins of Gaussians ``idx`` at ``level``."""
-        return self._margins[level][idx]
-
-    def matching(self, level: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """(indices, margins) of the Gaussians with margin >= ``threshold`` at ``level``."""
-        idx = np.flatnonzero(self.matches(level, threshold))
-        return idx, self.margins_at(level, idx)
-
-
-class _CodeRelevance(Relevance):
-    """Relevance scored per codebook entry: Gaussian i at a level has ``margin[codes[level][i]]``."""
-
-    def __init__(self, code_margin: np.ndarray, present: list[np.ndarray], codes: list[np.ndarray]) -> None:
-        self._margin = np.append(code_margin, -np.inf).astype(np.float32)  # last slot: code -1
-        self._codes = codes
-        self.best = np.array([code_margin[p].max() if p.any() else -np.inf for p in present])
-
-    def matches(self, level: int, threshold: float) -> np.ndarray:
-        return (self._margin >= threshold)[self._codes[level]]
-
-    def margins_at(self, level: int, idx: np.ndarray) -> np.ndarray:
-        return self._margin[self._codes[level][idx]]
 
 
 class SemanticField(ABC):
@@ -381,7 +310,7 @@ class CodebookField(SemanticField):
         codes, present = self._resolve(gmap)
         margins = kind_margins(self.codebook.normalized(), query, negatives)
         code_margin = margins[best_kind(margins, np.logical_or.reduce(present))]
-        return _CodeRelevance(code_margin, present, codes)
+        return CodeRelevance(code_margin, present, codes)
 
     def state(self) -> dict[str, np.ndarray]:
         state = {"codebook_prototypes": self.codebook.state()["prototypes"]}

@@ -22,7 +22,7 @@ import numpy as np
 from langgs_ros.config import ModelsConfig, QueryConfig, load_config
 from langgs_ros.errors import ConfigError
 from langgs_ros.geometry import column_bounds, normals_from_quat_wxyz
-from langgs_ros.mapping.fusion import Relevance
+from langgs_ros.mapping.relevance import Relevance
 from langgs_ros.mapping.map_io import MapData
 from langgs_ros.query.instances import cluster_points
 from langgs_ros.query.navigation import GoalPose, NavigationGrid, plan_goal

@@ -66,6 +66,7 @@ class RuntimeStatus:
     semantic_lag_s: float = 0.0
     """Recorded time between the newest mapped keyframe and the newest labelled one, s (0: caught up)."""
     semantics_warning: str = ""
+    """Why the semantics count as behind (lag above ``semantics.lag_warn_s``); empty when not."""
     input_messages: dict[str, int] = dataclasses.field(default_factory=dict)
     """Messages received per input topic (and synchronised sets); set by the node."""
     refine_iterations: int = 0

@@ -14,8 +14,6 @@ or another waiting keyframe saw it too (consecutive keyframes of a slow camera o
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import threading
 import time
 from collections.abc import Sequence
@@ -125,8 +123,3 @@ class SemanticsStage(QueueWorker):
         self.status.keyframes_segmented += 1
         self.status.newest_segmented_ns = max(self.status.newest_segmented_ns, item.pending.frame.stamp_ns)
         self.status.last_segment_ms = 1000 * (time.perf_counter() - start)
-
-    def to_json(self) -> dict[str, object]:
-        """The figures, JSON-ready."""
-        return {k: None if isinstance(v, float) and math.isnan(v) else v
-                for k, v in dataclasses.asdict(self.status).items()}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from langgs_ros.errors import ConfigError
-from langgs_ros.mapping.fusion import best_kind, kind_margins
+from langgs_ros.mapping.relevance import best_kind, kind_margins
 from langgs_ros.semantics import models
 from langgs_ros.semantics.clip_features import ClipImageFeatures, ClipTextEncoder
 
