@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -162,9 +163,9 @@ def main() -> None:
     truth = load_ground_truth(args.work / "ground_truth.json")
     if args.realtime:
         rows = realtime_rows(bag, truth, [float(d) for d in args.delays.split(",")], args.arch, args.work)
-        (args.work / "bench_realtime.json").write_text(json.dumps(rows, indent=1))
-        print(f"results in {args.work / 'bench_realtime.json'}")
-        return
+        (args.work / "bench_realtime.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        print(f"results in {args.work / 'bench_realtime.json'}", flush=True)
+        os._exit(0)  # a --no-drain run may leave the backend inside a keyframe: do not tear torch down under it
     config = PipelineConfig()
     with BagFrameReader(bag, config.input, with_instances=True) as source:
         frames = list(source.frames())

@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        return _exit_past_workers(int(args.func(args)))
     except LangGSError as exc:
         _log(f"error: {exc}")
         return 2
@@ -307,6 +307,21 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _log(f"internal error: {type(exc).__name__}: {exc} (a bug in langgs_ros; LANGGS_DEBUG=1 shows the traceback)")
         return 3
+
+
+def _exit_past_workers(code: int) -> int:
+    """``code``; but if a worker thread is still inside a model (``replay --realtime --no-drain``
+    stopped while the 2D backend runs a keyframe for minutes), exit now: letting the interpreter
+    tear down under a running torch op aborts the process ("terminate called ...")."""
+    import threading
+
+    busy = [t.name for t in threading.enumerate() if t.name.startswith("langgs-") and t.is_alive()]
+    if busy:
+        _log(f"[langgs] not waiting for {', '.join(busy)} (busy in the backend); exiting")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def entrypoint() -> None:

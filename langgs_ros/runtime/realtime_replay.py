@@ -89,7 +89,8 @@ def replay_realtime(path: str | Path, out_dir: str | Path, semantics: str, confi
                 say(_line(runtime.refresh_status(), "draining"))
         drain_seconds = time.monotonic() - bag_end
     finally:
-        runtime.stop()
+        # without draining, a keyframe may be inside the backend for minutes: do not wait for it
+        runtime.stop(timeout=30.0 if drain else 2.0)
     status = runtime.refresh_status()
     if status.keyframes == 0:
         raise InputError(f"no usable frames in {path}:\n{stats.summary()}")

@@ -38,3 +38,23 @@ def test_realtime_with_a_slow_backend_matches_the_offline_replay(synth_bag, tmp_
     print(f"keyframes {s.keyframes}/{offline_keyframes}, segmented {s.keyframes_segmented}, "
           f"IoU realtime {realtime_iou:.3f} offline {offline_iou:.3f}, lag p50/p95/max {summary.lag_percentiles()}")
     assert realtime_iou >= offline_iou - 0.02
+
+
+def test_no_drain_stops_at_the_bags_end_and_the_answer_says_what_is_not_labelled(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag
+
+    synth = make_synthetic_bag(tmp_path, SynthSpec(width=96, height=72, frames=12))
+    config = tmp_path / "slow.yaml"
+    config.write_text("oracle:\n  delay_s: 60.0\n")  # the backend never finishes a keyframe here
+    run = subprocess.run([sys.executable, "-m", "langgs_ros", "replay", str(synth.bag), "--out", str(tmp_path / "map"),
+                          "--semantics", "oracle", "--realtime", "--no-drain", "--config", str(config)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "still waiting" in run.stderr and "segmented 0" in run.stderr
+    answer = json.loads(subprocess.run([sys.executable, "-m", "langgs_ros", "query", str(tmp_path / "map"), "table",
+                                        "--json"], capture_output=True, text=True, check=True).stdout)
+    assert answer["semantics"]["pending_keyframes"] > 0 and "not yet labelled" in answer["message"]
