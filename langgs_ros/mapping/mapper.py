@@ -203,11 +203,10 @@ class Mapper:
 
     def fuse_semantics(self, pending: PendingKeyframe, segmentation: Segmentation) -> int:
         """Fuse a keyframe's segments into the Gaussians it saw when its geometry was integrated
-        (those removed since are skipped); returns how many received them. Raises InputError for
-        segments that do not fit."""
+        (those removed since are skipped); returns how many received them. Segments from elsewhere
+        (split mode) are checked by the caller with :meth:`check_segmentation` before the geometry."""
         if self.field is None:
             raise InputError("segments were given to a map without semantics")
-        self.check_segmentation(pending.frame.rgb.shape[:2], segmentation)
         rows = self.gmap.rows_of(pending.uids)
         ok = rows >= 0
         idx = rows[ok]

@@ -33,7 +33,7 @@ from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.mapping.refine import Refiner, RefineStats
 from langgs_ros.query.engine import QueryEngine, QueryResult
 from langgs_ros.semantics.backend import Segmentation, create_backend
-from langgs_ros.semantics.remote import RemoteSegmentation
+from langgs_ros.semantics.remote import NO_SEGMENTS, RemoteSegmentation
 from langgs_ros.runtime.semantics_stage import SemanticsStage
 from langgs_ros.runtime.worker import QueueWorker
 from langgs_ros.types import Frame
@@ -276,8 +276,8 @@ class MappingRuntime(QueueWorker):
             with self._lock:
                 if self.mapper is None:
                     raise InputError("the map is not configured")
-                if self.split and segmentation is None and self.mapper.backend is not None:
-                    self.mapper.backend.segment(frame)  # RemoteSegmentation: raises, naming the semantics node
+                if self.split and segmentation is None:
+                    raise InputError(NO_SEGMENTS)
                 if segmentation is not None:  # split mode: segments that cannot fit are refused up front
                     self.mapper.check_segmentation(frame.rgb.shape[:2], segmentation)
                 stats, pending = self.mapper.integrate_geometry(frame)

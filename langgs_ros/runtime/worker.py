@@ -58,10 +58,6 @@ class LatestQueue:
         with self._cond:
             self._taken = max(0, self._taken - 1)
 
-    def settled(self) -> bool:
-        """Nothing waits and nothing is being handled."""
-        return self.backlog() == 0
-
     def backlog(self) -> int:
         """Items waiting or being handled."""
         with self._cond:
@@ -132,28 +128,26 @@ class QueueWorker:
         while len(self._queue):
             item = self._queue.get(0)
             if item is not None:
-                try:
-                    self._handle(item)
-                except Exception as exc:  # noqa: BLE001 - same contract as the worker thread
-                    self._failed(exc)
-                finally:
-                    self._queue.done()
+                self._run(item)
                 n += 1
         return n
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            item = self._queue.get(timeout=self._idle_timeout())
-            try:
-                if item is not None:
-                    self._handle(item)
-                else:
-                    self._idle()
-            except Exception as exc:  # noqa: BLE001 - one bad item must never stop the worker
-                self._failed(exc)
-            finally:
-                if item is not None:
-                    self._queue.done()
+            self._run(self._queue.get(timeout=self._idle_timeout()))
+
+    def _run(self, item: object | None) -> None:
+        """Handle one item from the queue (or idle for None); any exception is counted, never raised."""
+        try:
+            if item is not None:
+                self._handle(item)
+            else:
+                self._idle()
+        except Exception as exc:  # noqa: BLE001 - one bad item must never stop the worker
+            self._failed(exc)
+        finally:
+            if item is not None:
+                self._queue.done()
 
     def _failed(self, exc: Exception) -> None:
         """Count an exception of one item and go on; its traceback is logged once per exception
@@ -170,7 +164,7 @@ class QueueWorker:
 
     def settled(self) -> bool:
         """No item waits and none is being handled."""
-        return self._queue.settled()
+        return self._queue.backlog() == 0
 
     def backlog(self) -> int:
         """Items waiting or being handled."""

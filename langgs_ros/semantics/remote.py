@@ -9,7 +9,11 @@ from langgs_ros.errors import ConfigError, InputError
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend, create_text_encoder
 from langgs_ros.types import Frame
 
-__all__ = ["RemoteSegmentation"]
+__all__ = ["RemoteSegmentation", "NO_SEGMENTS"]
+
+NO_SEGMENTS = ("this mapping process receives segments from the semantics node (SemanticFrame); "
+               "frames without them cannot get semantics here")
+"""Why a frame without segments is refused in split mode."""
 
 
 class RemoteSegmentation(SemanticBackend):
@@ -33,5 +37,4 @@ class RemoteSegmentation(SemanticBackend):
         return self.text_encoder.dim * self._kinds
 
     def segment(self, frame: Frame, guidance: SegmentationGuidance | None = None) -> Segmentation:
-        raise InputError("this mapping process receives segments from the semantics node (SemanticFrame); "
-                         "frames without them cannot get semantics here")
+        raise InputError(NO_SEGMENTS)
