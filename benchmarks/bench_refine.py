@@ -5,6 +5,9 @@
 * plane-sweep depth of color-only keyframes vs the exact synthetic depth, and on real RGB-D frames
   (``--real``, the shelf frames of ../shared/data/real) vs the depth camera: per frame, and the
   surface of a map built from color alone vs held-out frames' depth;
+* ``langgs replay --refine`` on the real frame folders (``--refine-real``; SUN3D and shelf frames
+  of ../shared/data/real): held-out PSNR and depth error before/after, time per iteration, peak
+  memory (``--only-real`` for these alone);
 * with ``--semantic N``: mean 3D IoU of the oracle's object queries under the "realistic" noise
   preset, feed-forward codebook map vs N iterations of semantic refinement (``refine.semantic_dim``
   16) on every keyframe (views at ``--semantic-scale``).
@@ -97,6 +100,46 @@ def rgb_only_real(folder: Path) -> dict:
     return row
 
 
+def _refine_real_child(folder: str, iterations: int, queue: object) -> None:
+    """In a fresh process (its own peak memory): ``langgs replay FOLDER --semantics none --refine``."""
+    import tempfile
+
+    from langgs_ros.pipeline import replay
+
+    config = PipelineConfig()
+    config.refine.iterations = iterations
+    with tempfile.TemporaryDirectory() as out:
+        summary = replay(folder, out, "none", config, refine=True)
+    r = summary.refine
+    b, a = r.before, r.after
+    queue.put({"folder": folder, "keyframes": summary.keyframes, "gaussians": summary.gaussians,
+               "replay_s": round(summary.seconds, 1), "held_out_views": b.views if b else 0,
+               "psnr_before_db": round(b.psnr_db, 2) if b else None, "psnr_after_db": round(a.psnr_db, 2) if a else None,
+               "depth_err_before_m": round(b.depth_error_m, 5) if b else None,
+               "depth_err_after_m": round(a.depth_error_m, 5) if a else None,
+               "iterations": r.iterations, "rounds": r.rounds, "rolled_back": r.rolled_back, "kept": r.kept,
+               "refine_s": round(r.seconds, 1), "s_per_iteration": round(r.seconds / max(1, r.iterations), 2),
+               "refined_gaussians": r.refined, "peak_rss_mb": round(summary.peak_rss_mb), "line": r.line()})
+
+
+def refine_real(folders: list[Path], iterations: int) -> list[dict]:
+    """The replay's own held-out figures of ``--refine`` on real frame folders (one process each)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    rows = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_refine_real_child, args=(str(folder), iterations, queue))
+        proc.start()
+        rows.append(queue.get())
+        proc.join()
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def semantic_refinement(bag: Path, truth: list[dict], pixel_stride: int, iterations: int, scale: float) -> dict:
     """3D IoU under realistic oracle noise, feed-forward vs semantic refinement on all keyframes."""
     config = PipelineConfig()
@@ -130,7 +173,16 @@ def main() -> None:
     parser.add_argument("--semantic-scale", type=float, default=0.5)
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/real/shelf_objects/frames",
                         help="real RGB-D frame folder for the plane-sweep figures (skipped if missing)")
+    real = Path(__file__).resolve().parents[2] / "shared/data/real"
+    parser.add_argument("--refine-real", type=Path, nargs="*",
+                        default=[real / "sun3d_studyroom/seq-01", real / "shelf_objects/frames"],
+                        help="real frame folders for `langgs replay --refine`'s held-out figures (missing ones skipped)")
+    parser.add_argument("--refine-real-iterations", type=int, default=RefineConfig().iterations)
+    parser.add_argument("--only-real", action="store_true", help="only the --refine-real figures")
     args = parser.parse_args()
+    if args.only_real:
+        print(json.dumps(refine_real(args.refine_real, args.refine_real_iterations), indent=1))
+        return
 
     bag = args.work / f"synth_{args.width}x{args.height}_{args.frames}" / "synth_bag"
     if not bag.exists():
@@ -164,6 +216,7 @@ def main() -> None:
     }
     if args.real.is_dir():
         row.update(rgb_only_real(args.real))
+    row["refine_real"] = refine_real(args.refine_real, args.refine_real_iterations)
     if args.semantic:
         truth = load_ground_truth(bag.parent / "ground_truth.json")
         row.update(semantic_refinement(bag, truth, args.pixel_stride, args.semantic, args.semantic_scale))

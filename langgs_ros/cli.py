@@ -112,6 +112,7 @@ def _replay_realtime_and_report(bag: Path, out: Path, semantics: str, config: Pi
 
 def _replay_and_report(bag: Path, out: Path, semantics: str, config: PipelineConfig, refine: bool = False) -> None:
     """Build the map of ``bag`` into ``out`` with progress and a summary on stderr."""
+    from langgs_ros.mapping.refine_rounds import RefineProgress
     from langgs_ros.pipeline import ReplayProgress, replay
 
     if semantics == "oracle":
@@ -122,8 +123,15 @@ def _replay_and_report(bag: Path, out: Path, semantics: str, config: PipelineCon
 
     if refine:
         _log(f"[replay] then {config.refine.iterations} refinement iterations on the last {config.refine.window} "
-             f"keyframes (refine.* in --config)")
-    summary = replay(bag, out, semantics, config, progress, refine=refine)
+             f"keyframes, in rounds of {config.refine.round_iterations} judged on held-out frames (refine.* in --config)")
+
+    def refine_progress(p: RefineProgress) -> None:
+        judged = "" if math.isnan(p.held_out_before) else (
+            f", held-out loss {p.held_out_before:.4f} -> {p.held_out_after:.4f}"
+            + (" (worse: round rolled back)" if p.rolled_back else ""))
+        _log(f"[replay] refine iteration {p.iterations}/{p.total}: loss {p.loss:.4f}{judged}, {p.seconds:.0f} s")
+
+    summary = replay(bag, out, semantics, config, progress, refine=refine, refine_progress=refine_progress)
     per_kf = 1000 * sum(summary.keyframe_seconds) / max(1, len(summary.keyframe_seconds))
     _log(f"[replay] done in {summary.seconds:.1f} s: {summary.keyframes} keyframes, {summary.gaussians} Gaussians, "
          f"{per_kf:.0f} ms per keyframe")
@@ -133,12 +141,15 @@ def _replay_and_report(bag: Path, out: Path, semantics: str, config: PipelineCon
         _log(f"[replay] semantics per keyframe: {stages}")
     if summary.refine is not None:
         r = summary.refine
-        _log(f"[replay] refinement: {r.iterations} iterations in {r.seconds:.1f} s, loss {r.first_loss:.3f} -> "
-             f"{r.last_loss:.3f}, {r.refined} Gaussians refined, {r.densified} added, {r.pruned} pruned")
+        _log(f"[replay] refinement: {r.rounds} rounds ({r.rolled_back} rolled back), training loss "
+             f"{r.first_loss:.3f} -> {r.last_loss:.3f}, {r.refined} Gaussians refined, {r.densified} added, "
+             f"{r.pruned} pruned")
     gpu = f", GPU {summary.peak_gpu_mb:.0f} MiB" if summary.peak_gpu_mb else ""
     _log(f"[replay] peak memory: RSS {summary.peak_rss_mb:.0f} MiB{gpu}")
     _log("[replay] " + summary.source.summary().replace("\n", "\n[replay] "))
     _log(f"[replay] map written to {summary.map_path}")
+    if summary.refine is not None:
+        _log(summary.refine.line())
 
 
 def _answer(map_dir: Path, text: str, config: PipelineConfig, png: Path | None) -> Any:

@@ -18,7 +18,8 @@ from langgs_ros.io.output_paths import check_output_dir
 from langgs_ros.io.frame_source import SourceStats
 from langgs_ros.mapping.map_io import MapData, save_map
 from langgs_ros.mapping.mapper import Mapper
-from langgs_ros.mapping.refine import Refiner, RefineStats
+from langgs_ros.mapping.refine import Refiner
+from langgs_ros.mapping.refine_rounds import RefineProgress, RefineReport, refine_in_rounds
 from langgs_ros.semantics.backend import create_backend
 
 __all__ = ["ReplayProgress", "ReplaySummary", "open_source", "build_map", "replay"]
@@ -50,7 +51,7 @@ class ReplaySummary:
     """Peak resident memory of the process, MiB."""
     peak_gpu_mb: float = 0.0
     """Peak CUDA memory allocated by torch, MiB (0 without CUDA)."""
-    refine: RefineStats | None = None
+    refine: RefineReport | None = None
     """Figures of the refinement after the replay (``--refine``)."""
 
 
@@ -98,10 +99,11 @@ def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,
 
 
 def replay(path: str | Path, out_dir: str | Path, semantics: str, config: PipelineConfig,
-           progress: Callable[[ReplayProgress], None] | None = None, refine: bool = False) -> ReplaySummary:
+           progress: Callable[[ReplayProgress], None] | None = None, refine: bool = False,
+           refine_progress: Callable[[RefineProgress], None] | None = None) -> ReplaySummary:
     """Build a map from ``path`` with the ``semantics`` backend and save it to ``out_dir``; with
     ``refine``, then run ``config.refine.iterations`` of refinement on the last ``refine.window``
-    keyframes."""
+    keyframes, judged on held-out non-keyframes (:func:`refine_in_rounds`)."""
     classify_input(path)  # a clear error for a wrong input path before any model is loaded
     check_output_dir(out_dir, "map directory", create=False)  # before the work, not after it
     backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou)
@@ -114,7 +116,9 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
     decoder: dict[str, np.ndarray] = {}
     if refine and config.refine.window > 0:
         refiner = Refiner(config.refine, mapper.field, seed=config.oracle.seed)
-        summary.refine = refiner.refine(mapper.gmap, list(mapper.views), config.refine.iterations)
+        summary.refine = refine_in_rounds(mapper.gmap, refiner, list(mapper.views), list(mapper.held_out),
+                                          config.refine.iterations, config.refine.round_iterations,
+                                          config.refine.time_budget_s, refine_progress)
         summary.gaussians = len(mapper.gmap)
         decoder = refiner.decoder_state()
     data = MapData(

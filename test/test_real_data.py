@@ -112,3 +112,27 @@ def test_plane_sweep_depth_agrees_with_the_sensor_on_real_frames():
           f"{np.mean(covered):.0%} of the sensor's pixels")
     assert len(errors) >= 5 and np.mean(covered) > 0.10
     assert np.median(err) <= 0.015 and np.percentile(err, 90) <= 0.10
+
+
+@needs_shelf
+def test_refinement_on_real_frames_is_judged_on_held_out_frames_and_does_not_make_them_worse(tmp_path):
+    """`langgs replay --refine` as a user runs it, on a small budget: its last line gives the
+    held-out figures, and refinement is kept only where it did not make them worse."""
+    import re
+    import subprocess
+    import sys
+
+    (tmp_path / "refine.yaml").write_text("refine: {iterations: 10}\n")
+    run = subprocess.run([sys.executable, "-m", "langgs_ros", "replay", str(SHELF), "--out", str(tmp_path / "map"),
+                          "--semantics", "none", "--refine", "--config", str(tmp_path / "refine.yaml")],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert any(line.startswith("[replay] refine iteration 10/10: loss ") for line in lines), lines  # progress
+    m = re.fullmatch(r"refine: held-out PSNR ([\d.]+) -> ([\d.]+) dB, depth error ([\d.]+) -> ([\d.]+) m over (\d) views, "
+                     r"10 iterations in [\d.]+ s", lines[-1])
+    assert m, lines[-1]
+    psnr_before, psnr_after, depth_before, depth_after, views = map(float, m.groups())
+    assert views == 3  # every 4th non-keyframe held out, the newest 3 kept
+    assert psnr_after >= psnr_before and depth_after <= depth_before, lines[-1]
+    assert (tmp_path / "map" / "map.npz").is_file()

@@ -1,5 +1,6 @@
 """Refinement by differentiable rendering: photometric + depth losses improve a perturbed map; the
-semantic losses restore corrupted codes; rounds on a changed map are not written back."""
+semantic losses restore corrupted codes; rounds on a changed map are not written back; rounds
+and whole runs that make held-out views worse are undone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 from langgs_ros.config import MappingConfig, RefineConfig
 from langgs_ros.mapping.map_io import MapData, load_map, save_map
 from langgs_ros.mapping.mapper import Mapper
-from langgs_ros.mapping.refine import Refiner, psnr, refine_map, render_view
+from langgs_ros.mapping.refine import Refiner, psnr, refine_map, render_view, training_view
+from langgs_ros.mapping.refine_rounds import refine_in_rounds
 from langgs_ros.semantics.backend import Segmentation, SemanticBackend
 from langgs_ros.semantics.oracle import TokenTextEncoder
 from langgs_ros.types import CameraIntrinsics, Frame
@@ -128,3 +130,73 @@ def test_a_round_on_a_changed_map_is_not_written_back():
     mapper.gmap.keep(np.arange(len(mapper.gmap)) % 2 == 0)  # the map changed meanwhile (reset, pruning)
     assert not refiner.commit(mapper.gmap, rnd).committed
     assert np.array_equal(mapper.gmap["means"], means[::2])
+
+
+def _tinted(frame: Frame, rgb: tuple[int, int, int]) -> Frame:
+    """The same view with every pixel one colour (a view refinement should not follow)."""
+    return Frame(frame.stamp_ns, frame.frame_id, np.full_like(frame.rgb, rgb), frame.intrinsics, frame.T_world_cam,
+                 depth=frame.depth)
+
+
+def test_a_round_that_makes_held_out_views_worse_is_rolled_back():
+    frames = wall_frames(3)
+    mapper = Mapper(MappingConfig(pixel_stride=2, keyframe_translation_m=0.01), None)
+    for f in frames:
+        mapper.integrate(f)
+    config = RefineConfig(scale=1.0, lr_colors=0.05, crop_px=0)
+    wrong = [training_view(_tinted(f, (255, 0, 255)), 1.0, i) for i, f in enumerate(frames)]  # magenta "photos"
+    held_out = [training_view(frames[1], 1.0)]  # the real wall
+    before = mapper.gmap.to_arrays()
+    stats = Refiner(config).refine(mapper.gmap, wrong, 20, held_out=held_out)
+    assert stats.iterations == 20 and stats.held_out_after > stats.held_out_before
+    assert stats.rolled_back and not stats.committed
+    assert all(np.array_equal(mapper.gmap[k], v) for k, v in before.items())  # the map kept its state
+
+    # the same round against the real views improves the held-out view and is written
+    mapper.gmap["colors"][:] = np.random.default_rng(0).integers(0, 256, mapper.gmap["colors"].shape, dtype=np.uint8)
+    right = [training_view(f, 1.0, i) for i, f in enumerate(frames)]
+    stats = Refiner(config).refine(mapper.gmap, right, 20, held_out=held_out)
+    assert stats.committed and not stats.rolled_back and stats.held_out_after < stats.held_out_before
+
+
+class _Unguarded(Refiner):
+    """A refiner whose rounds are never rolled back (to exercise the final check alone)."""
+
+    def commit(self, gmap, rnd):  # noqa: ANN001, ANN201
+        rnd.stats.held_out_after = rnd.stats.held_out_before = float("nan")
+        return super().commit(gmap, rnd)
+
+
+def test_refinement_that_ends_worse_on_held_out_views_restores_the_map():
+    frames = wall_frames(3)
+    mapper = Mapper(MappingConfig(pixel_stride=2, keyframe_translation_m=0.01), None)
+    for f in frames:
+        mapper.integrate(f)
+    config = RefineConfig(scale=1.0, lr_colors=0.05, crop_px=0)
+    wrong = [training_view(_tinted(f, (255, 0, 255)), 1.0, i) for i, f in enumerate(frames)]
+    held_out = [training_view(frames[1], 1.0)]
+    before = mapper.gmap.to_arrays()
+    report = refine_in_rounds(mapper.gmap, _Unguarded(config), wrong, held_out, 20, 10)
+    assert report.rounds == 2 and report.rolled_back == 0
+    assert report.after.psnr_db < report.before.psnr_db - 3  # what the refined map would have been
+    assert not report.kept and "map restored" in report.line()
+    assert all(np.array_equal(mapper.gmap[k], v) for k, v in before.items())
+
+    # with the real views it is kept, and the line says by how much it helped
+    mapper.gmap["colors"][:] = np.random.default_rng(0).integers(0, 256, mapper.gmap["colors"].shape, dtype=np.uint8)
+    right = [training_view(f, 1.0, i) for i, f in enumerate(frames)]
+    lines = []
+    report = refine_in_rounds(mapper.gmap, Refiner(config), right, held_out, 20, 10,
+                              progress=lambda p: lines.append(p.iterations))
+    assert report.kept and report.after.psnr_db > report.before.psnr_db + 3 and lines == [10, 20]
+    assert report.line().startswith(f"refine: held-out PSNR {report.before.psnr_db:.2f} -> {report.after.psnr_db:.2f} dB")
+
+
+def test_the_mapper_holds_out_every_nth_non_keyframe():
+    frames = wall_frames(1) * 9  # one keyframe, then 8 non-keyframes from the same place
+    mapper = Mapper(MappingConfig(pixel_stride=2), None, refine=RefineConfig(holdout_every=3, holdout_views=2))
+    for f in frames:
+        mapper.integrate(f)
+    assert mapper.n_keyframes == 1 and len(mapper.views) == 1
+    assert len(mapper.held_out) == 2  # non-keyframes 0, 3, 6 held out; the newest 2 kept
+    assert Mapper(MappingConfig(), None, refine=RefineConfig(holdout_every=0)).held_out.maxlen == 0

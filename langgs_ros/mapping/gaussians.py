@@ -131,6 +131,15 @@ class GaussianMap:
         """Live rows of every field (copies), for saving."""
         return {name: self[name].copy() for name in self._arrays}
 
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Put back the rows saved by :meth:`to_arrays` (same fields), e.g. to undo a change."""
+        if set(arrays) != set(self._arrays):
+            raise ValueError("restore needs the fields the map has")
+        for name, arr in arrays.items():
+            self._arrays[name] = arr.copy()
+        self._size = len(next(iter(arrays.values()))) if arrays else 0
+        self.revision += 1
+
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> GaussianMap:
         """Rebuild from :meth:`to_arrays`; raises ValueError on inconsistent arrays."""

@@ -36,7 +36,7 @@ from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframes import KeyframeSelector
 from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, PlaneSweepDepth
-from langgs_ros.mapping.refine import IGNORE, NO_SEGMENT, TrainingView, set_view_tracks, training_view
+from langgs_ros.mapping.training_views import IGNORE, NO_SEGMENT, TrainingView, set_view_tracks, training_view
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
 from langgs_ros.types import Frame
 
@@ -104,6 +104,10 @@ class Mapper:
         # the newest keyframes, resized, with their segments' map tracks: refinement's training views
         self.refine_config = refine
         self.views: deque[TrainingView] = deque(maxlen=refine.window if refine else 0)
+        # every holdout_every-th non-keyframe, resized like the views: judges refinement
+        self.held_out: deque[TrainingView] = deque(
+            maxlen=refine.holdout_views if refine and refine.window > 0 and refine.holdout_every > 0 else 0)
+        self._non_keyframes = 0
         self.backend = backend
         self.gmap = GaussianMap()
         self.field: SemanticField | None = None
@@ -242,6 +246,14 @@ class Mapper:
         except ValueError as exc:
             raise InputError(f"segments do not fit the map's {self.backend.dim}-d semantics: {exc}") from None
 
+    def _hold_out(self, frame: Frame) -> None:
+        """Keep every ``refine.holdout_every``-th non-keyframe as a held-out view."""
+        if self.held_out.maxlen:
+            assert self.refine_config is not None
+            if self._non_keyframes % self.refine_config.holdout_every == 0:
+                self.held_out.append(training_view(frame, self.refine_config.scale, -1))
+            self._non_keyframes += 1
+
     def _add_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None, _Visibility | None]:
         """Keyframe test, depth, new Gaussians and confidence; pruning is left to the caller.
         Returns (figures, the pending keyframe and the map's visibility in it; None, None for a
@@ -254,11 +266,13 @@ class Mapper:
             depth = self.stereo.estimate(frame) if keyframe else None
             self.stereo.observe(frame)
             if not keyframe:
+                self._hold_out(frame)
                 return IntegrationStats(keyframe=False, total=len(self.gmap)), None, None
             if depth is None:
                 raise InputError("color-only frame: no earlier view with enough baseline for stereo depth yet")
             frame = frame.with_depth(depth)
         elif not self.selector.is_keyframe(frame.T_world_cam):
+            self._hold_out(frame)
             return IntegrationStats(keyframe=False, total=len(self.gmap)), None, None
         self.selector.accept(frame.T_world_cam)
         kf = self.n_keyframes

@@ -71,6 +71,8 @@ class RuntimeStatus:
     """Messages received per input topic (and synchronised sets); set by the node."""
     refine_iterations: int = 0
     refine_rounds: int = 0
+    refine_rolled_back: int = 0
+    """Background rounds undone because they raised the loss on held-out frames."""
     last_refine_ms: float = float("nan")
 
     def to_json(self) -> dict[str, object]:
@@ -249,7 +251,7 @@ class MappingRuntime(QueueWorker):
             mapper, refiner = self.mapper, self.refiner
             if mapper is None or refiner is None:
                 return None
-            rnd = refiner.prepare(mapper.gmap, list(mapper.views))
+            rnd = refiner.prepare(mapper.gmap, list(mapper.views), list(mapper.held_out))
         if rnd is None:
             return None
         start = time.perf_counter()
@@ -262,10 +264,11 @@ class MappingRuntime(QueueWorker):
         if stats.iterations:
             with self._lock:
                 if self.mapper is mapper:
-                    refiner.commit(mapper.gmap, rnd)
+                    stats = refiner.commit(mapper.gmap, rnd)
                     self.status.gaussians = len(mapper.gmap)
             self.status.refine_iterations += stats.iterations
             self.status.refine_rounds += 1
+            self.status.refine_rolled_back += int(stats.rolled_back)
             self.status.last_refine_ms = 1000 * (time.perf_counter() - start)
         return stats
 
