@@ -29,11 +29,12 @@ import torch.nn.functional as F  # noqa: N812
 from langgs_ros.config import RefineConfig
 from langgs_ros.mapping.fusion import CodebookField, SemanticField
 from langgs_ros.mapping.gaussians import GaussianMap
-from langgs_ros.mapping.held_out import HeldOutCrop, gaussian_params, render_params, view_loss
+from langgs_ros.mapping.held_out import EVAL_TILE, HeldOutCrop, gaussian_params, render_params, view_loss
 from langgs_ros.mapping.semantic_distillation import SemanticDistillation
 from langgs_ros.mapping.training_views import (IGNORE, NO_SEGMENT, TrainingView, in_frustums, psnr, set_view_tracks,
                                                ssim, training_view)
 from langgs_ros.rendering.projection import quat_to_rotmat
+from langgs_ros.rendering.render import RenderOutput
 from langgs_ros.types import Frame
 
 __all__ = ["TrainingView", "training_view", "set_view_tracks", "RefineStats", "Refiner", "refine_map", "ssim", "psnr",
@@ -56,11 +57,11 @@ def _in_view(means: torch.Tensor, log_scales: torch.Tensor, T: torch.Tensor, K: 
 
 
 def _render_subset(params: dict[str, torch.Tensor], T: torch.Tensor, K: torch.Tensor, width: int, height: int,  # noqa: N803
-                   backend: str, extra: torch.Tensor | None = None):  # noqa: ANN202
+                   backend: str, extra: torch.Tensor | None = None, tile: int = 16) -> RenderOutput:
     """Render only the Gaussians that can reach the view (autograd and memory for those only)."""
     sel = _in_view(params["means"].detach(), params["log_scales"].detach(), T, K, width, height)
     sub = {k: params[k][sel] for k in ("means", "quats", "log_scales", "opacity_logits", "colors")}
-    return render_params(sub, T, K, width, height, backend, None if extra is None else extra[sel])
+    return render_params(sub, T, K, width, height, backend, None if extra is None else extra[sel], tile)
 
 
 @dataclass
@@ -90,7 +91,7 @@ def render_view(gmap: GaussianMap, frame: Frame, scale: float = 0.5, backend: st
     view = training_view(frame, scale)
     with torch.no_grad():
         out = render_params(gaussian_params(gmap, np.arange(len(gmap))), torch.from_numpy(view.T_cam_world).float(),
-                            torch.from_numpy(view.K), view.width, view.height, backend)
+                            torch.from_numpy(view.K), view.width, view.height, backend, tile=EVAL_TILE)
     return out.features.clamp(0, 1).numpy(), out.depth.numpy()
 
 
@@ -177,7 +178,8 @@ class Refiner:
         losses = []
         with torch.no_grad():
             for c in rnd.held_out:
-                out = _render_subset(rnd.params, c.T_cam_world, c.K, c.width, c.height, self.config.backend)
+                out = _render_subset(rnd.params, c.T_cam_world, c.K, c.width, c.height, self.config.backend,
+                                     tile=EVAL_TILE)
                 losses.append(float(view_loss(out, c.rgb, c.depth, self.config)))
         return float(np.mean(losses))
 
