@@ -189,14 +189,14 @@ class Refiner:
         With held-out views, their loss is measured before the first and after the last step."""
         cfg = self.config
         stats = rnd.stats
-        if rnd.held_out and stats.iterations == 0 and np.isnan(stats.held_out_before):
+        if rnd.held_out and np.isnan(stats.held_out_before):
             stats.held_out_before = self.held_out_loss(rnd)
         p = {k: v.requires_grad_(True) for k, v in rnd.params.items()}
         lrs = {"means": cfg.lr_means, "log_scales": cfg.lr_scales, "quats": cfg.lr_quats,
                "opacity_logits": cfg.lr_opacity, "colors": cfg.lr_colors, "semantic": cfg.lr_semantic}
         opt = torch.optim.Adam([{"params": [p[k]], "lr": lrs[k]} for k in p])
         start = time.perf_counter()
-        done = 0
+        done_before = stats.iterations
         for _ in range(iterations):
             if (should_stop is not None and should_stop()) or time.perf_counter() - start > time_budget_s:
                 break
@@ -238,10 +238,9 @@ class Refiner:
                 stats.first_loss = value
             stats.last_loss = value
             stats.iterations += 1
-            done += 1
         for v in p.values():
             v.requires_grad_(False)
-        if rnd.held_out and done:
+        if rnd.held_out and stats.iterations > done_before:
             stats.held_out_after = self.held_out_loss(rnd)
         stats.seconds += time.perf_counter() - start
         return stats

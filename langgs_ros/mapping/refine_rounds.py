@@ -39,25 +39,51 @@ class RefineProgress:
 
 @dataclass
 class RefineReport:
-    """What ``refine_in_rounds`` did."""
+    """What ``refine_in_rounds`` did; the totals are those of its rounds."""
 
-    iterations: int = 0
+    round_stats: list[RefineStats] = field(default_factory=list)
+    """Figures of each round, in order."""
     seconds: float = 0.0
-    rounds: int = 0
-    rolled_back: int = 0
-    """Rounds that raised the held-out loss and were undone."""
-    first_loss: float = float("nan")
-    last_loss: float = float("nan")
-    refined: int = 0
-    densified: int = 0
-    pruned: int = 0
     before: ViewQuality | None = None
     """Held-out figures of the map before refinement (None without held-out views)."""
     after: ViewQuality | None = None
     """The same after refinement, over the same pixels."""
     kept: bool = True
     """False: the refined map was worse on the held-out views than the one before, and was undone."""
-    rounds_stats: list[RefineStats] = field(default_factory=list)
+
+    @property
+    def rounds(self) -> int:
+        return len(self.round_stats)
+
+    @property
+    def iterations(self) -> int:
+        return sum(s.iterations for s in self.round_stats)
+
+    @property
+    def rolled_back(self) -> int:
+        """Rounds that raised the held-out loss and were undone."""
+        return sum(s.rolled_back for s in self.round_stats)
+
+    @property
+    def densified(self) -> int:
+        return sum(s.densified for s in self.round_stats)
+
+    @property
+    def pruned(self) -> int:
+        return sum(s.pruned for s in self.round_stats)
+
+    @property
+    def refined(self) -> int:
+        """Most Gaussians optimised in one round."""
+        return max((s.refined for s in self.round_stats), default=0)
+
+    @property
+    def first_loss(self) -> float:
+        return self.round_stats[0].first_loss if self.round_stats else float("nan")
+
+    @property
+    def last_loss(self) -> float:
+        return self.round_stats[-1].last_loss if self.round_stats else float("nan")
 
     def line(self) -> str:
         """The one-line summary: held-out PSNR and depth error before -> after."""
@@ -108,16 +134,7 @@ def refine_in_rounds(gmap: GaussianMap, refiner: Refiner, views: list[TrainingVi
         stats = refiner.commit(gmap, rnd)
         if stats.iterations == 0:
             break
-        report.rounds_stats.append(stats)
-        report.rounds += 1
-        report.iterations += stats.iterations
-        report.rolled_back += int(stats.rolled_back)
-        report.densified += stats.densified
-        report.pruned += stats.pruned
-        report.refined = max(report.refined, stats.refined)
-        if report.rounds == 1:
-            report.first_loss = stats.first_loss
-        report.last_loss = stats.last_loss
+        report.round_stats.append(stats)
         if progress is not None:
             progress(RefineProgress(report.iterations, iterations, stats.last_loss, stats.held_out_before,
                                     stats.held_out_after, stats.rolled_back, time.perf_counter() - start))
