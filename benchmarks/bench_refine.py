@@ -85,8 +85,11 @@ def rgb_only_real(folder: Path) -> dict:
     row = {"real_sweep": sweep_errors(frames, PlaneSweepDepth(PlaneSweepConfig(
         min_confidence=config.mapping.stereo_min_confidence, min_baseline_m=config.mapping.stereo_min_baseline_m)))}
     held = set(range(2, len(frames), 5))
-    for mode in ("rgbd", "rgb_only"):
-        mapper = Mapper(config.mapping, None)
+    # color only as before issue 18 (one sweep, no consistency check, no plane fill, no averaging)
+    before = dataclasses.replace(config.mapping, stereo_refine_steps=0, stereo_consistent_views=0,
+                                 stereo_plane_fill=False, stereo_average_positions=False)
+    for mode, mapping in (("rgbd", config.mapping), ("rgb_only_before", before), ("rgb_only", config.mapping)):
+        mapper = Mapper(mapping, None)
         for i, f in enumerate(frames):
             if i not in held:
                 try:
@@ -97,6 +100,9 @@ def rgb_only_real(folder: Path) -> dict:
         row[f"real_map_{mode}"] = {"keyframes": mapper.n_keyframes, "gaussians": len(mapper.gmap),
                                    "held_out_pixels": int(err.size), "median_err_m": round(float(np.median(err)), 4),
                                    "p90_err_m": round(float(np.percentile(err, 90)), 4)}
+    rgbd_pixels = row["real_map_rgbd"]["held_out_pixels"]
+    for mode in ("rgb_only_before", "rgb_only"):  # held-out depth pixels the map covers, vs the RGB-D map
+        row[f"real_map_{mode}"]["coverage_vs_rgbd"] = round(row[f"real_map_{mode}"]["held_out_pixels"] / rgbd_pixels, 3)
     return row
 
 
@@ -179,7 +185,12 @@ def main() -> None:
                         help="real frame folders for `langgs replay --refine`'s held-out figures (missing ones skipped)")
     parser.add_argument("--refine-real-iterations", type=int, default=RefineConfig().iterations)
     parser.add_argument("--only-real", action="store_true", help="only the --refine-real figures")
+    parser.add_argument("--only-color-real", action="store_true",
+                        help="only the color-only figures on --real (before/after issue 18's stereo changes)")
     args = parser.parse_args()
+    if args.only_color_real:
+        print(json.dumps(rgb_only_real(args.real), indent=1))
+        return
     if args.only_real:
         print(json.dumps(refine_real(args.refine_real, args.refine_real_iterations), indent=1))
         return

@@ -53,6 +53,10 @@ class InputConfig:
     """std_msgs/String with JSON {"<id>": "<label>"}, used only by the oracle backend."""
     fixed_frame: str = "map"
     """Fixed frame of the map (REP-105)."""
+    base_frame: str = "base_link"
+    """Robot base frame, on the floor (REP-105): where the map has too little floor of its own
+    (a color-only camera over a textureless floor), the floor is taken from its pose. Empty = off;
+    a TF tree without it leaves it off."""
     pose_topic: str = ""
     """If set, camera poses come from this geometry_msgs/PoseStamped or nav_msgs/Odometry topic
     instead of /tf; the pose is of ``pose_child_frame`` and is chained to the image frame by TF."""
@@ -143,6 +147,20 @@ class MappingConfig:
     peak get no depth."""
     stereo_min_baseline_m: float = 0.05
     """Color-only input: a source view must be this far from the keyframe (m)."""
+    stereo_refine_steps: int = 9
+    """Color-only input: hypotheses per pixel of a second, finer sweep within one plane of the
+    first's depth (< 3 = none)."""
+    stereo_consistent_views: int = 1
+    """Color-only input: a sweep depth is kept only where this many earlier keyframes' depth maps
+    agree with it (0 = keep all; removes confident wrong matches)."""
+    stereo_consistency_tol: float = 0.03
+    """Color-only input: ...agreeing within this fraction of the depth."""
+    stereo_average_positions: bool = True
+    """Color-only input: a Gaussian seen again moves to the mean of its observations (stereo depth
+    is noisy; N views shrink the noise by sqrt(N))."""
+    stereo_plane_fill: bool = True
+    """Color-only input: fill textureless holes of the sweep depth with a plane their border depths
+    agree on (or the floor under the robot's base frame); their Gaussians start unconfirmed."""
 
 
 @dataclass
@@ -382,6 +400,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "occlusion_abstain_frac": (0.0, 0.5), "occlusion_depth_jump": (0.001, 10.0), "stereo_views": (1, 32),
         "stereo_planes": (2, 1024), "stereo_min_depth_m": (0.01, 100.0), "stereo_max_depth_m": (0.01, 1000.0),
         "stereo_scale": (0.05, 1.0), "stereo_min_confidence": (0.0, 1.0), "stereo_min_baseline_m": (0.0, 10.0),
+        "stereo_refine_steps": (0, 64), "stereo_consistent_views": (0, 32), "stereo_consistency_tol": (0.001, 1.0),
     },
     "oracle": {
         "seed": (0, 2**31 - 1), "embedding_noise": (0.0, 100.0), "label_swap_prob": (0.0, 1.0),

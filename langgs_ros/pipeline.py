@@ -123,7 +123,7 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
         decoder = refiner.decoder_state()
     data = MapData(
         gmap=mapper.gmap, field=mapper.field, fixed_frame=config.input.fixed_frame, semantics=semantics,
-        keyframe_poses=np.array(mapper.keyframe_poses),
+        keyframe_poses=np.array(mapper.keyframe_poses), floor_z=mapper.floor_z(),
         extra={"source": str(path), "config": config_to_dict(config), "labels": labels,
                "frames_used": summary.source.frames_used, "frames_seen": summary.source.frames_seen,
                "skipped": dict(summary.source.skipped)},

@@ -62,6 +62,9 @@ class Frame:
     """[H, W] uint16 ground-truth instance ids (0 = background), for the oracle backend."""
     labels: dict[int, str] = field(default_factory=dict)
     """Instance id -> label text, for the oracle backend."""
+    T_world_base: np.ndarray | None = None  # noqa: N815
+    """[4, 4] pose of the robot base frame (``input.base_frame``, on the floor: REP-105) in the
+    fixed frame at the image stamp; None where TF has no such frame (hand-held camera, frame folder)."""
 
     def with_depth(self, depth: np.ndarray | None) -> Frame:
         """Copy of the frame with another depth image."""

@@ -21,6 +21,16 @@ def test_both_storage_formats_give_posed_frames(small_bag, storage):
     assert f.frame_id == "cam_optical" and f.intrinsics.fx == 50
 
 
+def test_the_robot_base_pose_comes_from_tf_where_the_tree_has_it(small_bag):
+    bag = small_bag()
+    with BagFrameReader(bag, InputConfig(base_frame="base")) as reader:
+        frames = list(reader.frames())
+    # the small bag mounts its camera at the base frame's origin
+    assert np.allclose(frames[2].T_world_base, frames[2].T_world_cam)
+    with BagFrameReader(bag, InputConfig()) as reader:  # no base_link in this tree: no floor from TF
+        assert all(f.T_world_base is None for f in reader.frames()) and reader.stats.frames_used == 4
+
+
 def test_pose_from_pose_stamped_topic(small_bag):
     cfg = InputConfig(pose_topic="/robot/pose")
     with BagFrameReader(small_bag(tf=False, pose_topic="/robot/pose", frames=5), cfg) as reader:

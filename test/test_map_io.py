@@ -41,6 +41,16 @@ def test_round_trip(tmp_path, fusion):
         assert np.array_equal(back.field.track_codes(0, np.array([0, 1])), [0, 1])
 
 
+def test_the_floor_under_the_robot_is_saved_and_older_maps_have_none(tmp_path):
+    data = small_map()
+    data.floor_z = -0.02
+    save_map(tmp_path / "with", data)
+    assert load_map(tmp_path / "with").floor_z == pytest.approx(-0.02)
+    data.floor_z = None  # as maps written before the field existed, or without a base frame
+    save_map(tmp_path / "without", data)
+    assert load_map(tmp_path / "without").floor_z is None
+
+
 def test_failed_save_keeps_the_previous_map(tmp_path, monkeypatch):
     save_map(tmp_path, small_map())
     before = (tmp_path / "map.npz").read_bytes()

@@ -47,3 +47,28 @@ def test_no_free_floor_gives_a_reason():
     grid = NavigationGrid.build(pts, np.tile([1.0, 0, 0], (2, 1)), 0.05, robot_height=1.0)
     goal, why = plan_goal(grid, pts, pts.mean(axis=0), 0.25, 0.6)
     assert goal is None and "no observed free floor" in why and not grid.floor_estimated
+
+
+def test_floor_from_the_base_frame_where_the_map_has_none():
+    # a color-only map: an object and a few sparse floor points, too few to estimate a floor from
+    obj = np.array([[x, y, z] for x in np.arange(0.4, 0.6, 0.02) for y in np.arange(-0.1, 0.1, 0.02)
+                    for z in (0.35, 0.45)])
+    sparse_floor = floor_points(0.3, half=1.5, step=0.5)
+    pts = np.concatenate([obj, sparse_floor])
+    normals = np.concatenate([np.tile([1.0, 0, 0], (len(obj), 1)), np.tile([0, 0, 1.0], (len(sparse_floor), 1))])
+    assert estimate_floor(pts, normals) is None
+    assumed = NavigationGrid.build(pts, normals, 0.05, robot_height=1.0)
+    hinted = NavigationGrid.build(pts, normals, 0.05, robot_height=1.0, floor_hint=0.3)
+    assert assumed.floor_source == "assumed" and assumed.floor_z == 0.0
+    assert hinted.floor_source == "base frame" and hinted.floor_z == 0.3 and hinted.floor_estimated
+    # at z = 0 the floor points would be obstacles 30 cm up and the object would hover; on the
+    # base frame's floor they are observed floor and the object stands on it
+    assert hinted.observed_free.sum() == len(sparse_floor) - 1 and not assumed.observed_free.any()  # one under the object
+    goal, why = plan_goal(hinted, obj, obj.mean(axis=0), robot_radius=0.1, standoff=0.3)
+    assert goal is not None and "base frame" in why and goal.position[2] == 0.3
+
+
+def test_a_floor_in_the_map_wins_over_the_hint():
+    floor = floor_points(0.02)
+    grid = NavigationGrid.build(floor, np.tile([0, 0, 1.0], (len(floor), 1)), 0.05, 1.0, floor_hint=0.5)
+    assert grid.floor_source == "map" and abs(grid.floor_z - 0.02) < 0.01

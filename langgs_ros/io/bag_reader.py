@@ -262,7 +262,17 @@ class BagFrameReader:
         pose = self._pose(frame_id, stamp)
         if isinstance(pose, str):
             return pose
-        return build_frame(color_msg, depth_msg, inst_msg, model, pose, self.config, self.labels)
+        return build_frame(color_msg, depth_msg, inst_msg, model, pose, self.config, self.labels,
+                           self._base_in_camera(frame_id, stamp))
+
+    def _base_in_camera(self, frame_id: str, stamp_ns: int) -> np.ndarray | None:
+        """T_cam_base at the stamp, or None if TF does not connect ``input.base_frame`` to the camera."""
+        if not self.config.base_frame:
+            return None
+        try:
+            return self.tf.lookup(frame_id, self.config.base_frame, stamp_ns)
+        except TransformLookupError:
+            return None
 
     def frames(self) -> Iterator[Frame]:
         """Yield usable frames in stamp order; skipped ones are counted in ``stats``."""

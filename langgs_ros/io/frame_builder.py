@@ -20,12 +20,13 @@ __all__ = ["build_frame"]
 
 
 def build_frame(color_msg: Any, depth_msg: Any | None, inst_msg: Any | None, model: CameraModel,
-                T_world_cam: np.ndarray, config: InputConfig, labels: dict[int, str] | None = None  # noqa: N803
-                ) -> Frame | str:
+                T_world_cam: np.ndarray, config: InputConfig, labels: dict[int, str] | None = None,  # noqa: N803
+                T_cam_base: np.ndarray | None = None) -> Frame | str:  # noqa: N803
     """Decode and undistort; returns the frame, or a one-line reason why the input is unusable.
 
     ``color_msg`` is a sensor_msgs/Image or CompressedImage (told apart by its ``format`` field);
-    ``T_world_cam`` [4, 4] is the pose of the image's optical frame in the fixed frame.
+    ``T_world_cam`` [4, 4] is the pose of the image's optical frame in the fixed frame;
+    ``T_cam_base`` [4, 4], if known, the pose of the robot base frame in the optical frame.
     """
     stamp = stamp_to_ns(color_msg.header.stamp)
     frame_id = str(color_msg.header.frame_id).lstrip("/")
@@ -69,6 +70,10 @@ def build_frame(color_msg: Any, depth_msg: Any | None, inst_msg: Any | None, mod
         instances = None if instances is None else model.undistort(instances, nearest=True)
     except InputError as exc:
         return f"bad CameraInfo: {exc}"
-    frame = Frame(stamp_ns=stamp, frame_id=frame_id, rgb=rgb, intrinsics=K, T_world_cam=np.asarray(T_world_cam,
-                  dtype=np.float64), depth=depth, instances=instances, labels=dict(labels or {}))
+    T_world_cam = np.asarray(T_world_cam, dtype=np.float64)  # noqa: N806
+    T_world_base = None  # noqa: N806
+    if T_cam_base is not None and np.all(np.isfinite(T_cam_base)):
+        T_world_base = T_world_cam @ np.asarray(T_cam_base, dtype=np.float64)  # noqa: N806
+    frame = Frame(stamp_ns=stamp, frame_id=frame_id, rgb=rgb, intrinsics=K, T_world_cam=T_world_cam, depth=depth,
+                  instances=instances, labels=dict(labels or {}), T_world_base=T_world_base)
     return frame_problem(frame) or frame

@@ -46,6 +46,17 @@ class MapData:
     """Free-form metadata (config, replay summary)."""
     decoder: dict[str, np.ndarray] = field(default_factory=dict)
     """Weights of semantic refinement's decoder (``Refiner.decoder_state``); empty if none."""
+    floor_z: float | None = None
+    """Height of the floor under the robot (m, fixed frame) from TF's base frame; None if unknown."""
+
+
+def _optional_float(value: Any) -> float | None:
+    """A finite float from metadata, or None (absent in maps written before the field existed)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
 
 
 def save_map(path: str | Path, data: MapData) -> Path:
@@ -59,6 +70,7 @@ def save_map(path: str | Path, data: MapData) -> Path:
         "fusion": data.field.mode if data.field is not None else None,
         "dim": data.field.dim if data.field is not None else 0,
         "gaussians": len(data.gmap),
+        "floor_z": data.floor_z,
         "extra": data.extra,
     }
     arrays: dict[str, np.ndarray] = {
@@ -181,5 +193,5 @@ def load_map(path: str | Path) -> MapData:
     return MapData(gmap=gmap, field=sem_field, fixed_frame=str(meta.get("fixed_frame", "map")),
                    semantics=str(meta.get("semantics", "none")),
                    keyframe_poses=arrays.get("keyframe_poses", np.zeros((0, 4, 4))),
-                   extra=meta.get("extra", {}),
+                   extra=meta.get("extra", {}), floor_z=_optional_float(meta.get("floor_z")),
                    decoder={k[len(_DECODER_PREFIX):]: v for k, v in arrays.items() if k.startswith(_DECODER_PREFIX)})

@@ -35,6 +35,7 @@ from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixe
 from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary_band, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframes import KeyframeSelector
+from langgs_ros.mapping.plane_fill import PlaneFillConfig, fill_planar_holes
 from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, PlaneSweepDepth
 from langgs_ros.mapping.training_views import IGNORE, NO_SEGMENT, TrainingView, set_view_tracks, training_view
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
@@ -119,10 +120,14 @@ class Mapper:
         self.stereo = PlaneSweepDepth(PlaneSweepConfig(
             views=config.stereo_views, planes=config.stereo_planes, min_depth_m=config.stereo_min_depth_m,
             max_depth_m=config.stereo_max_depth_m, scale=config.stereo_scale,
-            min_confidence=config.stereo_min_confidence, min_baseline_m=config.stereo_min_baseline_m))
+            min_confidence=config.stereo_min_confidence, min_baseline_m=config.stereo_min_baseline_m,
+            refine_steps=config.stereo_refine_steps, min_consistent_views=config.stereo_consistent_views,
+            consistency_tol=config.stereo_consistency_tol))
         self.n_keyframes = 0
         self.keyframe_poses: list[np.ndarray] = []
         self.keyframe_stamps: list[int] = []
+        self.base_heights: list[float] = []
+        """z (m, fixed frame) of the robot's base frame at keyframes whose frame had it (TF)."""
 
     def adopt(self, gmap: GaussianMap, field: SemanticField | None) -> None:
         """Continue mapping on a loaded map; raises InputError if its semantics do not fit."""
@@ -226,6 +231,11 @@ class Mapper:
                 set_view_tracks(view, tracks)
         return int(idx.size)
 
+    def floor_z(self) -> float | None:
+        """Floor height (m, fixed frame) under the robot: the median z of its base frame at the
+        keyframes (REP-105: the base frame lies on the floor), or None without a base frame."""
+        return float(np.median(self.base_heights)) if self.base_heights else None
+
     def labelled_mask(self, uids: np.ndarray) -> np.ndarray:
         """bool per id in ``uids``: the Gaussian has semantics from a fused view, or is gone from
         the map (what segmenting a pending keyframe would add nothing to)."""
@@ -261,7 +271,9 @@ class Mapper:
         problem = frame_problem(frame)
         if problem:
             raise InputError(problem)
-        if frame.depth is None:  # color only: plane-sweep depth from recent posed views
+        filled = None  # pixels of plane-filled depth: weaker evidence than measured depth
+        stereo = frame.depth is None
+        if stereo:  # color only: plane-sweep depth from recent posed views
             keyframe = self.selector.is_keyframe(frame.T_world_cam)
             depth = self.stereo.estimate(frame) if keyframe else None
             self.stereo.observe(frame)
@@ -270,6 +282,10 @@ class Mapper:
                 return IntegrationStats(keyframe=False, total=len(self.gmap)), None, None
             if depth is None:
                 raise InputError("color-only frame: no earlier view with enough baseline for stereo depth yet")
+            if self.config.stereo_plane_fill:
+                depth, filled = fill_planar_holes(depth, frame.rgb, frame.intrinsics, _floor_in_camera(frame),
+                                                  PlaneFillConfig(scale=self.config.stereo_scale,
+                                                                  max_depth_m=self.config.stereo_max_depth_m))
             frame = frame.with_depth(depth)
         elif not self.selector.is_keyframe(frame.T_world_cam):
             self._hold_out(frame)
@@ -277,21 +293,30 @@ class Mapper:
         self.selector.accept(frame.T_world_cam)
         kf = self.n_keyframes
         px = pixel_gaussians(frame, self.config.pixel_stride)
-        vis = self._visibility(frame, px)
+        cu, cv = px.grid.sample_pixels()
+        filled_cells = None if filled is None else filled[cv, cu].reshape(-1)
+        vis = self._visibility(frame, px, filled_cells)
         new_cells = np.flatnonzero(px.valid.reshape(-1) & ~vis.covered)
         new_idx = self.gmap.append(**gaussian_fields(px, new_cells, self.config.initial_opacity))
         gm = self.gmap
-        gm["confidence"][vis.visible_idx] = np.minimum(gm["confidence"][vis.visible_idx].astype(np.int16) + 1,
-                                                      MAX_CONFIDENCE)
+        measured = np.ones(vis.visible_idx.size, bool) if filled is None else ~filled[vis.visible_v, vis.visible_u]
+        confirmed = vis.visible_idx[measured]
+        if stereo and self.config.stereo_average_positions:  # running mean over the views that saw it
+            stride = self.config.pixel_stride
+            obs = px.means_world[vis.visible_v[measured] // stride, vis.visible_u[measured] // stride]
+            seen = gm["confidence"][confirmed].astype(np.float32)[:, None]
+            gm["means"][confirmed] += (obs - gm["means"][confirmed]) / (seen + 1)
+        gm["confidence"][confirmed] = np.minimum(gm["confidence"][confirmed].astype(np.int16) + 1, MAX_CONFIDENCE)
         gm["last_seen"][vis.visible_idx] = kf
-        gm["confidence"][new_idx] = 1
+        # a plane fill is a guess, not an observation: its Gaussians start unconfirmed (pruned first,
+        # removed by the first view through them) and unlabelled until a measured view sees them
+        gm["confidence"][new_idx] = 1 if filled_cells is None else np.where(filled_cells[new_cells], 0, 1)
         gm["last_seen"][new_idx] = kf
         if self.field is not None and vis.in_front.size:  # e.g. the foot of a mug that has been moved away
             self.field.forget_fills(gm, vis.in_front)
         guidance = None
         if self.backend is not None and self.backend.uses_depth_guidance:
             guidance = self._guidance(frame, vis, new_idx, px.depth.reshape(-1)[new_cells])
-        cu, cv = px.grid.sample_pixels()
         idx = np.concatenate([vis.visible_idx, new_idx])
         u = np.concatenate([vis.visible_u, cu.reshape(-1)[new_cells]])
         v = np.concatenate([vis.visible_v, cv.reshape(-1)[new_cells]])
@@ -301,6 +326,8 @@ class Mapper:
         if self.config.occlusion_abstain_frac > 0:
             radius = int(round(self.config.occlusion_abstain_frac * frame.depth.shape[1]))
             abstain = behind_silhouette(frame.depth, radius, self.config.occlusion_depth_jump)[v, u]
+        if filled is not None:  # a plane fill shapes free space and obstacles, but a guess carries no labels
+            abstain = filled[v, u] if abstain is None else abstain | filled[v, u]
         pending = PendingKeyframe(kf, frame, gm["uid"][idx].copy(), u, v, is_new, abstain, guidance, time.monotonic())
         if self.views.maxlen:
             assert self.refine_config is not None
@@ -308,6 +335,8 @@ class Mapper:
         self.n_keyframes += 1
         self.keyframe_poses.append(frame.T_world_cam.copy())
         self.keyframe_stamps.append(frame.stamp_ns)
+        if frame.T_world_base is not None:
+            self.base_heights.append(float(frame.T_world_base[2, 3]))
         return (IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size, total=len(gm)),
                 pending, vis)
 
@@ -324,7 +353,9 @@ class Mapper:
                 out[level][boundary_band(ids, self.config.boundary_abstain_frac)] = IGNORE
         return out
 
-    def _visibility(self, frame: Frame, px: PixelGaussians) -> _Visibility:
+    def _visibility(self, frame: Frame, px: PixelGaussians, filled_cells: np.ndarray | None) -> _Visibility:
+        """Which Gaussians explain a cell's depth, and which lie in free space in front of it
+        (``filled_cells``: plane-filled depth, no free-space evidence)."""
         grid, K = px.grid, frame.intrinsics
         empty = np.zeros(0, np.int64)
         covered = np.zeros(grid.rows * grid.cols, bool)
@@ -352,7 +383,10 @@ class Mapper:
         with np.errstate(invalid="ignore"):
             visible = np.abs(z - d) < tol
             # nearest observed surface around the pixel; holes (NaN) give no free-space evidence
-            near = minimum_filter(np.nan_to_num(px.depth, nan=0.0), size=3).reshape(-1)[cell]
+            measured = np.nan_to_num(px.depth, nan=0.0)
+            if filled_cells is not None:
+                measured[filled_cells.reshape(measured.shape)] = 0.0
+            near = minimum_filter(measured, size=3).reshape(-1)[cell]
             in_front = (z < near - tol) & (near > 0)
             seen_through = in_front & (z < near - 3 * tol)
         covered[cell[visible]] = True
@@ -382,3 +416,13 @@ class Mapper:
         if not keep.all():
             gm.keep(keep)
         return n_before - len(gm)
+
+
+def _floor_in_camera(frame: Frame) -> np.ndarray | None:
+    """The floor plane (n, d with n.x + d = 0) in the optical frame: the plane through the robot's
+    base frame, normal to its z axis (REP-105); None without a base frame."""
+    if frame.T_world_base is None:
+        return None
+    T_cam_base = invert_transform(frame.T_world_cam) @ frame.T_world_base  # noqa: N806
+    normal = T_cam_base[:3, 2]
+    return np.append(normal, -normal @ T_cam_base[:3, 3])

@@ -152,7 +152,8 @@ class QueryEngine:
         if self._grid is None:
             gm = self.data.gmap
             self._grid = NavigationGrid.build(gm["means"], normals_from_quat_wxyz(gm["quats"]),
-                                              self.config.grid_resolution_m, self.config.robot_height)
+                                              self.config.grid_resolution_m, self.config.robot_height,
+                                              floor_hint=self.data.floor_z)
         return self._grid
 
     def warm_up(self) -> None:

@@ -3,7 +3,9 @@
 The grid lies on the floor of the fixed frame (z up, REP-103). A cell is an *obstacle* if any map
 Gaussian lies between floor + 5 cm and floor + ``robot_height``; it is *observed free* if the map
 holds floor surface there (seen floor means the line of sight through the cell was free) and no
-obstacle. A goal is an observed-free cell at least ``robot_radius`` from every obstacle cell, as
+obstacle. The floor is the map's lowest well-supported horizontal surface; a map with too little
+floor of its own (a color-only camera over a textureless floor) takes it from the robot's base frame
+(``floor_hint``). A goal is an observed-free cell at least ``robot_radius`` from every obstacle cell, as
 close as possible to ``standoff`` from the object's nearest point, facing the object's centroid.
 """
 
@@ -59,14 +61,22 @@ class NavigationGrid:
     resolution: float
     floor_z: float
     floor_estimated: bool
+    """The floor height comes from the map or the robot's base frame (not assumed z = 0)."""
     obstacle: np.ndarray  # [nx, ny] bool
     observed_free: np.ndarray  # [nx, ny] bool
     clearance: np.ndarray  # [nx, ny] float32, metres from the cell centre to the nearest obstacle cell centre
+    floor_source: str = "map"
+    """Where ``floor_z`` comes from: "map", "base frame" or "assumed"."""
 
     @classmethod
-    def build(cls, means: np.ndarray, normals: np.ndarray, resolution: float, robot_height: float) -> NavigationGrid:
-        """Grid of a map's Gaussian means [N, 3] and normals [N, 3] (fixed frame)."""
+    def build(cls, means: np.ndarray, normals: np.ndarray, resolution: float, robot_height: float,
+              floor_hint: float | None = None) -> NavigationGrid:
+        """Grid of a map's Gaussian means [N, 3] and normals [N, 3] (fixed frame); ``floor_hint``:
+        the floor height (m) under the robot's base frame, used where the map shows no floor."""
         floor = estimate_floor(means, normals)
+        source = "map"
+        if floor is None and floor_hint is not None and np.isfinite(floor_hint):
+            floor, source = float(floor_hint), "base frame"
         floor_z = 0.0 if floor is None else floor
         lo = means[:, :2].min(axis=0) - 0.5 if len(means) else np.zeros(2)
         hi = means[:, :2].max(axis=0) + 0.5 if len(means) else np.ones(2)
@@ -87,7 +97,8 @@ class NavigationGrid:
         if not obstacle.any():
             clearance[:] = np.inf
         return cls(origin=lo, resolution=resolution, floor_z=floor_z, floor_estimated=floor is not None,
-                   obstacle=obstacle, observed_free=observed & ~obstacle, clearance=clearance)
+                   obstacle=obstacle, observed_free=observed & ~obstacle, clearance=clearance,
+                   floor_source=source if floor is not None else "assumed")
 
     def cell_of(self, xy: np.ndarray) -> np.ndarray:
         """Integer cells [N, 2] of points (x, y) [N, 2]."""
@@ -128,5 +139,6 @@ def plan_goal(grid: NavigationGrid, object_points: np.ndarray, centroid: np.ndar
     goal = GoalPose(position=np.array([xy[0], xy[1], grid.floor_z]), orientation_xyzw=yaw_to_quat_xyzw(yaw),
                     yaw=yaw, distance_to_object=float(dist_obj[tuple(pick)]),
                     clearance=float(grid.clearance[window][tuple(pick)]))
-    note = "" if grid.floor_estimated else " (floor not found in the map; assumed z = 0)"
+    note = {"map": "", "base frame": " (floor height from the robot's base frame)"}.get(
+        grid.floor_source, " (floor not found in the map; assumed z = 0)")
     return goal, f"goal {goal.distance_to_object:.2f} m from the object{note}"

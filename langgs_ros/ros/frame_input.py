@@ -194,6 +194,15 @@ class FrameInput:
         except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
             raise LookupError(str(exc)) from None
 
+    def _base_in_camera(self, camera: str) -> np.ndarray | None:
+        """T_cam_base (the mount, static: the newest), or None if TF lacks ``input.base_frame``."""
+        if not self.config.base_frame:
+            return None
+        try:
+            return self._mount(camera, self.config.base_frame)
+        except LookupError:
+            return None
+
     def _pose(self, frame_id: str, stamp: Any) -> np.ndarray | str:
         if self.poses is not None:
             return self.poses.camera_pose(Time.from_msg(stamp).nanoseconds, frame_id, self._mount)
@@ -238,7 +247,8 @@ class FrameInput:
                 return False
             self.on_reject(f"{pose} (waited {self.tf_timeout_s:g} s)")
             return True
-        frame = build_frame(color, named.get("depth"), named.get("instances"), model, pose, self.config, self.labels)
+        frame = build_frame(color, named.get("depth"), named.get("instances"), model, pose, self.config, self.labels,
+                            self._base_in_camera(str(color.header.frame_id).lstrip("/")))
         if isinstance(frame, str):
             self.on_reject(frame)
         else:

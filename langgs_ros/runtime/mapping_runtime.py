@@ -300,7 +300,7 @@ class MappingRuntime(QueueWorker):
     def _map_data(self) -> MapData:
         assert self.mapper is not None
         return MapData(gmap=self.mapper.gmap, field=self.mapper.field, semantics=self.semantics,
-                       fixed_frame=self.config.input.fixed_frame,
+                       fixed_frame=self.config.input.fixed_frame, floor_z=self.mapper.floor_z(),
                        extra={"config": config_to_dict(self.config)})
 
     def query(self, text: str, threshold: float = 0.0, max_objects: int = 0) -> QueryResult:
