@@ -16,6 +16,11 @@ saw or created, with their pixels); :meth:`Mapper.segment` runs the 2D backend o
 access) and :meth:`Mapper.fuse_semantics` fuses the result into those Gaussians, however late:
 Gaussians created since at the same pixels get nothing, Gaussians pruned since are skipped.
 :meth:`Mapper.integrate` does all three at once (offline replay).
+
+Color-only keyframes take their depth from :class:`StereoDepth` (plane sweep and planar hole fill).
+A stereo Gaussian seen again moves to the mean of its observations; a plane-filled one starts
+unconfirmed and unlabelled: a fill shapes free space and obstacles, and gets semantics only once a
+measured depth confirms it.
 """
 
 from __future__ import annotations
@@ -35,8 +40,7 @@ from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixe
 from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary_band, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframes import KeyframeSelector
-from langgs_ros.mapping.plane_fill import PlaneFillConfig, fill_planar_holes
-from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, PlaneSweepDepth
+from langgs_ros.mapping.stereo_depth import StereoDepth
 from langgs_ros.mapping.training_views import IGNORE, NO_SEGMENT, TrainingView, set_view_tracks, training_view
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
 from langgs_ros.types import Frame
@@ -117,12 +121,7 @@ class Mapper:
             self.field.attach(self.gmap)
         self._attach_mapper_fields(loaded=False)
         self.selector = KeyframeSelector(config.keyframe_translation_m, config.keyframe_rotation_deg)
-        self.stereo = PlaneSweepDepth(PlaneSweepConfig(
-            views=config.stereo_views, planes=config.stereo_planes, min_depth_m=config.stereo_min_depth_m,
-            max_depth_m=config.stereo_max_depth_m, scale=config.stereo_scale,
-            min_confidence=config.stereo_min_confidence, min_baseline_m=config.stereo_min_baseline_m,
-            refine_steps=config.stereo_refine_steps, min_consistent_views=config.stereo_consistent_views,
-            consistency_tol=config.stereo_consistency_tol))
+        self.stereo = StereoDepth(config)
         self.n_keyframes = 0
         self.keyframe_poses: list[np.ndarray] = []
         self.keyframe_stamps: list[int] = []
@@ -275,17 +274,14 @@ class Mapper:
         stereo = frame.depth is None
         if stereo:  # color only: plane-sweep depth from recent posed views
             keyframe = self.selector.is_keyframe(frame.T_world_cam)
-            depth = self.stereo.estimate(frame) if keyframe else None
+            estimate = self.stereo.estimate(frame) if keyframe else None
             self.stereo.observe(frame)
             if not keyframe:
                 self._hold_out(frame)
                 return IntegrationStats(keyframe=False, total=len(self.gmap)), None, None
-            if depth is None:
+            if estimate is None:
                 raise InputError("color-only frame: no earlier view with enough baseline for stereo depth yet")
-            if self.config.stereo_plane_fill:
-                depth, filled = fill_planar_holes(depth, frame.rgb, frame.intrinsics, _floor_in_camera(frame),
-                                                  PlaneFillConfig(scale=self.config.stereo_scale,
-                                                                  max_depth_m=self.config.stereo_max_depth_m))
+            depth, filled = estimate
             frame = frame.with_depth(depth)
         elif not self.selector.is_keyframe(frame.T_world_cam):
             self._hold_out(frame)
@@ -417,12 +413,3 @@ class Mapper:
             gm.keep(keep)
         return n_before - len(gm)
 
-
-def _floor_in_camera(frame: Frame) -> np.ndarray | None:
-    """The floor plane (n, d with n.x + d = 0) in the optical frame: the plane through the robot's
-    base frame, normal to its z axis (REP-105); None without a base frame."""
-    if frame.T_world_base is None:
-        return None
-    T_cam_base = invert_transform(frame.T_world_cam) @ frame.T_world_base  # noqa: N806
-    normal = T_cam_base[:3, 2]
-    return np.append(normal, -normal @ T_cam_base[:3, 3])
