@@ -147,9 +147,9 @@ class MappingConfig:
     peak get no depth."""
     stereo_min_baseline_m: float = 0.05
     """Color-only input: a source view must be this far from the keyframe (m)."""
-    stereo_refine_steps: int = 9
+    stereo_refine_steps: int = 0
     """Color-only input: hypotheses per pixel of a second, finer sweep within one plane of the
-    first's depth (< 3 = none)."""
+    first's depth (< 3 = none; 9 sharpened the synthetic room's depth but thinned the real shelf's)."""
     stereo_consistent_views: int = 1
     """Color-only input: a sweep depth is kept only where this many earlier keyframes' depth maps
     agree with it (0 = keep all; removes confident wrong matches)."""

@@ -47,7 +47,7 @@ class PlaneSweepConfig:
     min_baseline_m: float = 0.03
     peak_radius: int = 2
     """Soft-argmin over the planes within this many of the peak."""
-    refine_steps: int = 9
+    refine_steps: int = 0
     """Per-pixel hypotheses of the second, finer sweep within one plane of the first's depth (< 3 = none)."""
     speckle_px: int = 100
     """Connected blobs of depth smaller than this (pixels at ``scale``) are dropped (floaters)."""
