@@ -87,7 +87,7 @@ def rgb_only_real(folder: Path) -> dict:
     held = set(range(2, len(frames), 5))
     # color only as before issue 18 (one sweep, no consistency check, no plane fill, no averaging)
     before = dataclasses.replace(config.mapping, stereo_refine_steps=0, stereo_consistent_views=0,
-                                 stereo_plane_fill=False, stereo_average_positions=False)
+                                 stereo_plane_fill="off", stereo_average_positions=False)
     for mode, mapping in (("rgbd", config.mapping), ("rgb_only_before", before), ("rgb_only", config.mapping)):
         mapper = Mapper(mapping, None)
         for i, f in enumerate(frames):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -81,7 +83,7 @@ def test_the_floor_from_the_base_frame_fills_a_floor_its_occluders_hide():
     occluder = (ROWS < 80) & ~patch
     depth[occluder] = truth[occluder] * 0.5
     assert not fill_planar_holes(depth, rgb, K, None, CONFIG)[1].any()
-    out, filled = fill_planar_holes(depth, rgb, K, floor, CONFIG)
+    out, filled = fill_planar_holes(depth, rgb, K, floor, dataclasses.replace(CONFIG, border_planes=False))
     assert filled[patch].mean() > 0.9
     assert np.abs(out[filled] - truth[filled]).max() < 1e-3 * truth[filled].max()
 
@@ -123,7 +125,8 @@ def test_color_only_keyframes_fill_a_plain_patch_with_unconfirmed_gaussians():
     tex = cv2.GaussianBlur((rng.random((H, W + 200)) * 255).astype(np.float32), (0, 0), 1.5)
     tex = cv2.normalize(tex, None, 0, 255, cv2.NORM_MINMAX)
     tex[30:90, 150:210] = 128  # a plain patch on the wall: no stereo depth inside it
-    mapper = Mapper(MappingConfig(pixel_stride=2, keyframe_translation_m=0.05, stereo_scale=1.0),
+    mapper = Mapper(MappingConfig(pixel_stride=2, keyframe_translation_m=0.05, stereo_scale=1.0,
+                                  stereo_plane_fill="planes"),
                     create_backend("oracle", OracleNoiseConfig()))
     base = np.eye(4)
     base[2, 3] = -0.8  # the robot's base frame, on a floor 0.8 m below the camera

@@ -36,6 +36,8 @@ class PlaneFillConfig:
 
     scale: float = 0.5
     """The fill works on images resized by this factor."""
+    border_planes: bool = True
+    """Try a plane fitted to each hole's border, besides the floor."""
     min_region_px: int = 30
     """Smaller holes are left as they are."""
     ring_px: int = 3
@@ -146,7 +148,9 @@ def fill_planar_holes(depth: np.ndarray, rgb: np.ndarray, K: CameraIntrinsics,  
             continue
         rays = _rays(small_k, rows + y0, cols + x0)
         best: tuple[float, np.ndarray] | None = None
-        candidates = [(_ransac_plane(points, config.tol, config.ransac_iterations, rng), config.min_agree, 1.0)]
+        candidates = []
+        if config.border_planes:
+            candidates.append((_ransac_plane(points, config.tol, config.ransac_iterations, rng), config.min_agree, 1.0))
         if floor_in_camera is not None:  # a floor may be occluded, but not seen through
             candidates.append((np.asarray(floor_in_camera, np.float64), config.min_agree_floor, config.max_behind))
         for plane, need, most_behind in candidates:

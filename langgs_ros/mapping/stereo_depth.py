@@ -37,7 +37,8 @@ class StereoDepth:
             min_confidence=config.stereo_min_confidence, min_baseline_m=config.stereo_min_baseline_m,
             refine_steps=config.stereo_refine_steps, min_consistent_views=config.stereo_consistent_views,
             consistency_tol=config.stereo_consistency_tol))
-        self.fill = PlaneFillConfig(scale=config.stereo_scale, max_depth_m=config.stereo_max_depth_m)
+        self.fill = PlaneFillConfig(scale=config.stereo_scale, max_depth_m=config.stereo_max_depth_m,
+                                    border_planes=config.stereo_plane_fill == "planes")
 
     def observe(self, frame: Frame) -> None:
         """Remember ``frame`` as a source view (if it moved enough since the last one)."""
@@ -47,6 +48,9 @@ class StereoDepth:
         """(depth [H, W] float32 m, NaN invalid; plane-filled pixels [H, W] bool, None when filling
         is off) of ``frame``, or None until an earlier view has enough baseline."""
         depth = self.sweep.estimate(frame)
-        if depth is None or not self.config.stereo_plane_fill:
+        if depth is None or self.config.stereo_plane_fill == "off":
             return None if depth is None else (depth, None)
-        return fill_planar_holes(depth, frame.rgb, frame.intrinsics, floor_in_camera(frame), self.fill)
+        floor = floor_in_camera(frame)
+        if floor is None and not self.fill.border_planes:
+            return depth, None
+        return fill_planar_holes(depth, frame.rgb, frame.intrinsics, floor, self.fill)
