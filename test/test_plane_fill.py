@@ -162,3 +162,19 @@ def test_a_hole_leaking_into_another_color_fills_only_its_own_color():
     out, filled = fill_planar_holes(depth, rgb, K, None, CONFIG)
     assert filled[patch & (ramp == 0)].mean() > 0.9
     assert not filled[other].any()
+
+
+def test_the_floor_plane_in_the_camera_comes_from_the_base_frame():
+    from langgs_ros.mapping.stereo_depth import floor_in_camera
+    from langgs_ros.types import Frame
+
+    # optical frame looking straight down from 1.2 m above the base frame (z up, on the floor)
+    T_world_cam = np.eye(4)
+    T_world_cam[:3, :3] = [[1, 0, 0], [0, -1, 0], [0, 0, -1]]
+    T_world_cam[:3, 3] = [2.0, 1.0, 1.2]
+    T_world_base = np.eye(4)
+    T_world_base[:3, 3] = [2.3, 1.0, 0.0]
+    rgb = np.zeros((H, W, 3), np.uint8)
+    plane = floor_in_camera(Frame(0, "cam", rgb, K, T_world_cam, T_world_base=T_world_base))
+    assert abs(plane[:3] @ [0, 0, 1.2] + plane[3]) < 1e-9  # the point 1.2 m along the optical axis
+    assert floor_in_camera(Frame(0, "cam", rgb, K, T_world_cam)) is None
