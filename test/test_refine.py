@@ -49,6 +49,8 @@ def test_refinement_recovers_perturbed_colours():
     assert stats.iterations == 60 and stats.last_loss < 0.5 * stats.first_loss
     assert after > before + 5.0, (before, after)
     assert mapper.gmap.revision > revision  # query caches see the change
+    uid = mapper.gmap["uid"].astype(np.int64)  # densified children get ids of their own, still increasing
+    assert stats.densified > 0 and np.all(np.diff(uid) > 0)
     depth = render_view(mapper.gmap, frames[1], 1.0)[1]
     assert abs(np.median(depth[depth > 0]) - 1.5) < 0.02  # geometry stays on the wall
 

@@ -289,7 +289,8 @@ class Refiner:
             return 0
         cand = cand[np.argsort(-grad[cand])[:limit]]
         parents = idx[cand]
-        children = {name: gmap[name][parents].copy() for name in gmap.fields}
+        # children get ids of their own (ids increase in creation order; a copied id breaks rows_of)
+        children = {name: gmap[name][parents].copy() for name in gmap.fields if name != "uid"}
         scales = p["log_scales"][cand].exp()
         split = (scales.max(dim=1).values > cfg.split_scale_m).numpy()
         if split.any():
