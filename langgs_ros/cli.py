@@ -35,7 +35,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     _synth(args.out, SynthSpec(seed=args.seed, width=args.width, height=args.height, frames=args.frames,
                                storage=args.storage, compressed=args.compressed, move=args.move or "",
-                               move_to=args.move_to))
+                               move_to=args.move_to, drift=args.drift))
     return 0
 
 
@@ -144,6 +144,8 @@ def _replay_and_report(bag: Path, out: Path, semantics: str, config: PipelineCon
         _log(f"[replay] refinement: {r.rounds} rounds ({r.rolled_back} rolled back), training loss "
              f"{r.first_loss:.3f} -> {r.last_loss:.3f}, {r.refined} Gaussians refined, {r.densified} added, "
              f"{r.pruned} pruned")
+    for correction in summary.corrections:
+        _log(f"[replay] {correction.summary()}")
     gpu = f", GPU {summary.peak_gpu_mb:.0f} MiB" if summary.peak_gpu_mb else ""
     _log(f"[replay] peak memory: RSS {summary.peak_rss_mb:.0f} MiB{gpu}")
     _log("[replay] " + summary.source.summary().replace("\n", "\n[replay] "))
@@ -152,16 +154,19 @@ def _replay_and_report(bag: Path, out: Path, semantics: str, config: PipelineCon
         _log(summary.refine.line())
 
 
-def _answer(map_dir: Path, text: str, config: PipelineConfig, png: Path | None) -> Any:
-    """The query result of ``text`` on the map in ``map_dir``; draws ``png`` if given (its path
-    is checked before the map is loaded)."""
+def _answer(map_dir: Path, text: str, config: PipelineConfig, png: Path | None, max_age_s: float = 0.0) -> Any:
+    """The query result of ``text`` on the map in ``map_dir``, ignoring objects not seen in the
+    last ``max_age_s`` seconds of the recording (0: none); draws ``png`` if given (its path is
+    checked before the map is loaded)."""
     from langgs_ros.mapping.map_io import load_map
     from langgs_ros.query.engine import QueryEngine
 
     if png is not None:
         check_output_file(png, "picture")
     data = load_map(map_dir)
-    result = QueryEngine(data, config.query).query(text)
+    for note in data.notes:
+        _log(f"[query] note: {note}")
+    result = QueryEngine(data, config.query).query(text, max_age_s)
     if png is not None:
         from langgs_ros.viz import render_top_down, write_png
 
@@ -174,7 +179,8 @@ def _print_answer(result: Any) -> None:
     for rank, obj in enumerate(result.objects, 1):
         c, lo, hi = obj.centroid, obj.bbox_min, obj.bbox_max
         print(f"  #{rank} score {obj.score:.3f}  {len(obj.points)} Gaussians  centroid ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f})"
-              f"  box ({lo[0]:.2f}, {lo[1]:.2f}, {lo[2]:.2f})..({hi[0]:.2f}, {hi[1]:.2f}, {hi[2]:.2f}) [{result.frame_id}]")
+              f"  box ({lo[0]:.2f}, {lo[1]:.2f}, {lo[2]:.2f})..({hi[0]:.2f}, {hi[1]:.2f}, {hi[2]:.2f}) [{result.frame_id}]"
+              + (f"  last seen {obj.age_s:.1f} s before the map's end" if obj.age_s is not None else ""))
     if result.goal_pose is not None:
         g = result.goal_pose
         print(f"  goal: ({g.position[0]:.2f}, {g.position[1]:.2f}, {g.position[2]:.2f}) yaw {g.yaw:.2f} rad "
@@ -185,7 +191,7 @@ def _print_answer(result: Any) -> None:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     config = _config(args)
-    result = _answer(args.map, args.text, config, args.png)
+    result = _answer(args.map, args.text, config, args.png, args.max_age)
     if args.json:
         print(json.dumps(result.to_json(config.query.max_points), ensure_ascii=True))
         return 0
@@ -253,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format")
     p.add_argument("--compressed", action="store_true",
                    help="color only as <color topic>/compressed (PNG), like a compressed-only camera driver")
+    p.add_argument("--drift", action="store_true",
+                   help="odometry drifts (0.29 m and 4 degrees by the end) and a nav_msgs/Path of the true base poses "
+                        "on /pose_graph corrects it after the last image (replay with input.pose_graph_topic: "
+                        "/pose_graph)")
     p.add_argument("--move", metavar="OBJECT", help="move this object (e.g. 'red mug') at the middle frame; the "
                    "ground truth gives its final place and, under 'moved', the old one")
     p.add_argument("--move-to", type=_xy, default=(-0.45, 0.15), metavar="X,Y",
@@ -283,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="what to look for, e.g. 'mug'")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p.add_argument("--png", type=Path, help="also draw the map from above with the answer")
+    p.add_argument("--max-age", type=float, default=0.0, metavar="S",
+                   help="ignore objects not seen in the last S seconds before the map's newest keyframe "
+                        "(default 0: no limit)")
     p.add_argument("--config", type=Path, help="YAML/JSON config file (query section)")
     p.set_defaults(func=_cmd_query)
 

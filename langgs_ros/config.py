@@ -62,6 +62,9 @@ class InputConfig:
     instead of /tf; the pose is of ``pose_child_frame`` and is chained to the image frame by TF."""
     pose_child_frame: str = ""
     """Frame whose pose ``pose_topic`` carries; empty = Odometry child_frame_id, or the image frame."""
+    pose_graph_topic: str = ""
+    """nav_msgs/Path of SLAM's corrected base_frame poses in the fixed frame (e.g. after a loop
+    closure): each new one re-poses the keyframes it covers and their Gaussians. Empty = off."""
     sync_tolerance_s: float = 0.02
     """Largest header-stamp difference for pairing color with depth/instances, seconds."""
     tf_tolerance_s: float = 0.05
@@ -89,6 +92,11 @@ class MappingConfig:
     """...or turned this much (degrees)."""
     surface_tolerance: float = 0.02
     """A map Gaussian explains a pixel if its depth is within max(1 cm, tol * depth) of it."""
+    max_disagreement: float = 0.03
+    """A keyframe in which more than this fraction of the map Gaussians it meets lie in its observed
+    free space disagrees with the map as a whole: its pose is off (odometry drift before SLAM
+    corrects it, approximate poses), so it removes nothing it sees through and counts as no evidence
+    that an object has gone. A moved object is a few percent of a view at most. 1 = always trusted."""
     capacity: int = 3_000_000
     """Most Gaussians kept; beyond it the least confirmed, least recently seen are pruned."""
     initial_opacity: float = 0.9
@@ -393,7 +401,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     },
     "mapping": {
         "pixel_stride": (1, 64), "keyframe_translation_m": (0.0, 100.0), "keyframe_rotation_deg": (0.0, 180.0),
-        "surface_tolerance": (1e-4, 1.0), "capacity": (1000, 2_000_000_000), "initial_opacity": (0.01, 1.0),
+        "surface_tolerance": (1e-4, 1.0), "max_disagreement": (0.0, 1.0), "capacity": (1000, 2_000_000_000), "initial_opacity": (0.01, 1.0),
         "codebook_size": (2, 32767), "codebook_spawn_cos": (-1.0, 1.0), "codebook_steps": (0, 1000),
         "codebook_batch": (1, 65536), "codebook_lr": (0.0, 10.0), "codebook_pull": (0.0, 100.0),
         "codebook_push": (0.0, 100.0), "codebook_margin": (-1.0, 1.0), "replay_size": (1, 10_000_000),

@@ -18,6 +18,7 @@ from langgs_ros.io.output_paths import check_output_dir
 from langgs_ros.io.frame_source import SourceStats
 from langgs_ros.mapping.map_io import MapData, save_map
 from langgs_ros.mapping.mapper import Mapper
+from langgs_ros.mapping.pose_correction import CorrectionStats
 from langgs_ros.mapping.refine import Refiner
 from langgs_ros.mapping.refine_rounds import RefineProgress, RefineReport, refine_in_rounds
 from langgs_ros.semantics.backend import create_backend
@@ -53,6 +54,8 @@ class ReplaySummary:
     """Peak CUDA memory allocated by torch, MiB (0 without CUDA)."""
     refine: RefineReport | None = None
     """Figures of the refinement after the replay (``--refine``)."""
+    corrections: list[CorrectionStats] = field(default_factory=list)
+    """Pose graphs applied (``input.pose_graph_topic``), in the bag's order."""
 
 
 def open_source(path: str | Path, config: PipelineConfig, with_instances: bool,
@@ -75,7 +78,15 @@ def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,
     start = last = time.perf_counter()
     frames = 0
     kf_seconds: list[float] = []
+    corrections: list[CorrectionStats] = []
+
+    def correct() -> None:  # a pose graph is applied where it was logged, after the frames before it
+        graph = source.take_pose_graph()
+        if graph is not None:
+            corrections.append(mapper.apply_pose_graph(graph))
+
     for frame in source.frames():
+        correct()
         frames += 1
         try:
             stats = mapper.integrate(frame)
@@ -94,8 +105,9 @@ def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,
             last = now
         if max_frames is not None and frames >= max_frames:
             break
+    correct()
     return ReplaySummary(source=source.stats, keyframes=mapper.n_keyframes, gaussians=len(mapper.gmap),
-                         seconds=time.perf_counter() - start, keyframe_seconds=kf_seconds)
+                         seconds=time.perf_counter() - start, keyframe_seconds=kf_seconds, corrections=corrections)
 
 
 def replay(path: str | Path, out_dir: str | Path, semantics: str, config: PipelineConfig,
@@ -123,7 +135,7 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
         decoder = refiner.decoder_state()
     data = MapData(
         gmap=mapper.gmap, field=mapper.field, fixed_frame=config.input.fixed_frame, semantics=semantics,
-        keyframe_poses=np.array(mapper.keyframe_poses), floor_z=mapper.floor_z(),
+        keyframes=mapper.keyframes, floor_z=mapper.floor_z(),
         extra={"source": str(path), "config": config_to_dict(config), "labels": labels,
                "frames_used": summary.source.frames_used, "frames_seen": summary.source.frames_seen,
                "skipped": dict(summary.source.skipped)},

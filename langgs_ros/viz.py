@@ -26,6 +26,15 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     atomic_write(path, lambda fh: fh.write(buf.tobytes()), what="picture", prefix=".", suffix=".png.tmp")
 
 
+def _age(seconds: float) -> str:
+    """A short age: 4.2 s, 12 min, 3.5 h, 2.0 d."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 86400 else f"{seconds / 86400:.1f} d"
+
+
 def render_top_down(gmap: GaussianMap, result: QueryResult | None = None, robot_radius: float = 0.25,
                     max_size_px: int = 1200) -> np.ndarray:
     """[H, W, 3] uint8 RGB view from above: map colours (top-most Gaussian per pixel), objects
@@ -56,7 +65,9 @@ def render_top_down(gmap: GaussianMap, result: QueryResult | None = None, robot_
             img[p[:, 1], p[:, 0]] = color
             a, b = to_px(np.array([obj.bbox_min[:2], obj.bbox_max[:2]]))
             cv2.rectangle(img, (a[0], b[1]), (b[0], a[1]), color, 1)
-            cv2.putText(img, f"#{rank + 1} {obj.score:.2f}", (a[0], b[1] - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1)
+            age = "" if obj.age_s is None else f", seen {_age(obj.age_s)} ago"
+            cv2.putText(img, f"#{rank + 1} {obj.score:.2f}{age}", (a[0], b[1] - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                        color, 1)
         if result.goal_pose is not None:
             g = result.goal_pose
             c = to_px(g.position[None, :2])[0]

@@ -50,6 +50,9 @@ def test_a_moved_object_is_answered_at_its_new_place_only(moved_bag, oracle_map,
     assert _inside(answer.objects[0].points, after["bbox_min"], after["bbox_max"]).mean() > 0.9
     for obj in answer.objects:  # nothing at the place it left
         assert _inside(obj.points, before["bbox_min"], before["bbox_max"]).mean() < 0.5, obj.centroid
+    # its answer says when: first observed at the new place after the move, and last seen then too
+    seen = answer.objects[0].seen
+    assert seen is not None and gt["moved"]["stamp_ns"] <= seen.first_ns <= seen.last_ns, (seen, gt["moved"])
     moved = {s.label: s.iou for s in evaluate_queries(engine, load_ground_truth(moved_bag.ground_truth))}
     static = {s.label: s.iou for s in evaluate_queries(QueryEngine(load_map(oracle_map)),
                                                         load_ground_truth(moved_bag.ground_truth))}

@@ -24,7 +24,9 @@ from langgs_ros.io.frame_builder import build_frame
 from langgs_ros.io.image_codec import CameraModel, camera_model_from_info, stamp_to_ns
 from langgs_ros.io.input_paths import classify_input
 from langgs_ros.io.mcap_check import McapReport, check_mcap
+from langgs_ros.io.path_message import pose_graph_from_path
 from langgs_ros.io.tf_buffer import POSE_CHILD, TransformBuffer, TransformLookupError
+from langgs_ros.mapping.pose_correction import PoseGraph
 from langgs_ros.types import Frame
 
 __all__ = ["BagFrameReader"]
@@ -34,6 +36,7 @@ COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 TF = "tf2_msgs/msg/TFMessage"
 POSE_TYPES = ("geometry_msgs/msg/PoseStamped", "nav_msgs/msg/Odometry")
+PATH = "nav_msgs/msg/Path"
 _PAIR_WINDOW_NS = 1_000_000_000  # how long (log time) a color image waits for its depth
 
 
@@ -89,6 +92,7 @@ class BagFrameReader:
         self.labels: dict[int, str] = {}
         self.corrupt_messages: Counter[str] = Counter()
         """Messages per topic skipped because they do not deserialise (corrupt bytes)."""
+        self._pose_graph: PoseGraph | None = None
         self._reader = _open_reader(self.path)
         try:
             self.integrity = self._check_integrity()
@@ -153,6 +157,16 @@ class BagFrameReader:
                     "which the bag lacks; use --semantics none for geometry only"
                 )
             self.instances_topic = cfg.instances_topic
+        self.pose_graph_topic = None
+        if cfg.pose_graph_topic:
+            kind = self._topic_type(cfg.pose_graph_topic)
+            if kind is None:
+                self.stats.notes.append(f"no pose graph topic '{cfg.pose_graph_topic}' in the bag: poses are not corrected")
+            elif kind != PATH:
+                raise InputError(f"pose graph topic '{cfg.pose_graph_topic}' is {kind}, not nav_msgs/Path; "
+                                 f"Path topics: {self._available(PATH)}")
+            else:
+                self.pose_graph_topic = cfg.pose_graph_topic
         if cfg.pose_topic:
             if self._topic_type(cfg.pose_topic) not in POSE_TYPES:
                 raise InputError(
@@ -274,8 +288,21 @@ class BagFrameReader:
         except TransformLookupError:
             return None
 
+    def _add_pose_graph(self, msg: Any, logtime: int) -> None:
+        try:
+            self._pose_graph = pose_graph_from_path(msg, self.config.fixed_frame)
+        except InputError as exc:
+            self.stats.notes.append(f"pose graph logged at {logtime / 1e9:.3f} s skipped: {exc}")
+
+    def take_pose_graph(self) -> PoseGraph | None:
+        """The newest pose graph read since the last call (``input.pose_graph_topic``), or None.
+        Frames are yielded as the bag is read, so a graph is taken where it was logged."""
+        graph, self._pose_graph = self._pose_graph, None
+        return graph
+
     def frames(self) -> Iterator[Frame]:
-        """Yield usable frames in stamp order; skipped ones are counted in ``stats``."""
+        """Yield usable frames in stamp order; skipped ones are counted in ``stats``; pose graphs
+        read meanwhile wait in :meth:`take_pose_graph`."""
         self._read_static_data()
         tol = int(self.config.sync_tolerance_s * 1e9)
         partners = [t for t in (self.depth_topic, self.instances_topic) if t]
@@ -309,8 +336,11 @@ class BagFrameReader:
                     self.stats.frames_used += 1
                     yield result
 
-        for topic, logtime, msg in self._messages([self.color_topic, *partners], count_color=True):
-            if topic == self.color_topic:
+        extra = [self.pose_graph_topic] if self.pose_graph_topic else []
+        for topic, logtime, msg in self._messages([self.color_topic, *partners, *extra], count_color=True):
+            if topic == self.pose_graph_topic:
+                self._add_pose_graph(msg, logtime)
+            elif topic == self.color_topic:
                 self.stats.frames_seen += 1
                 pending.append((logtime, stamp_to_ns(msg.header.stamp), msg))
             else:

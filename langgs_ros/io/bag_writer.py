@@ -135,6 +135,12 @@ class BagWriter:
                 position=Ty["geometry_msgs/msg/Point"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
                 orientation=Ty["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
 
+    def path_message(self, poses: list[np.ndarray], stamps_ns: list[int], stamp_ns: int, frame_id: str) -> Any:
+        """nav_msgs/Path of 4x4 poses in ``frame_id``, each stamped, the path itself at ``stamp_ns``."""
+        return self.types["nav_msgs/msg/Path"](
+            header=self.header(stamp_ns, frame_id),
+            poses=[self.pose_stamped(T, s, frame_id) for T, s in zip(poses, stamps_ns)])
+
     def string(self, text: str) -> Any:
         """std_msgs/String."""
         return self.types["std_msgs/msg/String"](data=text)

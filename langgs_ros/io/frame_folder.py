@@ -121,6 +121,10 @@ class FrameFolderReader:
             self.stats.frames_used += 1
             yield frame
 
+    def take_pose_graph(self) -> None:
+        """A frame folder carries no pose graph (the bag reader's counterpart returns SLAM's)."""
+        return None
+
     def close(self) -> None:
         """Nothing to release (for symmetry with the bag reader)."""
 

@@ -103,10 +103,13 @@ class SemanticField(ABC):
 
     @abstractmethod
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
-                  v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None) -> list[np.ndarray | None] | None:
+                  v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
+                  judges_presence: bool = True) -> list[np.ndarray | None] | None:
         """Fuse ``seg`` into Gaussians ``idx`` observed at pixels (u, v); ``is_new`` marks ones
         created by this keyframe (the others were already in the map and are visible); ``abstain``
-        marks observations that neither vote nor fill (e.g. :func:`behind_silhouette`). Returns,
+        marks observations that neither vote nor fill (e.g. :func:`behind_silhouette`);
+        ``judges_presence``: the view agrees with the map well enough to count as evidence that an
+        object has gone (a view whose pose is off does not). Returns,
         per level, the map track each segment was associated with (None where the mode keeps no
         tracks)."""
 
@@ -230,7 +233,8 @@ class CodebookField(SemanticField):
         return assigned
 
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
-                  v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None) -> list[np.ndarray | None]:
+                  v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
+                  judges_presence: bool = True) -> list[np.ndarray | None]:
         tracks_all, track_votes = gmap["tracks"], gmap["track_votes"]
         listen = np.ones(idx.size, bool) if abstain is None else ~abstain
         no_segment_weight = int(round(VOTE_UNIT * self.config.no_segment_vote_weight))
@@ -258,7 +262,8 @@ class CodebookField(SemanticField):
             # a streaming weighted majority vote over views, "in no segment" voting -1 with less weight
             weight = np.where(inside, VOTE_UNIT, no_segment_weight)
             votes = track_votes[idx, level]
-            self._note_contradictions(level, tracks, observed, vote & ~is_new)
+            if judges_presence:
+                self._note_contradictions(level, tracks, observed, vote & ~is_new)
             new_track, new_votes = weighted_majority(tracks, votes, observed, weight)
             tracks_all[idx, level] = np.where(vote, new_track, tracks)
             track_votes[idx, level] = np.where(vote, new_votes, votes)
@@ -351,7 +356,8 @@ class AverageField(SemanticField):
         gmap.add_field("weights", np.uint16, (N_LEVELS,))
 
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
-                  v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None) -> None:
+                  v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
+                  judges_presence: bool = True) -> None:
         features, weights = gmap["features"], gmap["weights"]
         listen = np.ones(idx.size, bool) if abstain is None else ~abstain
         for level in range(N_LEVELS):

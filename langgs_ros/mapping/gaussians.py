@@ -113,6 +113,11 @@ class GaussianMap:
             uid[:] = np.arange(uid.size)
         self._next_uid = int(uid[-1]) + 1 if uid.size else 0
 
+    @property
+    def next_uid(self) -> int:
+        """The id the next appended Gaussian gets (with :meth:`enable_uids`)."""
+        return self._next_uid
+
     def rows_of(self, uids: np.ndarray) -> np.ndarray:
         """Current row of each id in ``uids`` (int64, -1 for Gaussians removed since); needs
         :meth:`enable_uids`."""

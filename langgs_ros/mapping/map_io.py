@@ -21,15 +21,20 @@ from langgs_ros.errors import MapFileError
 from langgs_ros.io.output_paths import atomic_write, check_output_dir, remove_stale_temporaries
 from langgs_ros.mapping.fusion import SemanticField, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.keyframe_log import KeyframeLog
 
 __all__ = ["MapData", "save_map", "load_map", "MAP_FILE", "FORMAT_VERSION"]
 
 MAP_FILE = "map.npz"
 FORMAT = "langgs_ros.map"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: keyframe stamps, first Gaussian ids (times in answers, anchors) and camera mounts (pose
+corrections). Version 1 maps load with times unknown."""
+_READABLE_VERSIONS = (1, 2)
 _GAUSS_PREFIX = "g_"
 _FIELD_PREFIX = "s_"
 _DECODER_PREFIX = "d_"
+_KEYFRAME_PREFIX = "keyframe_"
 
 
 @dataclass
@@ -41,13 +46,16 @@ class MapData:
     fixed_frame: str = "map"
     semantics: str = "none"
     """Name of the semantic backend that built the map (selects the query text encoder)."""
-    keyframe_poses: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4)))
+    keyframes: KeyframeLog = field(default_factory=KeyframeLog)
+    """Pose, stamp and first Gaussian id of each keyframe: when each Gaussian was first and last seen."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form metadata (config, replay summary)."""
     decoder: dict[str, np.ndarray] = field(default_factory=dict)
     """Weights of semantic refinement's decoder (``Refiner.decoder_state``); empty if none."""
     floor_z: float | None = None
     """Height of the floor under the robot (m, fixed frame) from TF's base frame; None if unknown."""
+    notes: list[str] = field(default_factory=list)
+    """What loading had to assume (e.g. an older format without observation times)."""
 
 
 def _optional_float(value: Any) -> float | None:
@@ -75,8 +83,8 @@ def save_map(path: str | Path, data: MapData) -> Path:
     }
     arrays: dict[str, np.ndarray] = {
         "meta_json": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-        "keyframe_poses": np.asarray(data.keyframe_poses, dtype=np.float64),
     }
+    arrays.update({_KEYFRAME_PREFIX + k: v for k, v in data.keyframes.to_arrays().items()})
     arrays.update({_GAUSS_PREFIX + k: v for k, v in data.gmap.to_arrays().items()})
     if data.field is not None:
         arrays.update({_FIELD_PREFIX + k: v for k, v in data.field.state().items()})
@@ -89,7 +97,7 @@ def save_map(path: str | Path, data: MapData) -> Path:
 _MAX_GAUSSIANS = 200_000_000
 _MAX_ROW_VALUES = 8192  # values per Gaussian in one array (average fusion: 3 x 512)
 _MAX_OTHER_BYTES = 1 << 30  # all map-level arrays together (codebook, tracks, decoder, poses)
-_KNOWN_PREFIXES = ("meta_json", "keyframe_poses", _GAUSS_PREFIX, _FIELD_PREFIX, _DECODER_PREFIX)
+_KNOWN_PREFIXES = ("meta_json", _KEYFRAME_PREFIX, _GAUSS_PREFIX, _FIELD_PREFIX, _DECODER_PREFIX)
 
 
 def _array_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
@@ -174,8 +182,10 @@ def load_map(path: str | Path) -> MapData:
         raise MapFileError(f"map file {file} has no readable metadata") from None
     if meta.get("format") != FORMAT:
         raise MapFileError(f"{file} is not a langgs_ros map")
-    if meta.get("version") != FORMAT_VERSION:
-        raise MapFileError(f"{file} has map format version {meta.get('version')}, this build reads {FORMAT_VERSION}")
+    version = meta.get("version")
+    if version not in _READABLE_VERSIONS:
+        raise MapFileError(f"{file} has map format version {version}, this build reads "
+                           f"{', '.join(map(str, _READABLE_VERSIONS))}")
     gauss = {k[len(_GAUSS_PREFIX):]: v for k, v in arrays.items() if k.startswith(_GAUSS_PREFIX)}
     try:
         gmap = GaussianMap.from_arrays(gauss)
@@ -188,10 +198,16 @@ def load_map(path: str | Path) -> MapData:
             sem_field.load_state({k[len(_FIELD_PREFIX):]: v for k, v in arrays.items() if k.startswith(_FIELD_PREFIX)})
             sem_field.validate(gmap)
             sem_field.attach(gmap)
+        keyframes = KeyframeLog.from_arrays(arrays.get(_KEYFRAME_PREFIX + "poses", np.zeros((0, 4, 4))),
+                                            arrays.get(_KEYFRAME_PREFIX + "stamps_ns"),
+                                            arrays.get(_KEYFRAME_PREFIX + "first_uids"),
+                                            arrays.get(_KEYFRAME_PREFIX + "mounts"))
     except (ValueError, KeyError, TypeError) as exc:
         raise MapFileError(f"map file {file} is inconsistent: {exc}") from None
+    notes = [] if keyframes.times_known else [
+        f"map format {version} keeps no observation times: answers carry no first/last seen, and a "
+        "maximum age cannot be applied (rebuild the map to get them)"]
     return MapData(gmap=gmap, field=sem_field, fixed_frame=str(meta.get("fixed_frame", "map")),
-                   semantics=str(meta.get("semantics", "none")),
-                   keyframe_poses=arrays.get("keyframe_poses", np.zeros((0, 4, 4))),
+                   semantics=str(meta.get("semantics", "none")), keyframes=keyframes, notes=notes,
                    extra=meta.get("extra", {}), floor_z=_optional_float(meta.get("floor_z")),
                    decoder={k[len(_DECODER_PREFIX):]: v for k, v in arrays.items() if k.startswith(_DECODER_PREFIX)})

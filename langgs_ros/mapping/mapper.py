@@ -4,7 +4,9 @@ For each keyframe the existing map is projected into the view: a Gaussian whose 
 the observed depth at its pixel is *visible* (it explains that pixel, so no new Gaussian is made
 there, and it receives this view's semantics); one clearly in front of the observed surface is
 *seen through* (it lies in observed free space): its confidence (confirmations, at most 16) is halved,
-and it is removed at zero, so a moved object's old surface leaves within a few clear views.
+and it is removed at zero, so a moved object's old surface leaves within a few clear views. A view
+that sees through more than ``max_disagreement`` of the confirmed Gaussians it meets has a pose off
+(drift): it removes only what one view saw, and is no evidence that an object has gone.
 New Gaussians fill only the pixels the map does not explain. Above ``capacity`` the least
 confirmed, least recently seen Gaussians are pruned. Semantics are fused at the visible and new
 Gaussians, except where a pixel lies just behind a depth silhouette (masks bleed off the object in
@@ -30,18 +32,20 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import minimum_filter
 
 from langgs_ros.config import MappingConfig, RefineConfig
 from langgs_ros.errors import InputError
 from langgs_ros.geometry import invert_transform
 from langgs_ros.io.camera_check import frame_problem
-from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixel_gaussians
+from langgs_ros.mapping.feedforward import gaussian_fields, pixel_gaussians
 from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary_band, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.keyframe_log import KeyframeLog
 from langgs_ros.mapping.keyframes import KeyframeSelector
+from langgs_ros.mapping.pose_correction import CorrectionStats, PoseGraph, correct_map
 from langgs_ros.mapping.stereo_depth import StereoDepth
 from langgs_ros.mapping.training_views import IGNORE, NO_SEGMENT, TrainingView, set_view_tracks, training_view
+from langgs_ros.mapping.visibility import Visibility, map_visibility
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
 from langgs_ros.types import Frame
 
@@ -60,6 +64,8 @@ class IntegrationStats:
     added: int = 0
     visible: int = 0
     removed: int = 0
+    agrees_with_map: bool = True
+    """False: the keyframe disagreed with what the map's confirmed Gaussians say (``max_disagreement``)."""
     total: int = 0
     seconds: float = 0.0
     semantics_seconds: float = 0.0
@@ -88,16 +94,9 @@ class PendingKeyframe:
     """GAGS prompt-density input of the backend, computed from the map at integration time."""
     mapped_at: float = 0.0
     """time.monotonic() when the geometry was integrated."""
-
-
-@dataclass
-class _Visibility:
-    visible_idx: np.ndarray  # existing Gaussians that explain a pixel
-    visible_u: np.ndarray
-    visible_v: np.ndarray
-    covered: np.ndarray  # [rows*cols] bool
-    seen_through: np.ndarray  # existing Gaussians in observed free space
-    in_front: np.ndarray  # existing Gaussians a little (1 to 3 tolerances) in front of the observed surface
+    agrees_with_map: bool = True
+    """The view's depth agreed with the map (``max_disagreement``): it may count as evidence that
+    an object has gone."""
 
 
 class Mapper:
@@ -122,14 +121,20 @@ class Mapper:
         self._attach_mapper_fields(loaded=False)
         self.selector = KeyframeSelector(config.keyframe_translation_m, config.keyframe_rotation_deg)
         self.stereo = StereoDepth(config)
-        self.n_keyframes = 0
-        self.keyframe_poses: list[np.ndarray] = []
-        self.keyframe_stamps: list[int] = []
+        self.keyframes = KeyframeLog()
+        """Pose, stamp and first created Gaussian of each keyframe (``last_seen`` indexes it)."""
         self.base_heights: list[float] = []
         """z (m, fixed frame) of the robot's base frame at keyframes whose frame had it (TF)."""
 
-    def adopt(self, gmap: GaussianMap, field: SemanticField | None) -> None:
-        """Continue mapping on a loaded map; raises InputError if its semantics do not fit."""
+    @property
+    def n_keyframes(self) -> int:
+        """Keyframes integrated into this map (a loaded map's included)."""
+        return len(self.keyframes)
+
+    def adopt(self, gmap: GaussianMap, field: SemanticField | None, keyframes: KeyframeLog | None = None) -> None:
+        """Continue mapping on a loaded map and its keyframe log; raises InputError if its semantics
+        do not fit. Without a log with times (a map saved before them), the loaded Gaussians' times
+        stay unknown (``last_seen`` -1) and the log starts anew."""
         if (field is None) != (self.field is None):
             have = "no semantics" if field is None else "semantics"
             raise InputError(f"the saved map has {have}, the mapper was set up "
@@ -142,6 +147,23 @@ class Mapper:
         if field is not None:
             field.attach(gmap)  # restores the fill values of its per-Gaussian fields
         self._attach_mapper_fields(loaded=True)
+        if keyframes is not None and keyframes.times_known:
+            self.keyframes = keyframes
+        else:
+            gmap["last_seen"][:] = -1
+            self.keyframes = KeyframeLog()
+
+    def apply_pose_graph(self, graph: PoseGraph) -> CorrectionStats:
+        """Re-pose the keyframes ``graph`` covers (SLAM's corrected base poses) and move the
+        Gaussians anchored to them, with their semantics; refinement views follow."""
+        stats, moved = correct_map(self.gmap, self.keyframes, graph)
+        poses = self.keyframes.poses
+        for view in self.views:
+            if 0 <= view.keyframe < len(poses) and view.keyframe in moved:
+                view.T_cam_world = invert_transform(poses[view.keyframe])
+        if moved.size and moved[-1] == len(poses) - 1:  # the next keyframe is judged against the corrected pose
+            self.selector.accept(poses[-1])
+        return stats
 
     def _attach_mapper_fields(self, loaded: bool) -> None:
         self.gmap.enable_uids()
@@ -156,7 +178,7 @@ class Mapper:
             # nearest depth each Gaussian was observed from (m), for GAGS prompt density
             self.gmap.add_field("min_depth", np.float16, (), fill=np.inf)
 
-    def _guidance(self, frame: Frame, vis: _Visibility, new_idx: np.ndarray, new_depth: np.ndarray) -> SegmentationGuidance:
+    def _guidance(self, frame: Frame, vis: Visibility, new_idx: np.ndarray, new_depth: np.ndarray) -> SegmentationGuidance:
         """GAGS eq. 1 input: (D / MD)^2 at the pixels of visible Gaussians; updates MD."""
         md = self.gmap["min_depth"]
         d = frame.depth[vis.visible_v, vis.visible_u]
@@ -188,7 +210,8 @@ class Mapper:
             if self.field is not None:
                 self.fuse_semantics(pending, segmentation if segmentation is not None else self.segment(pending))
             stats.semantics_seconds = time.perf_counter() - sem_start
-            stats.removed = self._prune(vis)
+            stats.removed = self._prune(vis, pending.agrees_with_map)
+            stats.agrees_with_map = pending.agrees_with_map
             stats.total, stats.seconds = len(self.gmap), time.perf_counter() - start
         return stats
 
@@ -199,7 +222,8 @@ class Mapper:
         start = time.perf_counter()
         stats, pending, vis = self._add_geometry(frame)
         if pending is not None:
-            stats.removed = self._prune(vis)
+            stats.removed = self._prune(vis, pending.agrees_with_map)
+            stats.agrees_with_map = pending.agrees_with_map
             stats.total, stats.seconds = len(self.gmap), time.perf_counter() - start
         return stats, pending if self.field is not None else None
 
@@ -220,7 +244,7 @@ class Mapper:
         idx = rows[ok]
         abstain = None if pending.abstain is None else pending.abstain[ok]
         segment_tracks = self.field.integrate(self.gmap, segmentation, idx, pending.u[ok], pending.v[ok],
-                                              pending.is_new[ok], abstain)
+                                              pending.is_new[ok], abstain, pending.agrees_with_map)
         views = self.gmap["labelled_views"]
         views[idx] = np.minimum(views[idx].astype(np.int16) + 1, 255)
         if self.views.maxlen:
@@ -263,7 +287,7 @@ class Mapper:
                 self.held_out.append(training_view(frame, self.refine_config.scale, -1))
             self._non_keyframes += 1
 
-    def _add_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None, _Visibility | None]:
+    def _add_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None, Visibility | None]:
         """Keyframe test, depth, new Gaussians and confidence; pruning is left to the caller.
         Returns (figures, the pending keyframe and the map's visibility in it; None, None for a
         non-keyframe)."""
@@ -291,10 +315,13 @@ class Mapper:
         px = pixel_gaussians(frame, self.config.pixel_stride)
         cu, cv = px.grid.sample_pixels()
         filled_cells = None if filled is None else filled[cv, cu].reshape(-1)
-        vis = self._visibility(frame, px, filled_cells)
+        vis = map_visibility(self.gmap, frame, px, self.config.surface_tolerance, filled_cells)
         new_cells = np.flatnonzero(px.valid.reshape(-1) & ~vis.covered)
+        first_uid = self.gmap.next_uid
         new_idx = self.gmap.append(**gaussian_fields(px, new_cells, self.config.initial_opacity))
         gm = self.gmap
+        # judged on Gaussians other views confirmed: a passer-by seen once says nothing about the pose
+        agrees = vis.disagreement(gm["confidence"] >= 2) <= self.config.max_disagreement
         measured = np.ones(vis.visible_idx.size, bool) if filled is None else ~filled[vis.visible_v, vis.visible_u]
         confirmed = vis.visible_idx[measured]
         if stereo and self.config.stereo_average_positions:  # running mean over the views that saw it
@@ -324,13 +351,13 @@ class Mapper:
             abstain = behind_silhouette(frame.depth, radius, self.config.occlusion_depth_jump)[v, u]
         if filled is not None:  # a plane fill shapes free space and obstacles, but a guess carries no labels
             abstain = filled[v, u] if abstain is None else abstain | filled[v, u]
-        pending = PendingKeyframe(kf, frame, gm["uid"][idx].copy(), u, v, is_new, abstain, guidance, time.monotonic())
+        pending = PendingKeyframe(kf, frame, gm["uid"][idx].copy(), u, v, is_new, abstain, guidance, time.monotonic(),
+                                  agrees_with_map=agrees)
         if self.views.maxlen:
             assert self.refine_config is not None
             self.views.append(training_view(frame, self.refine_config.scale, kf))
-        self.n_keyframes += 1
-        self.keyframe_poses.append(frame.T_world_cam.copy())
-        self.keyframe_stamps.append(frame.stamp_ns)
+        mount = None if frame.T_world_base is None else invert_transform(frame.T_world_base) @ frame.T_world_cam
+        self.keyframes.append(frame.T_world_cam, frame.stamp_ns, first_uid, mount)
         if frame.T_world_base is not None:
             self.base_heights.append(float(frame.T_world_base[2, 3]))
         return (IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size, total=len(gm)),
@@ -349,59 +376,22 @@ class Mapper:
                 out[level][boundary_band(ids, self.config.boundary_abstain_frac)] = IGNORE
         return out
 
-    def _visibility(self, frame: Frame, px: PixelGaussians, filled_cells: np.ndarray | None) -> _Visibility:
-        """Which Gaussians explain a cell's depth, and which lie in free space in front of it
-        (``filled_cells``: plane-filled depth, no free-space evidence)."""
-        grid, K = px.grid, frame.intrinsics
-        empty = np.zeros(0, np.int64)
-        covered = np.zeros(grid.rows * grid.cols, bool)
-        if len(self.gmap) == 0:
-            return _Visibility(empty, empty, empty, covered, empty, empty)
-        T = invert_transform(frame.T_world_cam).astype(np.float32)
-        means = self.gmap["means"]
-        # depth first: most of a large map is behind or beside the camera, so project only the rest
-        z = means @ T[2, :3] + T[2, 3]
-        front = np.flatnonzero(z > 1e-3)
-        ahead = means[front]
-        z = z[front]
-        # matrix-vector products: numpy's [N, 3] @ [3, 2] is far slower than two of them
-        u = (ahead @ T[0, :3] + T[0, 3]) / z * np.float32(K.fx) + np.float32(K.cx)
-        v = (ahead @ T[1, :3] + T[1, 3]) / z * np.float32(K.fy) + np.float32(K.cy)
-        inside = (u >= 0) & (v >= 0) & (u < grid.cols * grid.stride) & (v < grid.rows * grid.stride)
-        idx, u, v, z = front[inside], u[inside], v[inside], z[inside]
-        inv = np.float32(1.0 / grid.stride)
-        # u, v >= 0: truncation is floor, and much faster than //; the clip guards float rounding
-        col = np.minimum((u * inv).astype(np.int64), grid.cols - 1)
-        row = np.minimum((v * inv).astype(np.int64), grid.rows - 1)
-        cell = row * grid.cols + col
-        d = px.depth.reshape(-1)[cell]
-        tol = np.maximum(0.01, self.config.surface_tolerance * np.nan_to_num(d))
-        with np.errstate(invalid="ignore"):
-            visible = np.abs(z - d) < tol
-            # nearest observed surface around the pixel; holes (NaN) give no free-space evidence
-            measured = np.nan_to_num(px.depth, nan=0.0)
-            if filled_cells is not None:
-                measured[filled_cells.reshape(measured.shape)] = 0.0
-            near = minimum_filter(measured, size=3).reshape(-1)[cell]
-            in_front = (z < near - tol) & (near > 0)
-            seen_through = in_front & (z < near - 3 * tol)
-        covered[cell[visible]] = True
-        # semantics are read where the depth was: at the cell's sample pixel
-        half = grid.stride // 2
-        ui = col[visible] * grid.stride + half
-        vi = row[visible] * grid.stride + half
-        return _Visibility(idx[visible], ui, vi, covered, idx[seen_through], idx[in_front & ~seen_through])
-
-    def _prune(self, vis: _Visibility) -> int:
+    def _prune(self, vis: Visibility, trusted: bool) -> int:
+        """Carve what ``vis`` saw through (only what no other view confirmed unless the view is
+        ``trusted``: it agreed with the map) and keep the map within capacity; returns how many
+        Gaussians were removed."""
         gm = self.gmap
         n_before = len(gm)
         keep = np.ones(n_before, bool)
         conf = gm["confidence"]
         # a view through a Gaussian (a surface observed clearly behind it) is strong evidence that it is
         # gone (moved, removed): it halves its confidence (a Gaussian just in front of the surface, in
-        # the depth noise of real sensors, keeps it: tested on SUN3D)
-        conf[vis.seen_through] //= 2
-        keep[vis.seen_through[conf[vis.seen_through] == 0]] = False
+        # the depth noise of real sensors, keeps it: tested on SUN3D); a view that disagrees with what
+        # other views confirmed (a pose off by drift sees through everything near an edge) only
+        # removes what one view saw (a passer-by)
+        through = vis.seen_through if trusted else vis.seen_through[conf[vis.seen_through] < 2]
+        conf[through] //= 2
+        keep[through[conf[through] == 0]] = False
         excess = int(keep.sum()) - self.config.capacity
         if excess > 0:
             # least confirmed first, then least recently seen

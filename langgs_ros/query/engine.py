@@ -22,8 +22,9 @@ import numpy as np
 from langgs_ros.config import ModelsConfig, QueryConfig, load_config
 from langgs_ros.errors import ConfigError
 from langgs_ros.geometry import column_bounds, normals_from_quat_wxyz
-from langgs_ros.mapping.relevance import Relevance
+from langgs_ros.mapping.keyframe_log import SeenTimes
 from langgs_ros.mapping.map_io import MapData
+from langgs_ros.mapping.relevance import Relevance
 from langgs_ros.query.instances import cluster_points
 from langgs_ros.query.navigation import GoalPose, NavigationGrid, plan_goal
 from langgs_ros.semantics.backend import LEVELS, TextEncoder, create_text_encoder
@@ -44,14 +45,24 @@ class ObjectResult:
     bbox_max: np.ndarray
     gaussian_indices: np.ndarray
     relevance: np.ndarray | None = None  # [M] relevancy sigmoid(margin / T) of each point
+    seen: SeenTimes | None = None
+    """When the object's Gaussians were first and last observed; None for a map without times."""
+    age_s: float | None = None
+    """Seconds from ``seen.last_ns`` to the answer's reference time (the newest keyframe, or now)."""
 
     def to_json(self, max_points: int) -> dict[str, Any]:
-        """JSON-ready dict; at most ``max_points`` points, evenly subsampled."""
+        """JSON-ready dict; at most ``max_points`` points, evenly subsampled. ``first_seen`` and
+        ``last_seen`` are ROS times in seconds (null when unknown), ``age_s`` seconds."""
         step = max(1, int(np.ceil(len(self.points) / max_points)))
         pts = self.points[::step][:max_points]
+        seen = self.seen
         return {"score": round(float(self.score), 4), "centroid": _r(self.centroid),
                 "bbox_min": _r(self.bbox_min), "bbox_max": _r(self.bbox_max),
-                "num_gaussians": int(len(self.points)), "points": [_r(p) for p in pts]}
+                "num_gaussians": int(len(self.points)),
+                "first_seen": None if seen is None or seen.first_ns is None else seen.first_ns / 1e9,
+                "last_seen": None if seen is None else seen.last_ns / 1e9,
+                "age_s": None if self.age_s is None else round(self.age_s, 3),
+                "points": [_r(p) for p in pts]}
 
 
 def _r(v: np.ndarray) -> list[float]:
@@ -160,14 +171,18 @@ class QueryEngine:
         """Build the caches a first query would otherwise pay for."""
         _ = self.grid
 
-    def query(self, text: str) -> QueryResult:
+    def query(self, text: str, max_age_s: float = 0.0, now_ns: int | None = None) -> QueryResult:
         """Answer ``text``; never raises for odd text, the message explains an empty answer. A map
-        saved while semantics lagged says so (``semantics_pending`` in its metadata)."""
-        extra = self.data.extra or {}
-        return self._answer(text).note_semantic_lag(int(extra.get("semantics_pending", 0) or 0),
-                                                    float(extra.get("semantic_lag_s", 0.0) or 0.0))
+        saved while semantics lagged says so (``semantics_pending`` in its metadata).
 
-    def _answer(self, text: str) -> QueryResult:
+        ``max_age_s`` > 0 ignores objects last seen longer ago than that before ``now_ns`` (ROS
+        time, ns; default: the newest keyframe's stamp, so a saved map answers as of its end).
+        """
+        extra = self.data.extra or {}
+        return self._answer(text, max_age_s, now_ns).note_semantic_lag(
+            int(extra.get("semantics_pending", 0) or 0), float(extra.get("semantic_lag_s", 0.0) or 0.0))
+
+    def _answer(self, text: str, max_age_s: float, now_ns: int | None) -> QueryResult:
         cfg = self.config
         text = clean_query_text(text)
         result = QueryResult(query=text, frame_id=self.data.fixed_frame)
@@ -175,6 +190,12 @@ class QueryEngine:
             return result.refuse("empty query")
         if len(text) > MAX_QUERY_CHARS:
             return result.refuse(f"query longer than {MAX_QUERY_CHARS} characters")
+        if not (np.isfinite(max_age_s) and max_age_s >= 0):
+            return result.refuse(f"max_age_s {max_age_s} is not a finite number >= 0 (0 = no limit)")
+        if max_age_s > 0 and not self.data.keyframes.times_known:
+            return result.refuse("this map keeps no observation times (saved before map format 2), so "
+                                 "max_age_s cannot be applied; ask without it or rebuild the map")
+        now_ns = self.data.keyframes.newest_ns if now_ns is None else now_ns
         if self.data.field is None or self.encoder is None:
             return result.refuse("the map has no semantics (it was built with --semantics none)")
         if len(self.data.gmap) == 0:
@@ -199,16 +220,26 @@ class QueryEngine:
         if not clusters:
             result.message = f"'{text}' matched only {mask.size} scattered Gaussians, no object"
             return result
-        objects, rank_keys = [], []
+        objects, rank_keys, stale = [], [], []
         for cluster in clusters:
             idx, m = mask[cluster], mask_margin[cluster]
             pts = np.take(means, idx, axis=0)
             point_rel = (1.0 / (1.0 + np.exp(-m / cfg.temperature))).astype(np.float32)
             score = float(point_rel.mean())
             lo, hi, centroid = column_bounds(pts)
+            seen = self._seen(idx)
+            age = seen.age_s(now_ns) if seen is not None and now_ns is not None else None
+            if max_age_s > 0 and age is not None and age > max_age_s:
+                stale.append(age)
+                continue
             objects.append(ObjectResult(score=score, points=pts, centroid=centroid, bbox_min=lo, bbox_max=hi,
-                                        gaussian_indices=idx, relevance=point_rel))
+                                        gaussian_indices=idx, relevance=point_rel, seen=seen, age_s=age))
             rank_keys.append((float(m.mean()), idx.size))
+        ignored = (f" ({len(stale)} more not seen in the last {max_age_s:g} s ignored)" if stale else "")
+        if not objects:
+            result.message = (f"{len(stale)} object(s) match '{text}', but none was seen in the last "
+                              f"{max_age_s:g} s (the newest {min(stale):.1f} s ago)")
+            return result
         # the instances within rank_margin_tolerance of the best mean margin first, larger first;
         # then the others by mean margin (the reported score saturates, so it cannot rank)
         top = max(k[0] for k in rank_keys) - cfg.rank_margin_tolerance
@@ -220,8 +251,13 @@ class QueryEngine:
         goal, why = plan_goal(self.grid, objects[0].points, objects[0].centroid, cfg.robot_radius, cfg.standoff)
         result.goal_pose = goal
         where = f"the {result.level} level" + ("s" if len(levels) > 1 else "")
-        result.message = f"{len(objects)} object(s) match '{text}' at {where}; {why}"
+        result.message = f"{len(objects)} object(s) match '{text}' at {where}{ignored}; {why}"
         return result
+
+    def _seen(self, idx: np.ndarray) -> SeenTimes | None:
+        """When the Gaussians at rows ``idx`` were first and last observed (None without times)."""
+        gm = self.data.gmap
+        return self.data.keyframes.seen(gm["uid"][idx], gm["last_seen"][idx]) if "uid" in gm else None
 
     def _consensus_mask(self, relevance: Relevance, levels: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(indices, margins) of the Gaussians matching at a majority of ``levels``; a Gaussian's

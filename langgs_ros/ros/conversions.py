@@ -34,11 +34,15 @@ _PF_DTYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32, 6
               8: np.float64}
 
 
+def time_msg(f: MessageFactory, stamp_ns: int) -> Any:
+    """builtin_interfaces/Time of ``stamp_ns`` nanoseconds."""
+    return f.make("builtin_interfaces/msg/Time", sec=int(stamp_ns // 1_000_000_000),
+                  nanosec=int(stamp_ns % 1_000_000_000))
+
+
 def header(f: MessageFactory, stamp_ns: int, frame_id: str) -> Any:
     """std_msgs/Header at ``stamp_ns`` nanoseconds."""
-    stamp = f.make("builtin_interfaces/msg/Time", sec=int(stamp_ns // 1_000_000_000),
-                   nanosec=int(stamp_ns % 1_000_000_000))
-    return f.make("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
+    return f.make("std_msgs/msg/Header", stamp=time_msg(f, stamp_ns), frame_id=frame_id)
 
 
 def pack_rgb(colors: np.ndarray) -> np.ndarray:
@@ -110,9 +114,13 @@ def object_mask(f: MessageFactory, hdr: Any, obj: ObjectResult, label: str, colo
     """
     step = max(1, int(np.ceil(len(obj.points) / max(1, max_points))))
     cloud = pointcloud2(f, hdr, obj.points[::step], colors[::step], relevance[::step])
+    seen = obj.seen
     return f.make("langgs_ros/msg/ObjectMask", label=label, score=float(obj.score),
                   centroid=_vector(f, "Point", obj.centroid), bbox_min=_vector(f, "Vector3", obj.bbox_min),
-                  bbox_max=_vector(f, "Vector3", obj.bbox_max), points=cloud)
+                  bbox_max=_vector(f, "Vector3", obj.bbox_max), points=cloud,
+                  first_seen=time_msg(f, seen.first_ns if seen is not None and seen.first_ns is not None else 0),
+                  last_seen=time_msg(f, seen.last_ns if seen is not None else 0),
+                  age_s=float(obj.age_s) if obj.age_s is not None else -1.0)
 
 
 def query_response(f: MessageFactory, result: QueryResult, stamp_ns: int, colors: np.ndarray,

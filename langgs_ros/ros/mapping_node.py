@@ -30,6 +30,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from langgs_ros.errors import LangGSError
+from langgs_ros.io.path_message import pose_graph_from_path
 from langgs_ros.ros import conversions as cv
 from langgs_ros.ros.executor import spin
 from langgs_ros.ros.frame_input import LATCHED, FrameInput
@@ -102,6 +103,13 @@ class MappingNode(LifecycleNode):
                 self.get_logger().error(f"activate failed: {exc}")
                 return TransitionCallbackReturn.FAILURE
             source = self._input.describe()
+        if self.config.input.pose_graph_topic:
+            from nav_msgs.msg import Path as PathMsg
+
+            self._handles.append(self.create_subscription(
+                PathMsg, self.config.input.pose_graph_topic, self._on_pose_graph,
+                QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE), callback_group=frames_group))
+            source += f"; pose corrections from {self.config.input.pose_graph_topic}"
         self._handles += [
             self.create_subscription(String, "/query_text", self._on_query_text, 10, callback_group=services_group),
             self.create_service(Query, "/query", self._on_query, callback_group=services_group),
@@ -198,6 +206,15 @@ class MappingNode(LifecycleNode):
             return
         self.runtime.submit(frame, segmentation)
 
+    def _on_pose_graph(self, msg: Any) -> None:
+        """SLAM's corrected trajectory: re-pose the keyframes it covers (under the map lock)."""
+        try:
+            stats = self.runtime.apply_pose_graph(pose_graph_from_path(msg, self.config.input.fixed_frame))
+        except LangGSError as exc:
+            self.get_logger().warn(f"pose graph skipped: {exc}", throttle_duration_sec=5.0)
+            return
+        self.get_logger().info(stats.summary())
+
     def _reject(self, reason: str) -> None:
         self.runtime.reject(reason)
         self.get_logger().warn(f"frame skipped: {reason}", throttle_duration_sec=5.0)
@@ -227,10 +244,10 @@ class MappingNode(LifecycleNode):
         self.pub_diagnostics.publish(cv.diagnostics(self.messages, hdr, f"langgs_ros: {self.get_name()}",
                                                     s.level(), s.summary(), s.to_json()))
 
-    def _answer(self, text: str, threshold: float, max_objects: int) -> Any:
+    def _answer(self, text: str, threshold: float, max_objects: int, max_age_s: float = 0.0) -> Any:
         threshold = threshold or float(self._param("default_threshold"))
         max_objects = max_objects or int(self._param("default_max_objects"))
-        result = self.runtime.query(text, threshold, max_objects)
+        result = self.runtime.query(text, threshold, max_objects, max_age_s, now_ns=self._stamp_ns())
         colors = self.runtime.colors()
         relevance = [o.relevance for o in result.objects]
         stamp = self._stamp_ns()
@@ -252,7 +269,8 @@ class MappingNode(LifecycleNode):
 
     def _on_query(self, request: Any, response: Any) -> Any:
         try:
-            answer = self._answer(request.text, float(request.threshold), int(request.max_objects))
+            answer = self._answer(request.text, float(request.threshold), int(request.max_objects),
+                                  float(request.max_age_s))
         except Exception as exc:  # noqa: BLE001 - a failing query answers; it never takes the service down
             self.get_logger().error(f"query '{request.text[:80]}' failed: {type(exc).__name__}: {exc}")
             response.success, response.message = False, f"the query failed: {type(exc).__name__}: {exc}"

@@ -30,6 +30,7 @@ from langgs_ros.errors import InputError, LangGSError
 from langgs_ros.geometry import invert_transform, project, transform_points
 from langgs_ros.mapping.map_io import MapData, load_map, save_map
 from langgs_ros.mapping.mapper import Mapper
+from langgs_ros.mapping.pose_correction import CorrectionStats, PoseGraph
 from langgs_ros.mapping.refine import Refiner, RefineStats
 from langgs_ros.query.engine import QueryEngine, QueryResult
 from langgs_ros.semantics.backend import Segmentation, create_backend
@@ -74,6 +75,9 @@ class RuntimeStatus:
     refine_rolled_back: int = 0
     """Background rounds undone because they raised the loss on held-out frames."""
     last_refine_ms: float = float("nan")
+    pose_corrections: int = 0
+    """Pose graphs applied (``input.pose_graph_topic``)."""
+    last_correction_ms: float = float("nan")
 
     def to_json(self) -> dict[str, object]:
         """The figures as a JSON-ready dict (NaN -> None)."""
@@ -146,7 +150,7 @@ class MappingRuntime(QueueWorker):
             if data.fixed_frame != self.config.input.fixed_frame:
                 raise InputError(f"map {map_path} is in frame '{data.fixed_frame}', the node maps in "
                                  f"'{self.config.input.fixed_frame}'")
-            mapper.adopt(data.gmap, data.field)
+            mapper.adopt(data.gmap, data.field, data.keyframes)
             note = f"loaded {len(data.gmap)} Gaussians from {map_path}"
         with self._lock:
             self.mapper = mapper
@@ -205,10 +209,11 @@ class MappingRuntime(QueueWorker):
         mapped keyframe and the newest labelled one; (0, 0) when none waits)."""
         mapper = self.mapper
         waiting = self.stage.backlog()
-        if mapper is None or waiting == 0 or not mapper.keyframe_stamps:
+        stamps = mapper.keyframes.stamps_ns if mapper is not None else []
+        if waiting == 0 or not stamps:
             return 0, 0.0
-        labelled = self.stage.status.newest_segmented_ns or mapper.keyframe_stamps[0]
-        return waiting, max(0.0, (mapper.keyframe_stamps[-1] - labelled) / 1e9)
+        labelled = self.stage.status.newest_segmented_ns or stamps[0]
+        return waiting, max(0.0, (stamps[-1] - labelled) / 1e9)
 
     # -- input ------------------------------------------------------------------------------
     def submit(self, frame: Frame, segmentation: Segmentation | None = None) -> None:
@@ -301,11 +306,15 @@ class MappingRuntime(QueueWorker):
         assert self.mapper is not None
         return MapData(gmap=self.mapper.gmap, field=self.mapper.field, semantics=self.semantics,
                        fixed_frame=self.config.input.fixed_frame, floor_z=self.mapper.floor_z(),
+                       keyframes=self.mapper.keyframes,
                        extra={"config": config_to_dict(self.config)})
 
-    def query(self, text: str, threshold: float = 0.0, max_objects: int = 0) -> QueryResult:
+    def query(self, text: str, threshold: float = 0.0, max_objects: int = 0, max_age_s: float = 0.0,
+              now_ns: int | None = None) -> QueryResult:
         """Answer ``text`` on the current map. ``threshold``: least relevancy (0..1) of a mask
-        Gaussian, 0 = configured default; ``max_objects``: 0 = all."""
+        Gaussian, 0 = configured default; ``max_objects``: 0 = all; ``max_age_s``: ignore objects
+        not seen for longer than that before ``now_ns`` (ROS time, ns; default the newest
+        keyframe), 0 = no limit."""
         frame_id = self.config.input.fixed_frame
         if not 0.0 <= threshold < 1.0 or not math.isfinite(threshold):
             return QueryResult(query=str(text), frame_id=frame_id).refuse(f"threshold {threshold} outside [0, 1)")
@@ -320,7 +329,7 @@ class MappingRuntime(QueueWorker):
                     margin = engine.config.temperature * math.log(threshold / (1 - threshold))
                     engine = QueryEngine(engine.data, replace(engine.config, min_margin=margin), engine.encoder)
                     engine._grid = self._engine._grid  # noqa: SLF001 - same map, same grid
-                result = engine.query(text)
+                result = engine.query(text, max_age_s, now_ns)
         except Exception as exc:  # noqa: BLE001 - a failing query answers, it never takes the node down
             self._failed(exc)
             return QueryResult(query=str(text), frame_id=frame_id).refuse(
@@ -350,6 +359,21 @@ class MappingRuntime(QueueWorker):
             pending, lag = self.semantic_lag()  # answers on this map say what was not labelled yet
             data.extra.update(semantics_pending=pending, semantic_lag_s=lag)
             return save_map(path, data)
+
+    def apply_pose_graph(self, graph: PoseGraph) -> CorrectionStats:
+        """Re-pose the map with SLAM's corrected trajectory under the map lock: a query sees the
+        map before or after the correction, never half of it."""
+        with self._lock:
+            if self.mapper is None:
+                raise InputError("the map is not configured")
+            try:
+                stats = self.mapper.apply_pose_graph(graph)
+            except Exception as exc:  # noqa: BLE001 - counted and logged once; mapping goes on
+                self._failed(exc)
+                raise InputError(f"the pose graph could not be applied ({type(exc).__name__}: {exc})") from None
+        self.status.pose_corrections += 1
+        self.status.last_correction_ms = 1000 * stats.seconds
+        return stats
 
     def reset(self) -> None:
         """Forget the map (same backend and settings)."""

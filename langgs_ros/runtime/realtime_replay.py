@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,10 +77,12 @@ def replay_realtime(path: str | Path, out_dir: str | Path, semantics: str, confi
                 due = start + (frame.stamp_ns - first_ns) / 1e9 / rate
                 time.sleep(max(0.0, due - time.monotonic()))
                 runtime.submit(frame)
+                _correct(runtime, source, say)
                 if time.monotonic() - last >= 1.0:
                     last = time.monotonic()
                     lags.append(runtime.refresh_status().semantic_lag_s)
                     say(_line(runtime.status, "playing"))
+            _correct(runtime, source, say)
             stats = source.stats
         bag_end = time.monotonic()
         while drain and not runtime.settled():
@@ -99,6 +102,13 @@ def replay_realtime(path: str | Path, out_dir: str | Path, semantics: str, confi
                               seconds=time.monotonic() - start, drain_seconds=drain_seconds, lag_samples=lags)
     summary.map_path = runtime.save(out_dir)
     return summary
+
+
+def _correct(runtime: MappingRuntime, source: Any, say: Callable[[str], None]) -> None:
+    """Apply a pose graph the bag logged since the last frame, as the node does when one arrives."""
+    graph = source.take_pose_graph()
+    if graph is not None:
+        say(runtime.apply_pose_graph(graph).summary())
 
 
 def _line(s: RuntimeStatus, phase: str) -> str:

@@ -4,7 +4,8 @@ Topics (defaults of :class:`~langgs_ros.config.InputConfig`): ``/camera/color/im
 ``/camera/aligned_depth_to_color/image_raw`` (32FC1, exact depth along the optical axis, metres),
 ``/camera/color/camera_info``, ``/camera/instances`` (16UC1, 0 = background), ``/scene/labels``
 (JSON, once), ``/tf`` (map->odom at 5 Hz, odom->base_link at 50 Hz, stamps offset from the images so
-poses must be interpolated) and ``/tf_static`` (base_link->camera_link->camera_color_optical_frame).
+poses must be interpolated) and ``/tf_static`` (base_link->camera_link->camera_color_optical_frame);
+with ``drift``, odometry drifts and ``/pose_graph`` (nav_msgs/Path) corrects it at the end.
 A sidecar ``ground_truth.json`` holds each object's label, box and observed surface points (one real
 point per 1 cm voxel).
 """
@@ -27,7 +28,8 @@ from langgs_ros.synth.scene import Scene, default_scene
 from langgs_ros.types import CameraIntrinsics
 
 __all__ = ["SynthSpec", "SynthOutput", "make_synthetic_bag", "camera_intrinsics", "robot_pose",
-           "T_BASE_CAMLINK", "T_CAMLINK_OPTICAL", "T_MAP_ODOM", "OPTICAL_FRAME"]
+           "T_BASE_CAMLINK", "T_CAMLINK_OPTICAL", "T_MAP_ODOM", "OPTICAL_FRAME", "POSE_GRAPH_TOPIC",
+           "DRIFT_AT_END", "odometry_drift"]
 
 OPTICAL_FRAME = "camera_color_optical_frame"
 T_MAP_ODOM = make_transform(
@@ -40,6 +42,17 @@ _T0_NS = 1_700_000_000_000_000_000
 _IMAGE_PERIOD_NS = 100_000_000
 _TF_PERIOD_NS = 20_000_000
 _IMAGE_OFFSET_NS = 3_700_000  # images fall between TF samples
+POSE_GRAPH_TOPIC = "/pose_graph"
+DRIFT_AT_END = (0.25, -0.15, 4.0)
+"""Odometry error at the end of a ``drift`` sequence: x, y (m) and yaw (degrees) in ``map``."""
+
+
+def odometry_drift(fraction: float) -> np.ndarray:
+    """T_believed_true: the odometry error after ``fraction`` (0..1) of a drifting sequence."""
+    x, y, yaw_deg = (fraction * v for v in DRIFT_AT_END)
+    yaw = np.deg2rad(yaw_deg)
+    return make_transform(np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]),
+                          [x, y, 0.0])
 
 
 @dataclass
@@ -57,6 +70,10 @@ class SynthSpec:
     """Label of an object moved at the middle frame (empty: a static scene)."""
     move_to: tuple[float, float] = (-0.45, 0.15)
     """Where ``move`` goes: x, y of its new centre in ``map`` (m); by default a free spot on the table."""
+    drift: bool = False
+    """Odometry drifts: TF's odom->base_link carries a pose that drifts linearly to
+    :data:`DRIFT_AT_END` over the sequence, and after the last image a ``nav_msgs/Path`` on
+    :data:`POSE_GRAPH_TOPIC` gives the true base poses at every image stamp (a SLAM correction)."""
 
 
 @dataclass
@@ -148,7 +165,8 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
             t_s = (stamp - _T0_NS) / 1e9
             T_map_base = robot_pose(t_s, duration, spec.seed)
             if kind == "tf":
-                tfs = [bag.transform("odom", "base_link", np.linalg.inv(T_MAP_ODOM) @ T_map_base, stamp)]
+                believed = odometry_drift(min(1.0, max(0.0, t_s / duration))) @ T_map_base if spec.drift else T_map_base
+                tfs = [bag.transform("odom", "base_link", np.linalg.inv(T_MAP_ODOM) @ believed, stamp)]
                 if (stamp - t_start) % (10 * _TF_PERIOD_NS) == 0:
                     tfs.append(bag.transform("map", "odom", T_MAP_ODOM, stamp))
                 bag.write("/tf", bag.tf_message(tfs), stamp)
@@ -170,6 +188,10 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
             _accumulate_surface(surface, depth, inst, K, T_map_cam)
             if progress:
                 progress(index + 1, spec.frames)
+        if spec.drift:  # SLAM's corrected trajectory, after the last image
+            true = [robot_pose((s - _T0_NS) / 1e9, duration, spec.seed) for s in image_times]
+            end = image_times[-1] + 5 * _TF_PERIOD_NS
+            bag.write(POSE_GRAPH_TOPIC, bag.path_message(true, image_times, end, "map"), end)
     if moved is not None and move_frame >= spec.frames:
         before_surface = surface[moved.id]
     gt = {
@@ -182,6 +204,9 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
             for o in after.objects
         ],
     }
+    if spec.drift:
+        gt["drift"] = {"at_end": {"x_m": DRIFT_AT_END[0], "y_m": DRIFT_AT_END[1], "yaw_deg": DRIFT_AT_END[2]},
+                       "pose_graph_topic": POSE_GRAPH_TOPIC}
     if moved is not None:  # the objects above are where they are at the end; this one was elsewhere before
         old = next(o for o in scene.objects if o.id == moved.id)
         gt["moved"] = {"id": moved.id, "label": moved.label, "frame": move_frame,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from langgs_ros.mapping.keyframe_log import SeenTimes
 from langgs_ros.query.engine import ObjectResult, QueryResult
 from langgs_ros.query.navigation import GoalPose, NavigationGrid
 from langgs_ros.ros import conversions as cv
@@ -45,7 +46,8 @@ def test_pointcloud2_round_trip_keeps_xyz_colour_and_relevance(store, f):
 def make_result():
     pts = np.array([[1.0, 0.0, 0.5], [1.2, 0.1, 0.7], [1.1, -0.1, 0.6]], np.float32)
     obj = ObjectResult(score=0.8, points=pts, centroid=pts.mean(0), bbox_min=pts.min(0), bbox_max=pts.max(0),
-                       gaussian_indices=np.array([0, 1, 2]))
+                       gaussian_indices=np.array([0, 1, 2]), seen=SeenTimes(first_ns=1_500_000_000, last_ns=4_250_000_000),
+                       age_s=2.5)
     goal = GoalPose(position=np.array([0.4, 0.0, 0.0]), orientation_xyzw=np.array([0, 0, 0, 1.0]), yaw=0.0,
                     distance_to_object=0.6, clearance=0.5)
     return QueryResult(query="mug", frame_id="map", objects=[obj], goal_pose=goal, message="1 object")
@@ -60,6 +62,8 @@ def test_query_response_carries_objects_and_goal(store, f):
     assert resp.goal_pose.pose.position.x == pytest.approx(0.4) and resp.goal_pose.pose.orientation.w == 1.0
     (obj,) = resp.objects
     assert obj.label == "mug" and obj.score == pytest.approx(0.8) and obj.bbox_max.z == pytest.approx(0.7)
+    assert (obj.first_seen.sec, obj.first_seen.nanosec) == (1, 500_000_000)
+    assert (obj.last_seen.sec, obj.last_seen.nanosec) == (4, 250_000_000) and obj.age_s == pytest.approx(2.5)
     cloud = cv.pointcloud2_to_arrays(obj.points)
     assert len(cloud["x"]) == 2  # subsampled to max_points
     assert cloud["rgb"][0].tolist() == [255, 0, 0] and cloud["relevance"][1] == pytest.approx(0.7)

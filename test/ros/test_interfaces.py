@@ -12,7 +12,7 @@ def test_interfaces_parse_and_round_trip_through_cdr():
     store = typestore_with_interfaces()
     f = RosbagsMessages(store)
     assert [name for name, _ in store.fielddefs["langgs_ros/srv/Query_Request"][1]] == ["text", "threshold",
-                                                                                         "max_objects"]
+                                                                                         "max_objects", "max_age_s"]
     assert [name for name, _ in store.fielddefs["langgs_ros/srv/Query_Response"][1]] == [
         "success", "message", "objects", "has_goal", "goal_pose"]
     mask = f.make("langgs_ros/msg/ObjectMask", label="mug", score=0.9,

@@ -88,7 +88,7 @@ def test_lag_is_reported_in_status_and_answers(frames, synth_bag):
         rt.submit(frame)
     QueueWorker.process_pending(rt)  # geometry only: the semantics stage has not run yet
     status = rt.refresh_status()
-    span = (rt.mapper.keyframe_stamps[-1] - rt.mapper.keyframe_stamps[0]) / 1e9
+    span = (rt.mapper.keyframes.stamps_ns[-1] - rt.mapper.keyframes.stamps_ns[0]) / 1e9
     assert status.keyframes > 2 and status.semantics_pending == config.semantics.max_pending
     assert status.semantic_lag_s == pytest.approx(span)
     assert status.level() == 1 and "semantics lag geometry" in status.summary()

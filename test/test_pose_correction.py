@@ -1,0 +1,122 @@
+"""Pose corrections from SLAM (issue 17): a nav_msgs/Path re-poses the keyframes it covers and the
+Gaussians anchored to them; ``langgs synth --drift`` + ``input.pose_graph_topic`` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from langgs_ros.config import PipelineConfig
+from langgs_ros.errors import InputError
+from langgs_ros.evaluation import evaluate_queries, load_ground_truth
+from langgs_ros.geometry import make_transform, normals_from_quat_wxyz
+from langgs_ros.io.bag_reader import BagFrameReader
+from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.keyframe_log import KeyframeLog
+from langgs_ros.mapping.map_io import load_map
+from langgs_ros.mapping.pose_correction import PoseGraph, correct_map
+from langgs_ros.pipeline import replay
+from langgs_ros.query.engine import QueryEngine
+from langgs_ros.synth.make_bag import POSE_GRAPH_TOPIC, SynthSpec, make_synthetic_bag
+
+S = 1_000_000_000
+
+
+def _pose(x: float, y: float, yaw_deg: float) -> np.ndarray:
+    return make_transform(Rotation.from_euler("z", yaw_deg, degrees=True).as_matrix(), [x, y, 0.0])
+
+
+def test_the_graph_is_interpolated_inside_its_span_only():
+    graph = PoseGraph.from_poses(np.array([3, 1, 2, 2]) * S,  # unsorted, a duplicate stamp
+                                 np.array([_pose(2, 0, 20), _pose(0, 0, 0), _pose(1, 0, 10), _pose(9, 9, 0)]))
+    assert graph.stamps_ns.tolist() == [S, 2 * S, 3 * S]
+    covered, T = graph.base_poses_at(np.array([0, 1.5 * S, 2.5 * S, 4 * S], np.int64))
+    assert covered.tolist() == [False, True, True, False]
+    assert np.allclose(T[1], _pose(0.5, 0, 5)) and np.allclose(T[2], _pose(1.5, 0, 15))
+    bad = _pose(0, 0, 0)
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="no usable pose"):
+        PoseGraph.from_poses(np.array([S]), bad[None])
+
+
+def test_a_correction_moves_the_gaussians_a_keyframe_created_rigidly():
+    gmap = GaussianMap()
+    gmap.enable_uids()
+    log = KeyframeLog()
+    mount = make_transform(np.eye(3), [0.1, 0.0, 1.3])  # T_base_cam
+    rng = np.random.default_rng(0)
+    for k, base in enumerate([_pose(0, 0, 0), _pose(1, 0, 0), _pose(2, 0, 0)]):
+        log.append(base @ mount, (10 + k) * S, gmap.next_uid, None if k == 2 else mount)
+        quats = Rotation.random(50, random_state=k).as_quat()[:, [3, 0, 1, 2]].astype(np.float16)
+        gmap.append(means=rng.uniform(-1, 1, (50, 3)).astype(np.float32), quats=quats)
+    before = {name: gmap[name].copy() for name in ("means", "quats")}
+    # SLAM: keyframe 1's base was really at (1, 0.3) turned 10 degrees; keyframe 0 (10 s) is outside the graph
+    graph = PoseGraph.from_poses(np.array([11, 12]) * S, np.array([_pose(1, 0.3, 10), _pose(2, 0.3, 10)]))
+    stats, moved = correct_map(gmap, log, graph)
+    assert moved.tolist() == [1] and stats.keyframes_moved == 1 and stats.gaussians_moved == 50
+    assert stats.keyframes_without_mount == 1  # keyframe 2: no base frame in TF when it was integrated
+    assert np.allclose(log.poses[1], _pose(1, 0.3, 10) @ mount)
+    D = log.poses[1] @ np.linalg.inv(_pose(1, 0, 0) @ mount)
+    rows = slice(50, 100)
+    assert np.allclose(gmap["means"][rows], before["means"][rows] @ D[:3, :3].T + D[:3, 3], atol=1e-5)
+    assert np.allclose(normals_from_quat_wxyz(gmap["quats"][rows]),
+                       normals_from_quat_wxyz(before["quats"][rows]) @ D[:3, :3].T, atol=2e-3)
+    for other in (slice(0, 50), slice(100, 150)):  # not covered, or no mount: where they were
+        assert np.array_equal(gmap["means"][other], before["means"][other])
+
+
+class _PathMessage:
+    """The fields of a nav_msgs/Path that the reader uses (rosbags' and rclpy's classes have them)."""
+
+    def __init__(self, frame: str, poses: list) -> None:
+        self.header = type("H", (), {"frame_id": frame})()
+        self.poses = poses
+
+
+def test_a_pose_graph_in_another_frame_is_refused():
+    from langgs_ros.io.path_message import pose_graph_from_path
+
+    with pytest.raises(InputError, match="frame 'odom'"):
+        pose_graph_from_path(_PathMessage("odom", []), "map")
+    with pytest.raises(InputError, match="no pose"):
+        pose_graph_from_path(_PathMessage("map", []), "map")
+
+
+@pytest.fixture(scope="module")
+def drift_bag(tmp_path_factory):
+    return make_synthetic_bag(tmp_path_factory.mktemp("drift"), SynthSpec(width=320, height=240, frames=72,
+                                                                          drift=True))
+
+
+def _mean_iou(map_dir, truth) -> float:
+    return float(np.mean([s.iou for s in evaluate_queries(QueryEngine(load_map(map_dir)), truth)]))
+
+
+def test_a_wrong_pose_graph_topic_type_is_an_error(drift_bag):
+    config = PipelineConfig()
+    config.input.pose_graph_topic = "/camera/color/camera_info"
+    with pytest.raises(InputError, match="not nav_msgs/Path"):
+        BagFrameReader(drift_bag.bag, config.input)
+
+
+def test_slams_path_undoes_odometry_drift(drift_bag, oracle_map, tmp_path):
+    gt = json.loads(drift_bag.ground_truth.read_text())
+    assert gt["drift"]["pose_graph_topic"] == POSE_GRAPH_TOPIC
+    truth = load_ground_truth(drift_bag.ground_truth)
+    config = PipelineConfig()
+    config.mapping.pixel_stride = 1  # as the drift-free map of the fixture
+    replay(drift_bag.bag, tmp_path / "drifted", "oracle", config)
+    config.input.pose_graph_topic = POSE_GRAPH_TOPIC
+    summary = replay(drift_bag.bag, tmp_path / "corrected", "oracle", config)
+    (correction,) = summary.corrections
+    assert correction.keyframes_moved == summary.keyframes and correction.keyframes_without_mount == 0
+    free, drifted, corrected = (_mean_iou(oracle_map, truth), _mean_iou(tmp_path / "drifted", truth),
+                                _mean_iou(tmp_path / "corrected", truth))
+    print(f"mean IoU: drift-free {free:.3f}, drifted {drifted:.3f}, corrected {corrected:.3f}")
+    assert corrected >= free - 0.05, (free, corrected)
+    assert drifted < corrected - 0.1, (drifted, corrected)
+    saved = load_map(tmp_path / "corrected").keyframes  # mounts and corrected poses survive save/load
+    assert all(m is not None for m in saved.mounts) and len(saved) == summary.keyframes
