@@ -35,7 +35,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     _synth(args.out, SynthSpec(seed=args.seed, width=args.width, height=args.height, frames=args.frames,
                                storage=args.storage, compressed=args.compressed, move=args.move or "",
-                               move_to=args.move_to, drift=args.drift))
+                               move_to=args.move_to, drift=args.drift, relocalize=args.relocalize))
     return 0
 
 
@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="odometry drifts (0.29 m and 4 degrees by the end) and a nav_msgs/Path of the true base poses "
                         "on /pose_graph corrects it after the last image (replay with input.pose_graph_topic: "
                         "/pose_graph)")
+    p.add_argument("--relocalize", action="store_true",
+                   help="map->odom is off by 0.29 m and 4 degrees until the middle frame, then jumps to the truth, as a "
+                        "localizer converging late (replay with input.reanchor_on_map_odom_jump_m: 0.05)")
     p.add_argument("--move", metavar="OBJECT", help="move this object (e.g. 'red mug') at the middle frame; the "
                    "ground truth gives its final place and, under 'moved', the old one")
     p.add_argument("--move-to", type=_xy, default=(-0.45, 0.15), metavar="X,Y",

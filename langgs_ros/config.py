@@ -65,6 +65,13 @@ class InputConfig:
     pose_graph_topic: str = ""
     """nav_msgs/Path of SLAM's corrected base_frame poses in the fixed frame (e.g. after a loop
     closure): each new one re-poses the keyframes it covers and their Gaussians. Empty = off."""
+    odom_frame: str = "odom"
+    """Odometry frame (REP-105): each keyframe keeps the fixed frame -> odom transform at its stamp,
+    for ``reanchor_on_map_odom_jump_m``. Empty, or a TF tree without it, keeps none."""
+    reanchor_on_map_odom_jump_m: float = 0.0
+    """When fixed -> odom (a localizer's correction, e.g. AMCL) has moved since a keyframe was
+    integrated so that its camera would shift more than this (m), the keyframe and its Gaussians are
+    re-expressed with the current fixed -> odom (odometry is trusted since). 0 = off."""
     sync_tolerance_s: float = 0.02
     """Largest header-stamp difference for pairing color with depth/instances, seconds."""
     tf_tolerance_s: float = 0.05
@@ -398,6 +405,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "input": {
         "sync_tolerance_s": (0.0, 10.0), "tf_tolerance_s": (0.0, 10.0), "camera_info_tolerance_s": (-1.0, 3600.0),
         "max_depth_m": (0.01, 1000.0), "min_depth_m": (0.0, 100.0), "max_image_pixels": (1, 1 << 28),
+        "reanchor_on_map_odom_jump_m": (0.0, 1000.0),
     },
     "mapping": {
         "pixel_stride": (1, 64), "keyframe_translation_m": (0.0, 100.0), "keyframe_rotation_deg": (0.0, 180.0),

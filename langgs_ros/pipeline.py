@@ -15,7 +15,7 @@ from langgs_ros.io.bag_reader import BagFrameReader
 from langgs_ros.io.frame_folder import FrameFolderReader
 from langgs_ros.io.input_paths import classify_input
 from langgs_ros.io.output_paths import check_output_dir
-from langgs_ros.io.frame_source import SourceStats
+from langgs_ros.io.frame_source import FrameSource, SourceStats
 from langgs_ros.mapping.map_io import MapData, save_map
 from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.mapping.pose_correction import CorrectionStats
@@ -55,11 +55,12 @@ class ReplaySummary:
     refine: RefineReport | None = None
     """Figures of the refinement after the replay (``--refine``)."""
     corrections: list[CorrectionStats] = field(default_factory=list)
-    """Pose graphs applied (``input.pose_graph_topic``), in the bag's order."""
+    """Pose corrections applied, in the bag's order: pose graphs (``input.pose_graph_topic``) and
+    map -> odom jumps (``input.reanchor_on_map_odom_jump_m``)."""
 
 
 def open_source(path: str | Path, config: PipelineConfig, with_instances: bool,
-                exclude: set[str] | None = None) -> BagFrameReader | FrameFolderReader:
+                exclude: set[str] | None = None) -> FrameSource:
     """A frame source for a rosbag2 directory or a 7-Scenes style frame folder."""
     path = Path(path)
     if classify_input(path) == "folder":
@@ -71,7 +72,7 @@ def open_source(path: str | Path, config: PipelineConfig, with_instances: bool,
     return BagFrameReader(path, config.input, with_instances=with_instances)
 
 
-def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,
+def build_map(source: FrameSource, mapper: Mapper,
               progress: Callable[[ReplayProgress], None] | None = None,
               max_frames: int | None = None) -> ReplaySummary:
     """Feed every frame of ``source`` to ``mapper``."""
@@ -94,6 +95,8 @@ def build_map(source: BagFrameReader | FrameFolderReader, mapper: Mapper,
             source.stats.skip(str(exc))
             source.stats.frames_used -= 1
             continue
+        if stats.reanchored is not None:
+            corrections.append(stats.reanchored)
         if stats.keyframe:
             kf_seconds.append(stats.seconds)
             if stats.added == 0 and stats.visible == 0:  # e.g. depth valid only between sampled pixels
@@ -120,7 +123,8 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
     check_output_dir(out_dir, "map directory", create=False)  # before the work, not after it
     backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou)
     with open_source(path, config, with_instances=semantics == "oracle") as source:
-        mapper = Mapper(config.mapping, backend, seed=config.oracle.seed, refine=config.refine if refine else None)
+        mapper = Mapper(config.mapping, backend, seed=config.oracle.seed, refine=config.refine if refine else None,
+                        reanchor_jump_m=config.input.reanchor_on_map_odom_jump_m)
         summary = build_map(source, mapper, progress)
         labels = dict(getattr(source, "labels", {}))
     if summary.keyframes == 0:

@@ -65,6 +65,9 @@ class Frame:
     T_world_base: np.ndarray | None = None  # noqa: N815
     """[4, 4] pose of the robot base frame (``input.base_frame``, on the floor: REP-105) in the
     fixed frame at the image stamp; None where TF has no such frame (hand-held camera, frame folder)."""
+    T_world_odom: np.ndarray | None = None  # noqa: N815
+    """[4, 4] pose of the odometry frame (``input.odom_frame``) in the fixed frame at the image
+    stamp (the localizer's map -> odom); None where TF has no such frame."""
 
     def with_depth(self, depth: np.ndarray | None) -> Frame:
         """Copy of the frame with another depth image."""

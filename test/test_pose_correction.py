@@ -1,5 +1,7 @@
 """Pose corrections from SLAM (issue 17): a nav_msgs/Path re-poses the keyframes it covers and the
-Gaussians anchored to them; ``langgs synth --drift`` + ``input.pose_graph_topic`` end to end."""
+Gaussians anchored to them (``langgs synth --drift`` + ``input.pose_graph_topic`` end to end); a
+map -> odom jump re-anchors keyframes (``langgs synth --relocalize`` +
+``input.reanchor_on_map_odom_jump_m``)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from langgs_ros.io.bag_reader import BagFrameReader
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframe_log import KeyframeLog
 from langgs_ros.mapping.map_io import load_map
-from langgs_ros.mapping.pose_correction import PoseGraph, correct_map
+from langgs_ros.mapping.pose_correction import PoseGraph, correct_map, reanchor_map
 from langgs_ros.pipeline import replay
 from langgs_ros.query.engine import QueryEngine
 from langgs_ros.synth.make_bag import POSE_GRAPH_TOPIC, SynthSpec, make_synthetic_bag
@@ -120,3 +122,65 @@ def test_slams_path_undoes_odometry_drift(drift_bag, oracle_map, tmp_path):
     assert drifted < corrected - 0.1, (drifted, corrected)
     saved = load_map(tmp_path / "corrected").keyframes  # mounts and corrected poses survive save/load
     assert all(m is not None for m in saved.mounts) and len(saved) == summary.keyframes
+
+
+def test_a_map_odom_jump_re_expresses_the_keyframes_integrated_before_it():
+    gmap = GaussianMap()
+    gmap.enable_uids()
+    log = KeyframeLog()
+    wrong, right = _pose(0.3, -0.2, 5), _pose(0, 0, 0)  # map -> odom: the localizer's guess, then the truth
+    rng = np.random.default_rng(1)
+    for k, (odom_cam, T_world_odom) in enumerate([(_pose(0, 0, 0), wrong), (_pose(1, 0, 30), wrong),
+                                                  (_pose(2, 0, 0), None), (_pose(3, 0, 0), right)]):
+        log.append(T_world_odom @ odom_cam if T_world_odom is not None else odom_cam, k * S, gmap.next_uid,
+                   None, T_world_odom)
+        gmap.append(means=rng.uniform(-1, 1, (20, 3)).astype(np.float32),
+                    quats=np.tile(np.array([1, 0, 0, 0], np.float16), (20, 1)))
+    before = gmap["means"].copy()
+    stats, moved = reanchor_map(gmap, log, right, min_shift_m=0.05)
+    # keyframes 0 and 1 were placed with the wrong map -> odom; 2 has none (kept); 3 is already right
+    assert moved.tolist() == [0, 1] and stats.gaussians_moved == 40 and stats.source == "map -> odom jump"
+    assert np.allclose(log.poses[1], right @ _pose(1, 0, 30)) and np.allclose(log.odom[0], right)
+    D = right @ np.linalg.inv(wrong)  # each moved keyframe's Gaussians move rigidly with it
+    assert np.allclose(gmap["means"][:40], before[:40] @ D[:3, :3].T + D[:3, 3], atol=1e-5)
+    assert np.array_equal(gmap["means"][40:], before[40:])
+    again, moved = reanchor_map(gmap, log, _pose(0.01, 0, 0), min_shift_m=0.05)  # under the threshold
+    assert moved.size == 0 and again.gaussians_moved == 0
+    restored = KeyframeLog.from_arrays(**log.to_arrays())  # kept with the map
+    assert restored.odom[2] is None and np.allclose(restored.odom[3], right)
+
+
+def test_a_pose_graph_supersedes_map_odom_for_the_keyframes_it_moves():
+    gmap = GaussianMap()
+    gmap.enable_uids()
+    log = KeyframeLog()
+    mount = make_transform(np.eye(3), [0.1, 0.0, 1.3])
+    log.append(_pose(0, 0, 0) @ mount, 10 * S, gmap.next_uid, mount, _pose(0.5, 0, 0))
+    graph = PoseGraph.from_poses(np.array([10]) * S, _pose(0, 1, 0)[None])
+    correct_map(gmap, log, graph)
+    assert log.odom[0] is None  # a later map -> odom jump leaves the graph's pose alone
+    assert reanchor_map(gmap, log, _pose(0, 0, 0), 0.05)[1].size == 0
+
+
+@pytest.fixture(scope="module")
+def relocalized_bag(tmp_path_factory):
+    return make_synthetic_bag(tmp_path_factory.mktemp("reloc"), SynthSpec(width=320, height=240, frames=72,
+                                                                          relocalize=True))
+
+
+def test_a_localizer_that_converges_late_is_undone_by_reanchoring(relocalized_bag, oracle_map, tmp_path):
+    gt = json.loads(relocalized_bag.ground_truth.read_text())
+    assert gt["relocalize"]["frame"] == 36
+    truth = load_ground_truth(relocalized_bag.ground_truth)
+    config = PipelineConfig()
+    config.mapping.pixel_stride = 1  # as the drift-free map of the fixture
+    replay(relocalized_bag.bag, tmp_path / "kept", "oracle", config)
+    config.input.reanchor_on_map_odom_jump_m = 0.05
+    summary = replay(relocalized_bag.bag, tmp_path / "reanchored", "oracle", config)
+    assert summary.corrections and all(c.source == "map -> odom jump" for c in summary.corrections)
+    free, kept, reanchored = (_mean_iou(oracle_map, truth), _mean_iou(tmp_path / "kept", truth),
+                              _mean_iou(tmp_path / "reanchored", truth))
+    print(f"mean IoU: true map->odom {free:.3f}, jump kept {kept:.3f}, re-anchored {reanchored:.3f}; "
+          + "; ".join(c.summary() for c in summary.corrections))
+    assert reanchored >= free - 0.05, (free, reanchored)
+    assert kept < reanchored - 0.1, (kept, reanchored)

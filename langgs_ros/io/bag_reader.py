@@ -277,7 +277,7 @@ class BagFrameReader:
         if isinstance(pose, str):
             return pose
         return build_frame(color_msg, depth_msg, inst_msg, model, pose, self.config, self.labels,
-                           self._base_in_camera(frame_id, stamp))
+                           self._base_in_camera(frame_id, stamp), self._odom_in_world(stamp))
 
     def _base_in_camera(self, frame_id: str, stamp_ns: int) -> np.ndarray | None:
         """T_cam_base at the stamp, or None if TF does not connect ``input.base_frame`` to the camera."""
@@ -285,6 +285,15 @@ class BagFrameReader:
             return None
         try:
             return self.tf.lookup(frame_id, self.config.base_frame, stamp_ns)
+        except TransformLookupError:
+            return None
+
+    def _odom_in_world(self, stamp_ns: int) -> np.ndarray | None:
+        """T_world_odom at the stamp, or None if TF does not connect ``input.odom_frame``."""
+        if not self.config.odom_frame:
+            return None
+        try:
+            return self.tf.lookup(self.config.fixed_frame, self.config.odom_frame, stamp_ns)
         except TransformLookupError:
             return None
 

@@ -21,12 +21,13 @@ __all__ = ["build_frame"]
 
 def build_frame(color_msg: Any, depth_msg: Any | None, inst_msg: Any | None, model: CameraModel,
                 T_world_cam: np.ndarray, config: InputConfig, labels: dict[int, str] | None = None,  # noqa: N803
-                T_cam_base: np.ndarray | None = None) -> Frame | str:  # noqa: N803
+                T_cam_base: np.ndarray | None = None, T_world_odom: np.ndarray | None = None) -> Frame | str:  # noqa: N803
     """Decode and undistort; returns the frame, or a one-line reason why the input is unusable.
 
     ``color_msg`` is a sensor_msgs/Image or CompressedImage (told apart by its ``format`` field);
     ``T_world_cam`` [4, 4] is the pose of the image's optical frame in the fixed frame;
-    ``T_cam_base`` [4, 4], if known, the pose of the robot base frame in the optical frame.
+    ``T_cam_base`` [4, 4], if known, the pose of the robot base frame in the optical frame;
+    ``T_world_odom`` [4, 4], if known, the odometry frame in the fixed frame (kept if it is rigid).
     """
     stamp = stamp_to_ns(color_msg.header.stamp)
     frame_id = str(color_msg.header.frame_id).lstrip("/")
@@ -75,5 +76,7 @@ def build_frame(color_msg: Any, depth_msg: Any | None, inst_msg: Any | None, mod
     if T_cam_base is not None and np.all(np.isfinite(T_cam_base)):
         T_world_base = T_world_cam @ np.asarray(T_cam_base, dtype=np.float64)  # noqa: N806
     frame = Frame(stamp_ns=stamp, frame_id=frame_id, rgb=rgb, intrinsics=K, T_world_cam=T_world_cam, depth=depth,
-                  instances=instances, labels=dict(labels or {}), T_world_base=T_world_base)
+                  instances=instances, labels=dict(labels or {}), T_world_base=T_world_base,
+                  T_world_odom=None if T_world_odom is None or pose_problem(T_world_odom) else
+                  np.asarray(T_world_odom, dtype=np.float64))
     return frame_problem(frame) or frame

@@ -1,11 +1,18 @@
-"""What a frame source reports besides frames: counts of frames used and skipped, with reasons."""
+"""What every frame source (a rosbag2 reader, a frame folder) offers: frames in time order, counts
+of frames used and skipped with reasons, and the pose corrections read on the way."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["SourceStats"]
+if TYPE_CHECKING:
+    from langgs_ros.mapping.pose_correction import PoseGraph
+    from langgs_ros.types import Frame
+
+__all__ = ["FrameSource", "SourceStats"]
 
 
 @dataclass
@@ -28,3 +35,25 @@ class SourceStats:
         lines += [f"  skipped {n}: {reason}" for reason, n in self.skipped.most_common()]
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+class FrameSource(Protocol):
+    """A recording read frame by frame (a context manager that closes it)."""
+
+    stats: SourceStats
+
+    def frames(self) -> Iterator[Frame]:
+        """Usable frames in time order; the others are counted in :attr:`stats` with their reason."""
+        ...
+
+    def take_pose_graph(self) -> PoseGraph | None:
+        """The newest pose graph read since the last call (SLAM's correction), or None."""
+        ...
+
+    def close(self) -> None:
+        """Release the files."""
+        ...
+
+    def __enter__(self) -> FrameSource: ...
+
+    def __exit__(self, *exc: object) -> None: ...

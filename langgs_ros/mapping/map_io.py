@@ -28,8 +28,9 @@ __all__ = ["MapData", "save_map", "load_map", "MAP_FILE", "FORMAT_VERSION"]
 MAP_FILE = "map.npz"
 FORMAT = "langgs_ros.map"
 FORMAT_VERSION = 2
-"""2: keyframe stamps, first Gaussian ids (times in answers, anchors) and camera mounts (pose
-corrections). Version 1 maps load with times unknown."""
+"""2: keyframe stamps, first Gaussian ids (times in answers, anchors), camera mounts (pose
+corrections) and, optional, map -> odom per keyframe (re-anchoring; a map without it re-anchors
+nothing). Version 1 maps load with times unknown."""
 _READABLE_VERSIONS = (1, 2)
 _GAUSS_PREFIX = "g_"
 _FIELD_PREFIX = "s_"
@@ -201,7 +202,8 @@ def load_map(path: str | Path) -> MapData:
         keyframes = KeyframeLog.from_arrays(arrays.get(_KEYFRAME_PREFIX + "poses", np.zeros((0, 4, 4))),
                                             arrays.get(_KEYFRAME_PREFIX + "stamps_ns"),
                                             arrays.get(_KEYFRAME_PREFIX + "first_uids"),
-                                            arrays.get(_KEYFRAME_PREFIX + "mounts"))
+                                            arrays.get(_KEYFRAME_PREFIX + "mounts"),
+                                            arrays.get(_KEYFRAME_PREFIX + "odom"))
     except (ValueError, KeyError, TypeError) as exc:
         raise MapFileError(f"map file {file} is inconsistent: {exc}") from None
     notes = [] if keyframes.times_known else [

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,71 +39,31 @@ from langgs_ros.io.camera_check import frame_problem
 from langgs_ros.mapping.feedforward import gaussian_fields, pixel_gaussians
 from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary_band, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.integration import IntegrationStats, PendingKeyframe
 from langgs_ros.mapping.keyframe_log import KeyframeLog
 from langgs_ros.mapping.keyframes import KeyframeSelector
-from langgs_ros.mapping.pose_correction import CorrectionStats, PoseGraph, correct_map
+from langgs_ros.mapping.pose_correction import CorrectionStats, PoseGraph, correct_map, reanchor_map
 from langgs_ros.mapping.stereo_depth import StereoDepth
 from langgs_ros.mapping.training_views import IGNORE, NO_SEGMENT, TrainingView, set_view_tracks, training_view
 from langgs_ros.mapping.visibility import Visibility, map_visibility
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
 from langgs_ros.types import Frame
 
-__all__ = ["IntegrationStats", "Mapper", "PendingKeyframe", "MAX_CONFIDENCE"]
+__all__ = ["Mapper", "MAX_CONFIDENCE"]
 
 MAX_CONFIDENCE = 16
 """Confirmations a Gaussian's confidence counts up to: a surface confirmed for a long time still
 leaves the map within a few views once it is gone (each view through it halves its confidence)."""
 
 
-@dataclass
-class IntegrationStats:
-    """What one call of :meth:`Mapper.integrate` did."""
-
-    keyframe: bool
-    added: int = 0
-    visible: int = 0
-    removed: int = 0
-    agrees_with_map: bool = True
-    """False: the keyframe disagreed with what the map's confirmed Gaussians say (``max_disagreement``)."""
-    total: int = 0
-    seconds: float = 0.0
-    semantics_seconds: float = 0.0
-
-
-@dataclass
-class PendingKeyframe:
-    """A keyframe whose geometry is in the map and whose semantics are not fused yet: what fusion
-    needs, as it was at integration time."""
-
-    keyframe: int
-    """Keyframe index in the map."""
-    frame: Frame
-    """The frame, with depth (estimated by plane sweep for color-only frames)."""
-    uids: np.ndarray
-    """uint32 [M] ids of the Gaussians the view saw (visible ones first, then those it created)."""
-    u: np.ndarray
-    """int [M] pixel column of each, in ``frame``."""
-    v: np.ndarray
-    """int [M] pixel row of each."""
-    is_new: np.ndarray
-    """bool [M] created by this keyframe."""
-    abstain: np.ndarray | None
-    """bool [M] observations just behind a depth silhouette (neither vote nor fill)."""
-    guidance: SegmentationGuidance | None
-    """GAGS prompt-density input of the backend, computed from the map at integration time."""
-    mapped_at: float = 0.0
-    """time.monotonic() when the geometry was integrated."""
-    agrees_with_map: bool = True
-    """The view's depth agreed with the map (``max_disagreement``): it may count as evidence that
-    an object has gone."""
-
-
 class Mapper:
     """Builds a semantic Gaussian map from posed RGB-D frames."""
 
     def __init__(self, config: MappingConfig, backend: SemanticBackend | None, seed: int = 0,
-                 refine: RefineConfig | None = None) -> None:
+                 refine: RefineConfig | None = None, reanchor_jump_m: float = 0.0) -> None:
         self.config = config
+        self.reanchor_jump_m = reanchor_jump_m
+        """``input.reanchor_on_map_odom_jump_m``: re-express keyframes that map -> odom moves this far (m); 0 = off."""
         # the newest keyframes, resized, with their segments' map tracks: refinement's training views
         self.refine_config = refine
         self.views: deque[TrainingView] = deque(maxlen=refine.window if refine else 0)
@@ -157,13 +116,26 @@ class Mapper:
         """Re-pose the keyframes ``graph`` covers (SLAM's corrected base poses) and move the
         Gaussians anchored to them, with their semantics; refinement views follow."""
         stats, moved = correct_map(self.gmap, self.keyframes, graph)
+        self._follow_reposed(moved)
+        return stats
+
+    def reanchor(self, T_world_odom: np.ndarray | None) -> CorrectionStats | None:  # noqa: N803
+        """Re-express the keyframes that the current map -> odom ``T_world_odom`` moves by more
+        than :attr:`reanchor_jump_m`, with their Gaussians; None when none moved (or it is off)."""
+        if T_world_odom is None or not self.reanchor_jump_m > 0 or not self.n_keyframes:
+            return None
+        stats, moved = reanchor_map(self.gmap, self.keyframes, T_world_odom, self.reanchor_jump_m)
+        self._follow_reposed(moved)
+        return stats if moved.size else None
+
+    def _follow_reposed(self, moved: np.ndarray) -> None:
+        """Refinement views and the keyframe selector follow keyframes given new poses."""
         poses = self.keyframes.poses
         for view in self.views:
             if 0 <= view.keyframe < len(poses) and view.keyframe in moved:
                 view.T_cam_world = invert_transform(poses[view.keyframe])
         if moved.size and moved[-1] == len(poses) - 1:  # the next keyframe is judged against the corrected pose
             self.selector.accept(poses[-1])
-        return stats
 
     def _attach_mapper_fields(self, loaded: bool) -> None:
         self.gmap.enable_uids()
@@ -294,6 +266,7 @@ class Mapper:
         problem = frame_problem(frame)
         if problem:
             raise InputError(problem)
+        reanchored = self.reanchor(frame.T_world_odom)  # before the keyframe test: it judges corrected poses
         filled = None  # pixels of plane-filled depth: weaker evidence than measured depth
         stereo = frame.depth is None
         if stereo:  # color only: plane-sweep depth from recent posed views
@@ -302,14 +275,14 @@ class Mapper:
             self.stereo.observe(frame)
             if not keyframe:
                 self._hold_out(frame)
-                return IntegrationStats(keyframe=False, total=len(self.gmap)), None, None
+                return IntegrationStats(keyframe=False, total=len(self.gmap), reanchored=reanchored), None, None
             if estimate is None:
                 raise InputError("color-only frame: no earlier view with enough baseline for stereo depth yet")
             depth, filled = estimate
             frame = frame.with_depth(depth)
         elif not self.selector.is_keyframe(frame.T_world_cam):
             self._hold_out(frame)
-            return IntegrationStats(keyframe=False, total=len(self.gmap)), None, None
+            return IntegrationStats(keyframe=False, total=len(self.gmap), reanchored=reanchored), None, None
         self.selector.accept(frame.T_world_cam)
         kf = self.n_keyframes
         px = pixel_gaussians(frame, self.config.pixel_stride)
@@ -357,11 +330,11 @@ class Mapper:
             assert self.refine_config is not None
             self.views.append(training_view(frame, self.refine_config.scale, kf))
         mount = None if frame.T_world_base is None else invert_transform(frame.T_world_base) @ frame.T_world_cam
-        self.keyframes.append(frame.T_world_cam, frame.stamp_ns, first_uid, mount)
+        self.keyframes.append(frame.T_world_cam, frame.stamp_ns, first_uid, mount, frame.T_world_odom)
         if frame.T_world_base is not None:
             self.base_heights.append(float(frame.T_world_base[2, 3]))
-        return (IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size, total=len(gm)),
-                pending, vis)
+        return (IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size, total=len(gm),
+                                 reanchored=reanchored), pending, vis)
 
     def _track_maps(self, seg: Segmentation, segment_tracks: list[np.ndarray | None] | None) -> np.ndarray | None:
         """[levels, H, W] map track of each pixel's segment (NO_SEGMENT; IGNORE near boundaries)."""

@@ -6,7 +6,12 @@ keyframe whose stamp the path covers gets the base pose interpolated at its stam
 linearly, rotation by slerp), composed with the keyframe's camera mount (base -> optical frame, from
 TF when it was integrated). The Gaussians a keyframe created (its anchor: ids increase in creation
 order, so the anchor follows from the keyframe log) move with the same rigid transform, and so do
-their semantics, which are per Gaussian. Units: metres, REP-103/105 frames.
+their semantics, which are per Gaussian.
+
+A localizer without a graph (AMCL) corrects by moving map -> odom instead: each keyframe keeps
+map -> odom at its stamp, and when the current one would move a keyframe's camera by more than a
+threshold, the keyframe is re-expressed with it (its pose in odom kept) and its Gaussians follow.
+Units: metres, REP-103/105 frames.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from scipy.spatial.transform import Rotation, Slerp
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframe_log import KeyframeLog
 
-__all__ = ["PoseGraph", "CorrectionStats", "correct_map"]
+__all__ = ["PoseGraph", "CorrectionStats", "correct_map", "reanchor_map"]
 
 
 @dataclass
@@ -80,10 +85,12 @@ class CorrectionStats:
     max_shift_m: float
     """Largest displacement of a keyframe's camera (m)."""
     seconds: float
+    source: str = "pose graph"
+    """What corrected the poses: "pose graph" or "map -> odom jump"."""
 
     def summary(self) -> str:
         """One line for logs."""
-        text = (f"pose graph: {self.keyframes_moved} keyframe(s) re-posed (camera moved up to {self.max_shift_m:.3f} m), "
+        text = (f"{self.source}: {self.keyframes_moved} keyframe(s) re-posed (camera moved up to {self.max_shift_m:.3f} m), "
                 f"{self.gaussians_moved} Gaussians moved in {1000 * self.seconds:.0f} ms")
         if self.keyframes_without_mount:
             text += f"; {self.keyframes_without_mount} keyframe(s) kept: no base frame in TF when integrated"
@@ -100,37 +107,74 @@ def _quat_mul_wxyz(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def correct_map(gmap: GaussianMap, log: KeyframeLog, graph: PoseGraph) -> tuple[CorrectionStats, np.ndarray]:
     """Re-pose every keyframe of ``log`` that ``graph`` covers and move its anchored Gaussians
-    with it (in place; ``gmap`` needs ids). Returns the stats and the indices of the keyframes moved."""
+    with it (in place; ``gmap`` needs ids). A re-posed keyframe's map -> odom is forgotten: the
+    graph's pose is not odometry's. Returns the stats and the indices of the keyframes moved."""
     start = time.perf_counter()
     n = len(log)
     covered, T_base = graph.base_poses_at(np.asarray(log.stamps_ns, np.int64)) if n else (np.zeros(0, bool), None)
     has_mount = np.array([m is not None for m in log.mounts], bool) if n else np.zeros(0, bool)
     moved = np.flatnonzero(covered & has_mount)
-    deltas = np.tile(np.eye(4), (n, 1, 1))
-    shift = 0.0
+    new_poses = np.array([T_base[k] @ log.mounts[k] for k in moved]).reshape(-1, 4, 4)
+    gaussians, shift = _repose(gmap, log, moved, new_poses)
     for k in moved:
-        new = T_base[k] @ log.mounts[k]
-        deltas[k] = new @ np.linalg.inv(log.poses[k])
+        log.odom[k] = None
+    stats = CorrectionStats(keyframes_moved=int(moved.size), keyframes_without_mount=int(np.sum(covered & ~has_mount)),
+                            gaussians_moved=gaussians, max_shift_m=shift, seconds=time.perf_counter() - start)
+    return stats, moved
+
+
+def reanchor_map(gmap: GaussianMap, log: KeyframeLog, T_world_odom: np.ndarray,  # noqa: N803
+                 min_shift_m: float) -> tuple[CorrectionStats, np.ndarray]:
+    """Re-express the keyframes of ``log`` with the current map -> odom ``T_world_odom`` (odometry
+    trusted since each was integrated) where that moves their camera by more than ``min_shift_m``
+    (m), and move their anchored Gaussians with them (in place; ``gmap`` needs ids). Keyframes
+    without a map -> odom are kept. Returns the stats and the indices of the keyframes moved."""
+    start = time.perf_counter()
+    known = np.array([T is not None for T in log.odom], bool)
+    idx = np.flatnonzero(known)
+    moved = np.zeros(0, np.int64)
+    new_poses = np.zeros((0, 4, 4))
+    if idx.size:
+        then = np.stack([log.odom[k] for k in idx])
+        poses = np.stack([log.poses[k] for k in idx])
+        candidates = np.asarray(T_world_odom, np.float64) @ np.linalg.inv(then) @ poses
+        shift = np.linalg.norm(candidates[:, :3, 3] - poses[:, :3, 3], axis=1)
+        jumped = shift > min_shift_m
+        moved, new_poses = idx[jumped], candidates[jumped]
+    gaussians, max_shift = _repose(gmap, log, moved, new_poses)
+    for k in moved:
+        log.odom[k] = np.array(T_world_odom, np.float64)
+    stats = CorrectionStats(keyframes_moved=int(moved.size), keyframes_without_mount=0, gaussians_moved=gaussians,
+                            max_shift_m=max_shift, seconds=time.perf_counter() - start,
+                            source="map -> odom jump")
+    return stats, moved
+
+
+def _repose(gmap: GaussianMap, log: KeyframeLog, keyframes: np.ndarray, new_poses: np.ndarray) -> tuple[int, float]:
+    """Give ``keyframes`` (increasing indices) their ``new_poses`` [M, 4, 4] T_world_cam and move
+    the Gaussians each created by the same rigid transform. Returns (Gaussians moved, largest
+    camera displacement in m)."""
+    deltas = np.zeros((len(keyframes), 4, 4))
+    shift = 0.0
+    for i, (k, new) in enumerate(zip(keyframes, new_poses)):
+        deltas[i] = new @ np.linalg.inv(log.poses[k])
         shift = max(shift, float(np.linalg.norm(new[:3, 3] - log.poses[k][:3, 3])))
-        log.poses[k] = new
+        log.poses[k] = np.array(new, np.float64)
     gaussians = 0
-    if moved.size and len(gmap):
+    if len(keyframes) and len(gmap):
         # rows are in id order, so each keyframe's anchored Gaussians are one contiguous run
         anchor = log.anchors(gmap["uid"])
-        starts = np.searchsorted(anchor, moved, side="left")
-        ends = np.searchsorted(anchor, moved, side="right")
-        dq = Rotation.from_matrix(deltas[moved, :3, :3]).as_quat()[:, [3, 0, 1, 2]]  # xyzw -> wxyz
+        starts = np.searchsorted(anchor, keyframes, side="left")
+        ends = np.searchsorted(anchor, keyframes, side="right")
+        dq = Rotation.from_matrix(deltas[:, :3, :3]).as_quat()[:, [3, 0, 1, 2]]  # xyzw -> wxyz
         means, quats = gmap["means"], gmap["quats"]
-        for k, a, b, q in zip(moved, starts, ends, dq):
+        for D, a, b, q in zip(deltas, starts, ends, dq):
             if a == b:
                 continue
-            D = deltas[k]
             means[a:b] = (means[a:b].astype(np.float64) @ D[:3, :3].T + D[:3, 3]).astype(np.float32)
             rotated = _quat_mul_wxyz(q, quats[a:b].astype(np.float64))
             quats[a:b] = (rotated / np.linalg.norm(rotated, axis=1, keepdims=True)).astype(np.float16)
             gaussians += int(b - a)
         if gaussians:
             gmap.revision += 1  # caches (query engine, navigation grid) see the change
-    stats = CorrectionStats(keyframes_moved=int(moved.size), keyframes_without_mount=int(np.sum(covered & ~has_mount)),
-                            gaussians_moved=int(gaussians), max_shift_m=shift, seconds=time.perf_counter() - start)
-    return stats, moved
+    return gaussians, shift

@@ -203,6 +203,16 @@ class FrameInput:
         except LookupError:
             return None
 
+    def _odom_in_world(self, stamp: Any) -> np.ndarray | None:
+        """T_world_odom at the stamp, or None if TF lacks ``input.odom_frame`` there."""
+        if not self.config.odom_frame:
+            return None
+        try:
+            tf = self.tf_buffer.lookup_transform(self.config.fixed_frame, self.config.odom_frame, Time.from_msg(stamp))
+        except Exception:  # noqa: BLE001 - tf2 raises several exception types
+            return None
+        return _transform_matrix(tf)
+
     def _pose(self, frame_id: str, stamp: Any) -> np.ndarray | str:
         if self.poses is not None:
             return self.poses.camera_pose(Time.from_msg(stamp).nanoseconds, frame_id, self._mount)
@@ -248,7 +258,8 @@ class FrameInput:
             self.on_reject(f"{pose} (waited {self.tf_timeout_s:g} s)")
             return True
         frame = build_frame(color, named.get("depth"), named.get("instances"), model, pose, self.config, self.labels,
-                            self._base_in_camera(str(color.header.frame_id).lstrip("/")))
+                            self._base_in_camera(str(color.header.frame_id).lstrip("/")),
+                            self._odom_in_world(color.header.stamp))
         if isinstance(frame, str):
             self.on_reject(frame)
         else:

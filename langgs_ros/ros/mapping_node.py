@@ -53,6 +53,7 @@ class MappingNode(LifecycleNode):
         self._handles: list[Any] = []
         self._input: FrameInput | None = None
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)  # timers that run on when a bag's /clock stops
+        self._corrections_logged = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     def _param(self, name: str) -> Any:
@@ -207,13 +208,12 @@ class MappingNode(LifecycleNode):
         self.runtime.submit(frame, segmentation)
 
     def _on_pose_graph(self, msg: Any) -> None:
-        """SLAM's corrected trajectory: re-pose the keyframes it covers (under the map lock)."""
+        """SLAM's corrected trajectory: re-pose the keyframes it covers (under the map lock; the
+        status timer logs what moved)."""
         try:
-            stats = self.runtime.apply_pose_graph(pose_graph_from_path(msg, self.config.input.fixed_frame))
+            self.runtime.apply_pose_graph(pose_graph_from_path(msg, self.config.input.fixed_frame))
         except LangGSError as exc:
             self.get_logger().warn(f"pose graph skipped: {exc}", throttle_duration_sec=5.0)
-            return
-        self.get_logger().info(stats.summary())
 
     def _reject(self, reason: str) -> None:
         self.runtime.reject(reason)
@@ -240,6 +240,9 @@ class MappingNode(LifecycleNode):
             s.input_warning = "; ".join(self._input.silent_inputs(float(self._param("input_timeout_s"))))
             s.input_messages = dict(self._input.received)
         self.pub_status.publish(String(data=json.dumps(s.to_json())))
+        new, self._corrections_logged = s.pose_corrections - self._corrections_logged, s.pose_corrections
+        if new > 0:  # pose graphs and map -> odom jumps since the last status (a reset counts from 0)
+            self.get_logger().info(s.last_correction + (f" (and {new - 1} earlier correction(s))" if new > 1 else ""))
         hdr = cv.header(self.messages, self._stamp_ns(), "")
         self.pub_diagnostics.publish(cv.diagnostics(self.messages, hdr, f"langgs_ros: {self.get_name()}",
                                                     s.level(), s.summary(), s.to_json()))

@@ -11,16 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from langgs_ros.config import PipelineConfig
 from langgs_ros.errors import InputError
-from langgs_ros.io.frame_source import SourceStats
+from langgs_ros.io.frame_source import FrameSource, SourceStats
 from langgs_ros.io.input_paths import classify_input
 from langgs_ros.io.output_paths import check_output_dir
-from langgs_ros.runtime.mapping_runtime import MappingRuntime, RuntimeStatus
+from langgs_ros.runtime.mapping_runtime import MappingRuntime
+from langgs_ros.runtime.runtime_status import RuntimeStatus
 
 __all__ = ["RealtimeSummary", "replay_realtime"]
 
@@ -104,7 +104,7 @@ def replay_realtime(path: str | Path, out_dir: str | Path, semantics: str, confi
     return summary
 
 
-def _correct(runtime: MappingRuntime, source: Any, say: Callable[[str], None]) -> None:
+def _correct(runtime: MappingRuntime, source: FrameSource, say: Callable[[str], None]) -> None:
     """Apply a pose graph the bag logged since the last frame, as the node does when one arrives."""
     graph = source.take_pose_graph()
     if graph is not None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from langgs_ros.errors import LangGSError
-from langgs_ros.mapping.mapper import Mapper, PendingKeyframe
+from langgs_ros.mapping.integration import PendingKeyframe
+from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.runtime.worker import QueueWorker
 from langgs_ros.semantics.backend import Segmentation
 

@@ -5,7 +5,8 @@ Topics (defaults of :class:`~langgs_ros.config.InputConfig`): ``/camera/color/im
 ``/camera/color/camera_info``, ``/camera/instances`` (16UC1, 0 = background), ``/scene/labels``
 (JSON, once), ``/tf`` (map->odom at 5 Hz, odom->base_link at 50 Hz, stamps offset from the images so
 poses must be interpolated) and ``/tf_static`` (base_link->camera_link->camera_color_optical_frame);
-with ``drift``, odometry drifts and ``/pose_graph`` (nav_msgs/Path) corrects it at the end.
+with ``drift``, odometry drifts and ``/pose_graph`` (nav_msgs/Path) corrects it at the end; with
+``relocalize``, map->odom is wrong until the middle frame and then jumps to the truth.
 A sidecar ``ground_truth.json`` holds each object's label, box and observed surface points (one real
 point per 1 cm voxel).
 """
@@ -74,6 +75,9 @@ class SynthSpec:
     """Odometry drifts: TF's odom->base_link carries a pose that drifts linearly to
     :data:`DRIFT_AT_END` over the sequence, and after the last image a ``nav_msgs/Path`` on
     :data:`POSE_GRAPH_TOPIC` gives the true base poses at every image stamp (a SLAM correction)."""
+    relocalize: bool = False
+    """The localizer starts wrong: TF's map->odom is off by :data:`DRIFT_AT_END` until the middle
+    frame, then jumps to the true one (odometry itself is exact), as AMCL converging late."""
 
 
 @dataclass
@@ -123,6 +127,8 @@ def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene
     scene = scene or default_scene()
     if spec.frames < 1 or spec.width < 16 or spec.height < 16:
         raise InputError("synthetic bag needs at least 1 frame of at least 16x16 pixels")
+    if spec.relocalize and spec.drift:
+        raise InputError("--relocalize and --drift cannot be combined: one bag, one kind of pose error")
     if spec.move and spec.move not in scene.labels.values():
         raise InputError(f"--move: no object '{spec.move}' in the scene (objects: {', '.join(scene.labels.values())})")
     out = check_output_dir(out_dir)
@@ -168,7 +174,9 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
                 believed = odometry_drift(min(1.0, max(0.0, t_s / duration))) @ T_map_base if spec.drift else T_map_base
                 tfs = [bag.transform("odom", "base_link", np.linalg.inv(T_MAP_ODOM) @ believed, stamp)]
                 if (stamp - t_start) % (10 * _TF_PERIOD_NS) == 0:
-                    tfs.append(bag.transform("map", "odom", T_MAP_ODOM, stamp))
+                    lost = spec.relocalize and stamp < image_times[move_frame]
+                    tfs.append(bag.transform("map", "odom", odometry_drift(1.0) @ T_MAP_ODOM if lost else T_MAP_ODOM,
+                                             stamp))
                 bag.write("/tf", bag.tf_message(tfs), stamp)
                 continue
             T_map_cam = T_map_base @ T_base_optical
@@ -204,6 +212,9 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
             for o in after.objects
         ],
     }
+    if spec.relocalize:
+        gt["relocalize"] = {"frame": move_frame, "stamp_ns": image_times[min(move_frame, spec.frames - 1)],
+                            "error_before": {"x_m": DRIFT_AT_END[0], "y_m": DRIFT_AT_END[1], "yaw_deg": DRIFT_AT_END[2]}}
     if spec.drift:
         gt["drift"] = {"at_end": {"x_m": DRIFT_AT_END[0], "y_m": DRIFT_AT_END[1], "yaw_deg": DRIFT_AT_END[2]},
                        "pose_graph_topic": POSE_GRAPH_TOPIC}

@@ -165,7 +165,7 @@ def test_malformed_semantic_frames_are_input_errors(store, f):
 
 
 def test_diagnostics_carry_level_message_and_figures(store, f):
-    from langgs_ros.runtime.mapping_runtime import RuntimeStatus
+    from langgs_ros.runtime.runtime_status import RuntimeStatus
 
     status = RuntimeStatus(frames_in=10, frames_used=0, frames_rejected=10, last_error="no CameraInfo yet")
     assert status.level() == 1 and "no CameraInfo yet" in status.summary()
