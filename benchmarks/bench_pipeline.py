@@ -16,6 +16,14 @@ dropped, draining time and IoU after draining; ``--arch real`` adds the same rep
 SAM 2.1 hiera-t + ViT-B-16 architectures (random weights, same compute) on this machine's device.
 
     python benchmarks/bench_pipeline.py --realtime [--delays 0,0.5,2,5] [--arch real]
+
+``--changes`` measures a map that stays true (issue 17) on the same room: an object moved at the
+middle frame (answers at its old place after each keyframe, keyframes until none is left), odometry
+drift undone by SLAM's ``nav_msgs/Path`` and a late map->odom jump undone by re-anchoring (mean IoU
+uncorrected / corrected / error-free, time per correction, bytes per Gaussian), and one correction
+of a 1M-Gaussian map.
+
+    python benchmarks/bench_pipeline.py --changes
 """
 
 from __future__ import annotations
@@ -164,6 +172,114 @@ def realtime_rows(bag: Path, truth: list, delays: list[float], arch: str | None,
     return rows
 
 
+def _inside(points: np.ndarray, lo: list[float], hi: list[float], margin: float = 0.05) -> np.ndarray:
+    return np.all((points >= np.asarray(lo) - margin) & (points <= np.asarray(hi) + margin), axis=1)
+
+
+def moved_object_row(work: Path, spec: SynthSpec, label: str = "red mug") -> dict:
+    """The object moves at the middle frame: after each keyframe, how many answers for it lie at its
+    old place (stale) and at its new one; keyframes from the move until no answer is stale."""
+    out = make_synthetic_bag(work / "moved", dataclasses.replace(spec, move=label))
+    gt = json.loads(out.ground_truth.read_text())
+    old, new = gt["moved"]["before"], next(o for o in gt["objects"] if o["label"] == label)
+    config = PipelineConfig()
+    mapper = Mapper(config.mapping, create_backend("oracle", OracleNoiseConfig()))
+    timeline = []  # (keyframe index, frame after the move?, stale answers, answers at the new place)
+    with BagFrameReader(out.bag, config.input, with_instances=True) as source:
+        for n, frame in enumerate(source.frames()):
+            if not mapper.integrate(frame).keyframe:
+                continue
+            answer = QueryEngine(MapData(gmap=mapper.gmap, field=mapper.field, semantics="oracle"),
+                                 config.query).query(label)
+            stale = sum(_inside(o.points, old["bbox_min"], old["bbox_max"]).mean() > 0.5 for o in answer.objects)
+            fresh = sum(_inside(o.points, new["bbox_min"], new["bbox_max"]).mean() > 0.5 for o in answer.objects)
+            timeline.append((mapper.n_keyframes - 1, n >= gt["moved"]["frame"], int(stale), int(fresh)))
+    before = [t for t in timeline if not t[1]]
+    after = [t for t in timeline if t[1]]
+    cleared = next((i for i, t in enumerate(after) if all(u[2] == 0 for u in after[i:])), None)
+    truth = load_ground_truth(out.ground_truth)
+    engine = QueryEngine(MapData(gmap=mapper.gmap, field=mapper.field, semantics="oracle"), config.query)
+    return {"scene": f"moved object ({label})", "keyframes_before_move": len(before),
+            "stale_answers_at_move": before[-1][2] if before else None, "stale_answers_at_end": after[-1][2],
+            "new_place_answered_at_end": after[-1][3] > 0,
+            "keyframes_after_move_until_cleared": None if cleared is None else cleared + 1,
+            "mean_iou_at_end": round(float(np.mean([s.iou for s in evaluate_queries(engine, truth)])), 3),
+            "bytes_per_gaussian": mapper.gmap.bytes_per_gaussian()}
+
+
+def pose_error_rows(work: Path, spec: SynthSpec, free_map: Path, truth: list) -> list[dict]:
+    """Odometry drift fixed by SLAM's Path, and a late map->odom jump fixed by re-anchoring:
+    mean IoU without and with the correction against the drift-free map, and time per correction."""
+    from langgs_ros.mapping.map_io import load_map
+    from langgs_ros.pipeline import replay
+
+    def mean_iou(map_dir: Path) -> float:
+        return round(float(np.mean([s.iou for s in evaluate_queries(QueryEngine(load_map(map_dir)), truth)])), 3)
+
+    rows = []
+    for scene, field, setting, value in (("drift", "drift", "pose_graph_topic", "/pose_graph"),
+                                         ("relocalize", "relocalize", "reanchor_on_map_odom_jump_m", 0.05)):
+        out = make_synthetic_bag(work / scene, dataclasses.replace(spec, **{field: True}))
+        config = PipelineConfig()
+        replay(out.bag, work / f"{scene}_uncorrected", "oracle", config)
+        setattr(config.input, setting, value)
+        summary = replay(out.bag, work / f"{scene}_corrected", "oracle", config)
+        c = summary.corrections
+        rows.append({"scene": scene, "correction": f"input.{setting}: {value}",
+                     "mean_iou_error_free": mean_iou(free_map), "mean_iou_uncorrected": mean_iou(work / f"{scene}_uncorrected"),
+                     "mean_iou_corrected": mean_iou(work / f"{scene}_corrected"), "corrections": len(c),
+                     "gaussians_moved": [x.gaussians_moved for x in c],
+                     "correction_ms": [round(1000 * x.seconds, 1) for x in c],
+                     "bytes_per_gaussian": load_map(work / f"{scene}_corrected").gmap.bytes_per_gaussian()})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def correction_at_scale(gaussians: int = 1_000_000, keyframes: int = 100, reps: int = 5) -> dict:
+    """Time of one pose graph that re-poses every keyframe of a map of ``gaussians`` Gaussians."""
+    from scipy.spatial.transform import Rotation
+
+    from langgs_ros.mapping.keyframe_log import KeyframeLog
+    from langgs_ros.mapping.pose_correction import PoseGraph, correct_map
+
+    rng = np.random.default_rng(0)
+    gmap, log = GaussianMap(), KeyframeLog()
+    gmap.enable_uids()
+    per = gaussians // keyframes
+    for k in range(keyframes):
+        pose = np.eye(4)
+        pose[:3, 3] = [0.1 * k, 0.0, 0.0]
+        log.append(pose, k * 100_000_000, gmap.next_uid, np.eye(4))
+        quats = Rotation.random(per, random_state=k).as_quat()[:, [3, 0, 1, 2]].astype(np.float16)
+        gmap.append(means=rng.uniform(-3, 3, (per, 3)).astype(np.float32), quats=quats)
+    times = []
+    for r in range(reps):
+        graph_poses = np.array(log.poses)
+        graph_poses[:, 1, 3] += 0.01 * (r + 1)  # every keyframe moves
+        stats, _ = correct_map(gmap, log, PoseGraph.from_poses(np.array(log.stamps_ns), graph_poses))
+        times.append(1000 * stats.seconds)
+    return {"gaussians": len(gmap), "keyframes": keyframes, "correction_ms_p50": round(float(np.median(times)), 1),
+            "correction_ms_max": round(float(np.max(times)), 1)}
+
+
+def changes_rows(work: Path, frames: int) -> dict:
+    """Issue 17's figures: a moved object, a drift corrected by a Path, a late map->odom jump
+    corrected by re-anchoring, and one correction at 1M Gaussians."""
+    from langgs_ros.pipeline import replay
+
+    spec = SynthSpec(frames=frames)
+    truth = load_ground_truth(work / "ground_truth.json")
+    free_map = work / "static_map"
+    if not (free_map / "map.npz").exists():
+        replay(work / "synth_bag", free_map, "oracle", PipelineConfig())
+    moved = moved_object_row(work, spec)
+    print(json.dumps(moved), flush=True)
+    results = {"moved": moved, "pose_errors": pose_error_rows(work, spec, free_map, truth),
+               "correction_at_1m": correction_at_scale()}
+    print(json.dumps(results["correction_at_1m"]), flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("out/bench"))
@@ -173,6 +289,8 @@ def main() -> None:
     parser.add_argument("--noise-seeds", default="0,1,2",
                         help="comma-separated seeds of the realistic oracle noise (IoU varies by a few points per seed)")
     parser.add_argument("--realtime", action="store_true", help="replay at the recorded rate through the runtime")
+    parser.add_argument("--changes", action="store_true",
+                        help="a moved object, odometry drift (Path), a late map->odom jump (re-anchoring), 1M-Gaussian correction")
     parser.add_argument("--delays", default="0,0.5,2,5", help="with --realtime: oracle seconds per keyframe")
     parser.add_argument("--arch", choices=["tiny", "real"], help="with --realtime: also the clip backend, random weights")
     args = parser.parse_args()
@@ -181,6 +299,11 @@ def main() -> None:
         print("rendering the synthetic bag ...", flush=True)
         make_synthetic_bag(args.work, SynthSpec(frames=args.frames))
     truth = load_ground_truth(args.work / "ground_truth.json")
+    if args.changes:
+        results = changes_rows(args.work, args.frames)
+        (args.work / "bench_changes.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        print(f"results in {args.work / 'bench_changes.json'}", flush=True)
+        return
     if args.realtime:
         rows = realtime_rows(bag, truth, [float(d) for d in args.delays.split(",")], args.arch, args.work)
         (args.work / "bench_realtime.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
