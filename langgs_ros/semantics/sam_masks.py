@@ -123,35 +123,56 @@ class PointPromptMasks:
             return contextlib.nullcontext()
         return torch.autocast(self.predictor.device.type, dtype=self.autocast)
 
-    def _predict(self, rgb_shape: tuple[int, int], points: np.ndarray) -> tuple[Any, Any, Any]:
-        """For single-point prompts: full-resolution masks [B*3, H, W] bool, predicted IoU [B*3]
-        and low-resolution logits [B*3, h, w] covering the image (torch tensors on the CPU)."""
+    def _predict_low(self, points: np.ndarray) -> tuple[Any, Any]:
+        """For single-point prompts ([B, 2] x, y pixels of the set image): predicted IoU [B*3] and
+        low-resolution mask logits [B*3, h, w] covering the image (torch, on the model's device).
+
+        The library's ``predict`` calls upsample every candidate to full resolution, most of them
+        to be dropped by the filters; this runs the same prompt encoder and mask decoder and leaves
+        the upsampling to the survivors (:meth:`_upsample`)."""
         import torch
 
-        labels = np.ones((len(points), 1), np.int32)
+        p, device = self.predictor, self.predictor.device
+        coords = torch.as_tensor(points[:, None, :], dtype=torch.float32, device=device)
+        labels = torch.ones((len(points), 1), dtype=torch.int, device=device)
         if self._sam2:
-            masks, iou, low = self.predictor.predict(point_coords=points[:, None, :], point_labels=labels,
-                                                     multimask_output=True, return_logits=True)
-            masks, iou, low = (torch.as_tensor(np.asarray(x)) for x in (masks, iou, low))
+            model = p.model
+            coords = p._transforms.transform_coords(coords, normalize=True, orig_hw=p._orig_hw[-1])
+            sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+            low, iou, _, _ = model.sam_mask_decoder(
+                image_embeddings=p._features["image_embed"][-1].unsqueeze(0),
+                image_pe=model.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense, multimask_output=True, repeat_image=len(points) > 1,
+                high_res_features=[level[-1].unsqueeze(0) for level in p._features["high_res_feats"]])
         else:
-            coords = self.predictor.transform.apply_coords(points[:, None, :], rgb_shape)
-            device = self.predictor.device
-            masks, iou, low = self.predictor.predict_torch(
-                torch.as_tensor(coords, dtype=torch.float32, device=device), torch.as_tensor(labels, device=device),
-                multimask_output=True, return_logits=True)
+            model = p.model
+            coords = torch.as_tensor(p.transform.apply_coords(points[:, None, :], p.original_size),
+                                     dtype=torch.float32, device=device)
+            sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+            low, iou = model.mask_decoder(image_embeddings=p.features, image_pe=model.prompt_encoder.get_dense_pe(),
+                                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                          multimask_output=True)
             # SAM's low-res logits cover the padded square input; keep the image part
-            in_h, in_w = self.predictor.input_size
-            side = self.predictor.model.image_encoder.img_size
+            in_h, in_w = p.input_size
+            side = model.image_encoder.img_size
             low = low[..., : -(-low.shape[-2] * in_h // side), : -(-low.shape[-1] * in_w // side)]
         n = len(points) * 3
-        return ((masks > 0).reshape(n, *rgb_shape).cpu(), iou.float().reshape(n).cpu(),
-                low.float().reshape(n, *low.shape[-2:]).cpu())
+        return iou.float().reshape(n), low.float().reshape(n, *low.shape[-2:])
+
+    @staticmethod
+    def _upsample(low: Any, size: tuple[int, int]) -> Any:
+        """[M, H, W] bool masks from low-resolution logits [M, h, w] (bilinear, as the predictors)."""
+        import torch.nn.functional as F  # noqa: N812
+
+        if not len(low):
+            return low.new_zeros((0, *size), dtype=bool)
+        return F.interpolate(low[:, None], size, mode="bilinear", align_corners=False)[:, 0] > 0
 
     def generate(self, rgb: np.ndarray, points: np.ndarray) -> MaskSet:
         """Candidate masks of ``rgb`` ([H, W, 3] uint8) for ``points`` ([N, 2] x, y pixels).
 
         Filtering (predicted IoU, stability, size) and box NMS run on SAM's low-resolution logits;
-        only surviving masks are kept at full resolution.
+        only the surviving masks are upsampled to full resolution.
         """
         import torch
         from segment_anything.utils.amg import calculate_stability_score
@@ -159,13 +180,13 @@ class PointPromptMasks:
 
         cfg = self.config
         h, w = rgb.shape[:2]
-        kept: dict[str, Any] = {"masks": torch.zeros((0, h, w), dtype=torch.bool), "gran": torch.zeros(0, dtype=torch.long),
+        kept: dict[str, Any] = {"low": None, "gran": torch.zeros(0, dtype=torch.long),
                                 "score": torch.zeros(0), "boxes": torch.zeros((0, 4))}
         with torch.inference_mode(), self._autocast():
             self.predictor.set_image(rgb)
             for start in range(0, len(points), cfg.mask_batch):
                 batch = points[start:start + cfg.mask_batch]
-                masks, iou, low = self._predict((h, w), batch)
+                iou, low = (x.cpu() for x in self._predict_low(batch))
                 stability = calculate_stability_score(low, 0.0, 1.0)
                 area = (low > 0).float().mean(dim=(1, 2))
                 ok = (iou >= cfg.pred_iou_thresh) & (stability >= cfg.stability_score_thresh)
@@ -173,9 +194,10 @@ class PointPromptMasks:
                 if not ok.any():
                     continue
                 gran = torch.arange(3).repeat(len(batch))
-                new = {"masks": masks[ok], "gran": gran[ok], "score": (iou * stability)[ok],
+                new = {"low": low[ok], "gran": gran[ok], "score": (iou * stability)[ok],
                        "boxes": masks_to_boxes(low[ok] > 0)}
-                kept = {k: torch.cat([kept[k], new[k]]) for k in kept}
+                kept = {k: new[k] if kept[k] is None else torch.cat([kept[k], new[k]]) for k in kept}
                 keep = batched_nms(kept["boxes"], kept["score"], kept["gran"], iou_threshold=0.7)
                 kept = {k: v[keep] for k, v in kept.items()}
-        return MaskSet(kept["masks"].numpy(), kept["gran"].numpy(), kept["score"].numpy().astype(np.float32))
+            masks = self._upsample(kept["low"] if kept["low"] is not None else torch.zeros((0, 1, 1)), (h, w))
+        return MaskSet(masks.numpy(), kept["gran"].numpy(), kept["score"].numpy().astype(np.float32))
