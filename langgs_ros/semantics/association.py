@@ -4,16 +4,22 @@ The segments of the previous keyframe are propagated into the new keyframe by SA
 predictor; a new segment takes the id of the propagated mask it overlaps most if their IoU is
 above the threshold (0.5), otherwise a new id. Ids are per granularity level and feed the
 codebook's pull/push losses in place of the map's geometric association.
+
+When the masks came from the same SAM 2, its image encoder output for each keyframe is reused:
+propagation then runs no encoder pass of its own (the video API would encode both keyframes again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from langgs_ros.semantics.sam2_encoder import replaying_encoder
 
 __all__ = ["Sam2Association", "match_by_iou"]
 
@@ -43,19 +49,24 @@ class Sam2Association:
         self.predictor = video_predictor
         self.iou_threshold = iou_threshold
         self._previous: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]] | None = None
+        self._previous_features: Any = None
         self._next_id = 0
 
     def reset(self) -> None:
         """Forget the previous keyframe (ids restart being new)."""
-        self._previous = None
+        self._previous = self._previous_features = None
 
     def _new_ids(self, n: int) -> np.ndarray:
         ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         self._next_id += n
         return ids
 
-    def _propagate(self, previous_rgb: np.ndarray, rgb: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
-        """[len(masks), H, W] bool: each mask of the previous image propagated into ``rgb``."""
+    def _propagate(self, previous_rgb: np.ndarray, rgb: np.ndarray, masks: list[np.ndarray],
+                   features: tuple[Any, Any] | None = None) -> np.ndarray:
+        """[len(masks), H, W] bool: each mask of the previous image propagated into ``rgb``.
+        ``features``: SAM 2's encoder outputs of the two images, used instead of encoding them again
+        (frame 0, then frame 1: the order in which sam2 1.1's init_state and a one-frame propagation
+        encode them, once each)."""
         import torch
 
         if not masks:
@@ -64,7 +75,9 @@ class Sam2Association:
             # SAM 2's video API reads a folder of numbered JPEG frames
             for i, image in enumerate((previous_rgb, rgb)):
                 cv2.imwrite(str(Path(tmp) / f"{i:05d}.jpg"), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-            with torch.inference_mode():
+            known = features is not None and all(f is not None for f in features)
+            with torch.inference_mode(), (replaying_encoder(self.predictor, list(features))  # type: ignore[arg-type]
+                                          if known else contextlib.nullcontext()):
                 state = self.predictor.init_state(tmp, offload_video_to_cpu=True)
                 for obj, mask in enumerate(masks):
                     self.predictor.add_new_mask(state, frame_idx=0, obj_id=obj, mask=mask)
@@ -75,8 +88,10 @@ class Sam2Association:
                         out[np.asarray(obj_ids)] = (logits[:, 0] > 0).cpu().numpy()
         return out
 
-    def associate(self, rgb: np.ndarray, levels: list[np.ndarray], n_segments: list[int]) -> list[np.ndarray]:
-        """Per level, [n_segments[level]] ids stable across keyframes for ``levels`` id maps of ``rgb``."""
+    def associate(self, rgb: np.ndarray, levels: list[np.ndarray], n_segments: list[int],
+                  backbone_out: Any = None) -> list[np.ndarray]:
+        """Per level, [n_segments[level]] ids stable across keyframes for ``levels`` id maps of ``rgb``.
+        ``backbone_out``: this SAM 2's encoder output for ``rgb`` (from the mask generator), if any."""
         if self._previous is None:
             result = [self._new_ids(n) for n in n_segments]
         else:
@@ -88,7 +103,7 @@ class Sam2Association:
                     if m.any():
                         masks.append(m)
                         owner.append((level, ext[s]))
-            propagated = self._propagate(prev_rgb, rgb, masks)
+            propagated = self._propagate(prev_rgb, rgb, masks, (self._previous_features, backbone_out))
             result = []
             for level, (ids, n) in enumerate(zip(levels, n_segments)):
                 mine = np.array([i for i, (lv, _) in enumerate(owner) if lv == level], np.int64)
@@ -99,4 +114,6 @@ class Sam2Association:
                 ext[~ok] = self._new_ids(int((~ok).sum()))
                 result.append(ext)
         self._previous = (rgb.copy(), [ids.copy() for ids in levels], result)
+        self._previous_features = backbone_out
         return result
+

@@ -83,7 +83,8 @@ class FoundationBackend(SemanticBackend):
         tracks = None
         if self.association is not None:
             small = [ids for ids, _ in merged]
-            tracks = self.association.associate(rgb, small, [len(src) for _, src in merged])
+            reuse = self.masks.backbone_out if self.config.mask_model == "sam2" else None  # the same SAM 2
+            tracks = self.association.associate(rgb, small, [len(src) for _, src in merged], reuse)
             self._tick("association", start)
         self.keyframes += 1
         return Segmentation(levels, embeddings, tracks)

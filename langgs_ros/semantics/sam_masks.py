@@ -113,6 +113,20 @@ class PointPromptMasks:
             size = int(model.image_size)
             self.predictor._bb_feat_sizes = [(size // 4, size // 4), (size // 8, size // 8), (size // 16, size // 16)]
             self._sam2 = True
+        self.backbone_out: Any = None
+        """SAM 2: the image encoder's output for the last image (reused by the association)."""
+
+    def _set_image(self, rgb: np.ndarray) -> None:
+        """The predictor's ``set_image``; for SAM 2 the encoder output is kept in :attr:`backbone_out`."""
+        if not self._sam2:
+            self.predictor.set_image(rgb)
+            return
+        from langgs_ros.semantics.sam2_encoder import recording_encoder
+
+        outputs: list[Any] = []
+        with recording_encoder(self.predictor.model, outputs):
+            self.predictor.set_image(rgb)
+        self.backbone_out = outputs[-1] if outputs else None
 
     def _autocast(self):  # noqa: ANN202 - a context manager
         import contextlib
@@ -183,7 +197,7 @@ class PointPromptMasks:
         kept: dict[str, Any] = {"low": None, "gran": torch.zeros(0, dtype=torch.long),
                                 "score": torch.zeros(0), "boxes": torch.zeros((0, 4))}
         with torch.inference_mode(), self._autocast():
-            self.predictor.set_image(rgb)
+            self._set_image(rgb)
             for start in range(0, len(points), cfg.mask_batch):
                 batch = points[start:start + cfg.mask_batch]
                 iou, low = (x.cpu() for x in self._predict_low(batch))

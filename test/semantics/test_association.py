@@ -85,3 +85,39 @@ def test_tracker_ids_drive_the_codebook_tracks():
     field.integrate(gmap, seg2, idx, u, v, np.zeros(4, bool))
     np.testing.assert_array_equal(gmap["tracks"][:, 0], first)
     assert len(field.track_counts[0]) == 2
+
+
+def test_reused_encoder_outputs_give_the_propagation_of_a_fresh_encoding(tiny_models, two_boxes, tmp_path):
+    """Propagation with the two keyframes' encoder outputs passed in equals the video predictor's own
+    encoding of the same frames (so the outputs are used for the right frames), without encoding."""
+    import cv2
+    import torch
+
+    predictor = models.load_sam2(tiny_models, models.resolve_device("cpu"))
+    assoc = Sam2Association(predictor, 0.5)
+    second = np.ascontiguousarray(two_boxes[:, ::-1])  # another view: the boxes mirrored
+    mask = np.zeros(two_boxes.shape[:2], bool)
+    mask[20:60, 30:80] = True
+    for i, image in enumerate((two_boxes, second)):
+        cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    with torch.inference_mode():
+        images = predictor.init_state(str(tmp_path), offload_video_to_cpu=True)["images"]
+        features = tuple(predictor.forward_image(images[i].float().unsqueeze(0)) for i in (0, 1))
+    from langgs_ros.semantics.sam2_encoder import recording_encoder
+
+    seen: list = []
+    encode = predictor.forward_image
+    predictor.forward_image = lambda image: seen.append(image) or encode(image)  # what sam2 encodes, in order
+    try:
+        fresh = assoc._propagate(two_boxes, second, [mask])
+        n_fresh = len(seen)
+        recorded: list = []
+        with recording_encoder(predictor, recorded):
+            reused = assoc._propagate(two_boxes, second, [mask], features)
+    finally:
+        del predictor.forward_image
+    assert "forward_image" not in vars(predictor)  # the class's method is back
+    # sam2 encodes frame 0, then frame 1, once each: the order in which the outputs are served
+    assert n_fresh == 2 and all(torch.equal(seen[i], images[i].float().unsqueeze(0)) for i in (0, 1))
+    assert len(seen) == n_fresh and recorded == []  # with the outputs given, no encoder pass at all
+    np.testing.assert_array_equal(reused, fresh)
