@@ -1,7 +1,8 @@
 """Benchmark: per-keyframe time of the 'clip' semantic backend, per stage, on the synthetic scene.
 
 Stages: masks (prompted SAM/SAM 2 multimask + merging), embeddings (OpenCLIP region and context
-features), association (SAM 2 propagation, when selected). Weights are random (speed does not
+features), association (SAM 2 propagation, when selected); prompts decoded per keyframe (fewer
+where the map labels the surface already: ``models.known_prompt_factor``). Weights are random (speed does not
 depend on them): ``--arch tiny`` uses the tiny_test architectures, ``--arch real`` SAM vit_b /
 SAM 2.1 hiera tiny and OpenCLIP ViT-B-16. Each is saved as a checkpoint and loaded through the
 same loader users hit. Runs on CUDA when present (models.device auto), else CPU.
@@ -84,6 +85,7 @@ def main() -> None:
         "arch": args.arch, "mask_model": args.mask_model, "association": args.association,
         "device": str(backend.device), "points_per_side": args.points_per_side, "image": "640x480",
         "keyframes": backend.keyframes, "model_load_s": round(load_s, 2),
+        "prompts_per_keyframe": round(getattr(backend, "prompts", 0) / n, 1),
         "stage_ms_per_keyframe": {k: round(1000 * v / n, 1) for k, v in backend.stage_seconds.items()},
         "ingest_ms_p50": round(float(np.median(kf_ms)), 1), "ingest_ms_max": round(float(np.max(kf_ms)), 1),
         "peak_rss_mb": round(rss), "peak_gpu_mb": round(gpu),

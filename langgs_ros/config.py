@@ -275,6 +275,12 @@ class ModelsConfig:
     """GAGS prompt density is decided per patch of a prompt_patches x prompt_patches grid."""
     max_prompt_factor: float = 4.0
     """GAGS eq. 1: at most this many times the base prompt density in a patch."""
+    known_prompt_factor: float = 0.25
+    """New or uncertain surface first: a patch whose surface the map has labelled from at least
+    ``known_views`` views (90 % of its pixels) gets this fraction of its prompts, and its pixels
+    that no mask covers neither vote nor fill. 1 = the same density everywhere."""
+    known_views: int = 3
+    """Views fused into a surface before it counts as labelled for ``known_prompt_factor``."""
     pred_iou_thresh: float = 0.8
     """Masks with a lower predicted IoU are dropped (-1 keeps all: random-weight test models)."""
     stability_score_thresh: float = 0.9
@@ -434,6 +440,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     },
     "models": {
         "points_per_side": (1, 256), "prompt_patches": (1, 64), "max_prompt_factor": (1.0, 64.0),
+        "known_prompt_factor": (0.0, 1.0), "known_views": (1, 255),
         "pred_iou_thresh": (-1.0, 1.0), "stability_score_thresh": (0.0, 1.0), "min_mask_region_frac": (0.0, 1.0),
         "mask_batch": (1, 4096), "clip_batch": (1, 4096), "image_long_side": (32, 8192),
     },

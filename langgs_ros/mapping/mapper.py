@@ -150,21 +150,27 @@ class Mapper:
             # nearest depth each Gaussian was observed from (m), for GAGS prompt density
             self.gmap.add_field("min_depth", np.float16, (), fill=np.inf)
 
-    def _guidance(self, frame: Frame, vis: Visibility, new_idx: np.ndarray, new_depth: np.ndarray) -> SegmentationGuidance:
-        """GAGS eq. 1 input: (D / MD)^2 at the pixels of visible Gaussians; updates MD."""
+    def _guidance(self, frame: Frame, vis: Visibility, new_idx: np.ndarray, new_depth: np.ndarray,
+                  new_u: np.ndarray, new_v: np.ndarray) -> SegmentationGuidance:
+        """GAGS eq. 1 input: (D / MD)^2 at the pixels of visible Gaussians (updates MD), and the
+        views fused into each (0 at new Gaussians)."""
         md = self.gmap["min_depth"]
         d = frame.depth[vis.visible_v, vis.visible_u]
         h, w = frame.depth.shape
         stride = self.config.pixel_stride
         ratio = np.full((h // stride, w // stride), np.nan, np.float32)
+        views = np.full_like(ratio, np.nan)
+        row = np.minimum(vis.visible_v // stride, ratio.shape[0] - 1)
+        col = np.minimum(vis.visible_u // stride, ratio.shape[1] - 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             r = (d / md[vis.visible_idx].astype(np.float32)) ** 2
         ok = np.isfinite(r)
-        ratio[np.minimum(vis.visible_v[ok] // stride, ratio.shape[0] - 1),
-              np.minimum(vis.visible_u[ok] // stride, ratio.shape[1] - 1)] = np.maximum(r[ok], 1.0)
+        ratio[row[ok], col[ok]] = np.maximum(r[ok], 1.0)
+        views[row, col] = self.gmap["labelled_views"][vis.visible_idx] if "labelled_views" in self.gmap else 0
+        views[np.minimum(new_v // stride, views.shape[0] - 1), np.minimum(new_u // stride, views.shape[1] - 1)] = 0
         md[vis.visible_idx] = np.fmin(md[vis.visible_idx], d.astype(np.float16))
         md[new_idx] = new_depth.astype(np.float16)
-        return SegmentationGuidance(depth_ratio=ratio)
+        return SegmentationGuidance(depth_ratio=ratio, labelled_views=views)
 
     def integrate(self, frame: Frame, segmentation: Segmentation | None = None) -> IntegrationStats:
         """Add a frame, geometry and semantics at once; only keyframes change the map. Raises
@@ -215,6 +221,9 @@ class Mapper:
         ok = rows >= 0
         idx = rows[ok]
         abstain = None if pending.abstain is None else pending.abstain[ok]
+        if segmentation.abstain is not None:  # the backend prompted this surface sparsely: no evidence
+            quiet = segmentation.abstain[pending.v[ok], pending.u[ok]]
+            abstain = quiet if abstain is None else abstain | quiet
         segment_tracks = self.field.integrate(self.gmap, segmentation, idx, pending.u[ok], pending.v[ok],
                                               pending.is_new[ok], abstain, pending.agrees_with_map)
         views = self.gmap["labelled_views"]
@@ -312,7 +321,8 @@ class Mapper:
             self.field.forget_fills(gm, vis.in_front)
         guidance = None
         if self.backend is not None and self.backend.uses_depth_guidance:
-            guidance = self._guidance(frame, vis, new_idx, px.depth.reshape(-1)[new_cells])
+            guidance = self._guidance(frame, vis, new_idx, px.depth.reshape(-1)[new_cells],
+                                      cu.reshape(-1)[new_cells], cv.reshape(-1)[new_cells])
         idx = np.concatenate([vis.visible_idx, new_idx])
         u = np.concatenate([vis.visible_u, cu.reshape(-1)[new_cells]])
         v = np.concatenate([vis.visible_v, cv.reshape(-1)[new_cells]])

@@ -38,6 +38,9 @@ class Segmentation:
     tracks: list[np.ndarray] | None = None
     """Per level, [S] int64 id of each segment that is stable across views (a tracker's
     association); None lets the map associate segments geometrically."""
+    abstain: np.ndarray | None = None
+    """[H, W] bool pixels the segments say nothing about (prompted sparsely where the map labels
+    the surface already, and in no segment): they neither vote nor fill. None: every pixel counts."""
 
     def validate(self, dim: int) -> None:
         """Raise ValueError if ids and embeddings disagree (for backend tests)."""
@@ -50,6 +53,8 @@ class Segmentation:
                 raise ValueError("segment id without an embedding")
         if self.tracks is not None and [len(t) for t in self.tracks] != [len(e) for e in self.embeddings]:
             raise ValueError("one track id per segment is needed")
+        if self.abstain is not None and self.levels and self.abstain.shape != self.levels[0].shape:
+            raise ValueError("the abstain mask must have the size of the segment id maps")
 
 
 @dataclass
@@ -59,6 +64,10 @@ class SegmentationGuidance:
     depth_ratio: np.ndarray | None = None
     """[h, w] float32 D^2 / MD^2: squared observed depth over the squared nearest depth the map has
     seen the surface from (>= 1; NaN where unknown), at any resolution (GAGS eq. 1)."""
+    labelled_views: np.ndarray | None = None
+    """[h, w] float32 views whose semantics the map has fused at the surface seen there (0: new
+    surface; NaN: no depth), same resolution as ``depth_ratio``: a backend may prompt less where
+    the map labels the surface already."""
 
 
 class TextEncoder(ABC):

@@ -16,7 +16,7 @@ import numpy as np
 
 from langgs_ros.config import ModelsConfig
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
-from langgs_ros.semantics.sam_masks import merge_levels, prompt_points
+from langgs_ros.semantics.sam_masks import known_patches, merge_levels, patch_mask, prompt_points
 from langgs_ros.types import Frame
 
 __all__ = ["FoundationBackend"]
@@ -46,6 +46,8 @@ class FoundationBackend(SemanticBackend):
         self.association = Sam2Association(sam2, association_iou) if config.association == "sam2" else None
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.keyframes = 0
+        self.prompts = 0
+        """Prompt points decoded so far (the mask decoder's cost is per prompt)."""
 
     @property
     def dim(self) -> int:
@@ -63,13 +65,21 @@ class FoundationBackend(SemanticBackend):
         rgb = frame.rgb if scale == 1.0 else cv2.resize(frame.rgb, (round(w * scale), round(h * scale)),
                                                          interpolation=cv2.INTER_AREA)
         sh, sw = rgb.shape[:2]
+        cfg = self.config
         ratio = guidance.depth_ratio if guidance is not None else None
+        known = known_patches(guidance.labelled_views if guidance is not None and cfg.known_prompt_factor < 1 else None,
+                              cfg.prompt_patches, cfg.known_views)
         start = time.perf_counter()
-        points = prompt_points(sh, sw, self.config.points_per_side, ratio, self.config.prompt_patches,
-                               self.config.max_prompt_factor)
+        points = prompt_points(sh, sw, cfg.points_per_side, ratio, cfg.prompt_patches, cfg.max_prompt_factor,
+                               known, cfg.known_prompt_factor)
+        self.prompts += len(points)
         candidates = self.masks.generate(rgb, points)
         merged = merge_levels(candidates)
         start = self._tick("masks", start)
+        abstain = None
+        if known.any():  # sparsely prompted, labelled surface outside every mask: no evidence either way
+            covered = np.any([ids >= 0 for ids, _ in merged], axis=0)
+            abstain = patch_mask(known, h, w) & ~_resized(covered, w, h)
         used = np.unique(np.concatenate([src for _, src in merged])) if merged else np.zeros(0, np.int64)
         emb = self.features.embed(rgb, candidates.masks[used]) if used.size else np.zeros((0, self.dim), np.float32)
         row = {int(m): i for i, m in enumerate(used)}
@@ -87,4 +97,11 @@ class FoundationBackend(SemanticBackend):
             tracks = self.association.associate(rgb, small, [len(src) for _, src in merged], reuse)
             self._tick("association", start)
         self.keyframes += 1
-        return Segmentation(levels, embeddings, tracks)
+        return Segmentation(levels, embeddings, tracks, abstain)
+
+
+def _resized(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A bool mask at another size (nearest)."""
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)

@@ -5,7 +5,9 @@ Each prompt point yields SAM's three multimask outputs, which are ordered by gra
 by box NMS on predicted IoU x stability, then painted into three non-overlapping id maps as in
 CCL-LGS's two-level merging: subpart+part (smaller masks on top), part alone, whole+part (larger
 masks on top). With a map, GAGS eq. 1 sets the prompt density per image patch from the ratio of
-the observed depth to the nearest depth the map has seen that surface from.
+the observed depth to the nearest depth the map has seen that surface from, and patches whose
+surface the map labels already get fewer prompts (new or uncertain surface first: the mask
+decoder's cost is per prompt).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 
 from langgs_ros.config import ModelsConfig
 
-__all__ = ["MaskSet", "PointPromptMasks", "prompt_points", "paint_non_overlapping", "merge_levels"]
+__all__ = ["MaskSet", "PointPromptMasks", "known_patches", "patch_mask", "prompt_points", "paint_non_overlapping",
+           "merge_levels"]
 
 
 @dataclass
@@ -32,26 +35,53 @@ class MaskSet:
     """[M] float: predicted IoU x stability score."""
 
 
+KNOWN_FRACTION = 0.9
+"""Share of a patch's pixels with depth that must be labelled for the patch to count as known."""
+
+
+def known_patches(labelled_views: np.ndarray | None, patches: int, known_views: int) -> np.ndarray:
+    """[patches, patches] bool: patches where at least :data:`KNOWN_FRACTION` of the pixels with a
+    value in ``labelled_views`` (any resolution, NaN = no depth) are labelled from ``known_views``
+    views or more."""
+    known = np.zeros((patches, patches), bool)
+    if labelled_views is None:
+        return known
+    rh, rw = labelled_views.shape
+    for i in range(patches):
+        for j in range(patches):
+            cell = labelled_views[i * rh // patches:(i + 1) * rh // patches, j * rw // patches:(j + 1) * rw // patches]
+            seen = cell[np.isfinite(cell)]
+            known[i, j] = seen.size > 0 and np.mean(seen >= known_views) >= KNOWN_FRACTION
+    return known
+
+
 def prompt_points(height: int, width: int, points_per_side: int, depth_ratio: np.ndarray | None = None,
-                  patches: int = 8, max_factor: float = 4.0) -> np.ndarray:
+                  patches: int = 8, max_factor: float = 4.0, known: np.ndarray | None = None,
+                  known_factor: float = 1.0) -> np.ndarray:
     """[N, 2] prompt points (x, y) in pixels.
 
-    Without ``depth_ratio`` a regular ``points_per_side`` grid. With it (per pixel D^2 / MD^2 >= 1,
-    NaN where unknown; any resolution), GAGS eq. 1: each of ``patches`` x ``patches`` patches gets
-    n_P = mean(ratio) * n points, n = its share of the base grid, capped at ``max_factor`` * n.
+    Without ``depth_ratio`` or ``known``, a regular ``points_per_side`` grid. Otherwise per patch of
+    a ``patches`` x ``patches`` grid: GAGS eq. 1 with ``depth_ratio`` (per pixel D^2 / MD^2 >= 1,
+    NaN where unknown; any resolution), n_P = mean(ratio) * n points, n = its share of the base
+    grid, capped at ``max_factor`` * n; times ``known_factor`` in the ``known`` patches
+    ([patches, patches] bool, :func:`known_patches`), at least one point each.
     """
-    if depth_ratio is None:
+    if depth_ratio is None and (known is None or not known.any()):
         from segment_anything.utils.amg import build_point_grid
 
         return build_point_grid(points_per_side) * np.array([width, height], np.float64)
     base = (points_per_side / patches) ** 2
-    rh, rw = depth_ratio.shape
     points = []
     for i in range(patches):
         for j in range(patches):
-            cell = depth_ratio[i * rh // patches:(i + 1) * rh // patches, j * rw // patches:(j + 1) * rw // patches]
-            known = cell[np.isfinite(cell)]
-            ratio = float(np.clip(known.mean(), 1.0, max_factor)) if known.size else 1.0
+            ratio = 1.0
+            if depth_ratio is not None:
+                rh, rw = depth_ratio.shape
+                cell = depth_ratio[i * rh // patches:(i + 1) * rh // patches, j * rw // patches:(j + 1) * rw // patches]
+                seen = cell[np.isfinite(cell)]
+                ratio = float(np.clip(seen.mean(), 1.0, max_factor)) if seen.size else 1.0
+            if known is not None and known[i, j]:
+                ratio *= known_factor
             side = max(1, int(round(np.sqrt(base * ratio))))
             offs = (np.arange(side) + 0.5) / side
             x0, x1 = j * width / patches, (j + 1) * width / patches
@@ -59,6 +89,14 @@ def prompt_points(height: int, width: int, points_per_side: int, depth_ratio: np
             xs, ys = np.meshgrid(x0 + offs * (x1 - x0), y0 + offs * (y1 - y0))
             points.append(np.stack([xs.ravel(), ys.ravel()], axis=1))
     return np.concatenate(points)
+
+
+def patch_mask(known: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[height, width] bool: the pixels of the ``known`` patches (same grid as :func:`prompt_points`)."""
+    patches = known.shape[0]
+    rows = np.minimum(np.arange(height) * patches // height, patches - 1)
+    cols = np.minimum(np.arange(width) * patches // width, patches - 1)
+    return known[rows[:, None], cols[None, :]]
 
 
 def paint_non_overlapping(masks: np.ndarray, order: np.ndarray, min_keep: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

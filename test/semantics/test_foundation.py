@@ -45,6 +45,45 @@ def test_depth_guidance_adds_prompts_where_the_view_is_far(tiny_models, two_boxe
     assert calls == [16, 64]
 
 
+def test_labelled_surface_gets_fewer_prompts_and_its_uncovered_pixels_abstain(tiny_models, two_boxes):
+    cfg = dataclasses.replace(tiny_models, points_per_side=8, prompt_patches=2, known_prompt_factor=0.25, known_views=3)
+    backend = create_backend("clip", models=cfg)
+    calls = []
+    generate = backend.masks.generate
+    backend.masks.generate = lambda rgb, points: calls.append(len(points)) or generate(rgb, points)
+    views = np.zeros((48, 64), np.float32)
+    views[:, :32] = 3  # the left half: labelled from 3 views; the right half: new surface
+    views[0, 0] = np.nan  # no depth there: not counted
+    seg = backend.segment(_frame(two_boxes), SegmentationGuidance(labelled_views=views))
+    assert calls == [16 * 2 // 4 + 16 * 2]  # known patches: a quarter of their 16 prompts each
+    assert seg.abstain is not None and seg.abstain.shape == (96, 128)
+    covered = np.any([ids >= 0 for ids in seg.levels], axis=0)
+    assert not seg.abstain[:, 64:].any()  # new surface always votes
+    np.testing.assert_array_equal(seg.abstain[:, :64], ~covered[:, :64])
+    views[:, :32] = 2  # one view short of known_views: the same density everywhere
+    assert backend.segment(_frame(two_boxes), SegmentationGuidance(labelled_views=views)).abstain is None
+    assert calls[-1] == 64 and backend.prompts == sum(calls)
+
+
+def test_a_pixel_the_backend_abstains_on_leaves_the_gaussian_unvoted(synth_bag):
+    from langgs_ros.config import InputConfig, MappingConfig
+    from langgs_ros.io.bag_reader import BagFrameReader
+    from langgs_ros.mapping.mapper import Mapper
+    from langgs_ros.semantics.backend import Segmentation
+
+    with BagFrameReader(synth_bag.bag, InputConfig(), with_instances=True) as source:
+        frame = next(iter(source.frames()))
+    oracle = create_backend("oracle")
+    mapper = Mapper(MappingConfig(), oracle)
+    _, pending = mapper.integrate_geometry(frame)
+    seg = oracle.segment(frame)
+    everywhere = np.ones(frame.rgb.shape[:2], bool)
+    mapper.fuse_semantics(pending, Segmentation(seg.levels, seg.embeddings, seg.tracks, everywhere))
+    assert (mapper.gmap["track_votes"] == 0).all() and (mapper.gmap["tracks"] == -1).all()  # no vote, no fill
+    mapper.fuse_semantics(pending, seg)
+    assert (mapper.gmap["tracks"] >= 0).any()
+
+
 def test_sam2_backend_with_propagation_ids(tiny_models, two_boxes):
     config = dataclasses.replace(tiny_models, mask_model="sam2", association="sam2", feature_kinds="region")
     backend = create_backend("clip", models=config)
