@@ -277,23 +277,16 @@ class BagFrameReader:
         if isinstance(pose, str):
             return pose
         return build_frame(color_msg, depth_msg, inst_msg, model, pose, self.config, self.labels,
-                           self._base_in_camera(frame_id, stamp), self._odom_in_world(stamp))
+                           self._optional_transform(frame_id, self.config.base_frame, stamp),
+                           self._optional_transform(self.config.fixed_frame, self.config.odom_frame, stamp))
 
-    def _base_in_camera(self, frame_id: str, stamp_ns: int) -> np.ndarray | None:
-        """T_cam_base at the stamp, or None if TF does not connect ``input.base_frame`` to the camera."""
-        if not self.config.base_frame:
+    def _optional_transform(self, target: str, source: str, stamp_ns: int) -> np.ndarray | None:
+        """T_target_source at the stamp; None if ``source`` is unset (an optional frame of
+        ``input``) or TF does not connect it."""
+        if not source:
             return None
         try:
-            return self.tf.lookup(frame_id, self.config.base_frame, stamp_ns)
-        except TransformLookupError:
-            return None
-
-    def _odom_in_world(self, stamp_ns: int) -> np.ndarray | None:
-        """T_world_odom at the stamp, or None if TF does not connect ``input.odom_frame``."""
-        if not self.config.odom_frame:
-            return None
-        try:
-            return self.tf.lookup(self.config.fixed_frame, self.config.odom_frame, stamp_ns)
+            return self.tf.lookup(target, source, stamp_ns)
         except TransformLookupError:
             return None
 

@@ -64,6 +64,7 @@ class Mapper:
         self.config = config
         self.reanchor_jump_m = reanchor_jump_m
         """``input.reanchor_on_map_odom_jump_m``: re-express keyframes that map -> odom moves this far (m); 0 = off."""
+        self._odom_checked: np.ndarray | None = None  # map -> odom the keyframes were last checked against
         # the newest keyframes, resized, with their segments' map tracks: refinement's training views
         self.refine_config = refine
         self.views: deque[TrainingView] = deque(maxlen=refine.window if refine else 0)
@@ -106,6 +107,7 @@ class Mapper:
         if field is not None:
             field.attach(gmap)  # restores the fill values of its per-Gaussian fields
         self._attach_mapper_fields(loaded=True)
+        self._odom_checked = None  # the loaded keyframes have not been checked yet
         if keyframes is not None and keyframes.times_known:
             self.keyframes = keyframes
         else:
@@ -124,6 +126,9 @@ class Mapper:
         than :attr:`reanchor_jump_m`, with their Gaussians; None when none moved (or it is off)."""
         if T_world_odom is None or not self.reanchor_jump_m > 0 or not self.n_keyframes:
             return None
+        if self._odom_checked is not None and np.array_equal(T_world_odom, self._odom_checked):
+            return None  # map -> odom as at the last check (the usual case between corrections)
+        self._odom_checked = np.array(T_world_odom, np.float64)
         stats, moved = reanchor_map(self.gmap, self.keyframes, T_world_odom, self.reanchor_jump_m)
         self._follow_reposed(moved)
         return stats if moved.size else None
@@ -166,7 +171,7 @@ class Mapper:
             r = (d / md[vis.visible_idx].astype(np.float32)) ** 2
         ok = np.isfinite(r)
         ratio[row[ok], col[ok]] = np.maximum(r[ok], 1.0)
-        views[row, col] = self.gmap["labelled_views"][vis.visible_idx] if "labelled_views" in self.gmap else 0
+        views[row, col] = self.gmap["labelled_views"][vis.visible_idx]  # a backend with guidance has a field
         views[np.minimum(new_v // stride, views.shape[0] - 1), np.minimum(new_u // stride, views.shape[1] - 1)] = 0
         md[vis.visible_idx] = np.fmin(md[vis.visible_idx], d.astype(np.float16))
         md[new_idx] = new_depth.astype(np.float16)
