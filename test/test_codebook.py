@@ -213,3 +213,29 @@ def test_a_gaussian_answers_with_its_tracks_code_now():
     assert len(set(gmap["tracks"][:, 2])) == 1  # one track
     found = field.relevance(gmap, emb[0], np.zeros((0, 16), np.float32)).matching(2, 0.9)[0]
     assert list(found) == list(range(20))
+
+
+def test_observations_that_may_not_relabel_still_judge_presence():
+    from langgs_ros.config import MappingConfig
+    from langgs_ros.mapping.fusion import CodebookField
+    from langgs_ros.mapping.gaussians import GaussianMap
+    from langgs_ros.semantics.backend import Segmentation
+
+    rng = np.random.default_rng(6)
+    emb = unit(rng.standard_normal((2, 16))).astype(np.float32)  # an object, the table it stood on
+    field = CodebookField(16, MappingConfig(boundary_abstain_frac=0.0, stale_track_views=3))
+    gmap = GaussianMap()
+    field.attach(gmap)
+    idx = gmap.append(means=np.zeros((20, 3), np.float32))
+    u, v = np.arange(20), np.zeros(20, np.int64)
+    apart = np.zeros((1, 20), np.int32)
+    apart[0, 5:] = 1  # Gaussians 0-4 on the object, 5-19 on the table
+    field.integrate(gmap, Segmentation([apart] * 3, [emb] * 3), idx, u, v, np.ones(20, bool))
+    tracks, votes = gmap["tracks"].copy(), gmap["track_votes"].copy()
+    table = np.zeros((1, 20), np.int32)  # the object has gone: the table everywhere
+    never = np.zeros(20, bool)
+    for _ in range(3):  # views that may not relabel these Gaussians (created long before them)
+        field.integrate(gmap, Segmentation([table] * 3, [emb[1:]] * 3), idx, u, v, never, relabel=never)
+        assert np.array_equal(gmap["tracks"], tracks) and np.array_equal(gmap["track_votes"], votes)
+    assert field.gone_tracks(2)[tracks[0, 2]]  # ... yet they count as evidence that it has gone
+    assert not field.relevance(gmap, emb[0], np.zeros((0, 16), np.float32)).matching(2, 0.9)[0].size

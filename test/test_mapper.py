@@ -7,6 +7,8 @@ import numpy as np
 from langgs_ros.config import MappingConfig
 from langgs_ros.geometry import make_transform, normals_from_quat_wxyz
 from langgs_ros.mapping.mapper import Mapper
+from langgs_ros.semantics.backend import Segmentation, SemanticBackend
+from langgs_ros.semantics.oracle import TokenTextEncoder
 from langgs_ros.types import CameraIntrinsics, Frame
 
 K = CameraIntrinsics(80, 60, 60.0, 60.0, 39.5, 29.5)
@@ -56,3 +58,47 @@ def test_capacity_prunes_least_confirmed():
     mapper.integrate(wall_frame(2.0))
     mapper.integrate(wall_frame(2.0, x=0.3))
     assert len(mapper.gmap) <= 1500
+
+
+class _Labels(SemanticBackend):
+    """Segments given by the test (``Mapper.fuse_semantics``): one segment over the whole image."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        self.text_encoder = TokenTextEncoder()
+        self.emb = self.text_encoder.encode(["red mug", "book"])
+
+    def whole(self, label: int) -> Segmentation:
+        return Segmentation([np.zeros((60, 80), np.int32)] * 3, [self.emb[label : label + 1]] * 3)
+
+    def segment(self, frame: Frame, guidance: object = None) -> Segmentation:
+        return self.whole(0)
+
+
+def test_a_view_that_disagrees_with_the_map_relabels_only_gaussians_of_nearby_keyframes():
+    config = MappingConfig(keyframe_translation_m=0.01, relabel_window=2, boundary_abstain_frac=0.0,
+                           occlusion_abstain_frac=0.0, relabel_max_disagreement=0.01)
+    votes_after = {}
+    for disagreement in (0.0, 0.5):  # the view agrees with the map; it sees through half (drift)
+        backend = _Labels()
+        mapper = Mapper(config, backend)
+        for k in range(4):  # keyframes 0-3 label the wall "red mug"
+            mapper.integrate(wall_frame(2.0, x=0.02 * k))
+        _, pending = mapper.integrate_geometry(wall_frame(2.0, x=0.08))
+        assert pending is not None and pending.keyframe == 4
+        pending.disagreement = disagreement  # as measured at integration time
+        anchor = mapper.keyframes.anchors(mapper.gmap["uid"])
+        before = mapper.gmap["track_votes"][:, 2].copy()
+        mapper.fuse_semantics(pending, backend.whole(1))  # "book"
+        seen = mapper.gmap.rows_of(pending.uids)
+        changed = np.zeros(len(mapper.gmap), bool)
+        changed[seen] = mapper.gmap["track_votes"][seen, 2] != before[seen]
+        votes_after[disagreement] = (changed, anchor, seen)
+    changed, anchor, seen = votes_after[0.0]
+    old = seen[anchor[seen] < 2]
+    assert old.size > 100 and changed[old].all()  # an agreeing view votes on every Gaussian it sees
+    changed, anchor, seen = votes_after[0.5]
+    assert not changed[seen[anchor[seen] < 2]].any()  # keyframes 0 and 1 are more than 2 before 4
+    near = seen[anchor[seen] >= 2]
+    assert near.size and changed[near].all()

@@ -118,7 +118,7 @@ def test_slams_path_undoes_odometry_drift(drift_bag, oracle_map, tmp_path):
     free, drifted, corrected = (_mean_iou(oracle_map, truth), _mean_iou(tmp_path / "drifted", truth),
                                 _mean_iou(tmp_path / "corrected", truth))
     print(f"mean IoU: drift-free {free:.3f}, drifted {drifted:.3f}, corrected {corrected:.3f}")
-    assert corrected >= free - 0.05, (free, corrected)
+    assert corrected >= free - 0.02, (free, corrected)  # issue 17 asks 0.05; 0.951 vs 0.953 with relabel_window
     assert drifted < corrected - 0.1, (drifted, corrected)
     saved = load_map(tmp_path / "corrected").keyframes  # mounts and corrected poses survive save/load
     assert all(m is not None for m in saved.mounts) and len(saved) == summary.keyframes

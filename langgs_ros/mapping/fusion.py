@@ -104,12 +104,14 @@ class SemanticField(ABC):
     @abstractmethod
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
-                  judges_presence: bool = True) -> list[np.ndarray | None] | None:
+                  judges_presence: bool = True, relabel: np.ndarray | None = None) -> list[np.ndarray | None] | None:
         """Fuse ``seg`` into Gaussians ``idx`` observed at pixels (u, v); ``is_new`` marks ones
         created by this keyframe (the others were already in the map and are visible); ``abstain``
         marks observations that neither vote nor fill (e.g. :func:`behind_silhouette`);
         ``judges_presence``: the view agrees with the map well enough to count as evidence that an
-        object has gone (a view whose pose is off does not). Returns,
+        object has gone (a view whose pose is off does not); ``relabel`` (None: all) marks the
+        observations that may change a Gaussian's labels (vote or fill): the others, Gaussians created
+        long before or after this view, only take part in association and presence judging. Returns,
         per level, the map track each segment was associated with (None where the mode keeps no
         tracks)."""
 
@@ -234,9 +236,10 @@ class CodebookField(SemanticField):
 
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
-                  judges_presence: bool = True) -> list[np.ndarray | None]:
+                  judges_presence: bool = True, relabel: np.ndarray | None = None) -> list[np.ndarray | None]:
         tracks_all, track_votes = gmap["tracks"], gmap["track_votes"]
         listen = np.ones(idx.size, bool) if abstain is None else ~abstain
+        may_relabel = listen if relabel is None else listen & relabel
         no_segment_weight = int(round(VOTE_UNIT * self.config.no_segment_vote_weight))
         self._resolved = None
         segment_tracks: list[np.ndarray | None] = [None] * N_LEVELS
@@ -256,20 +259,21 @@ class CodebookField(SemanticField):
             self.codebook.remember(emb, seg_track * N_LEVELS + level)
             inside = s >= 0
             observed = np.where(inside, seg_track[np.maximum(s, 0)], -1)
-            vote = listen.copy()
+            interior = listen.copy()
             if self.config.boundary_abstain_frac > 0:  # pixels near a mask edge do not vote
-                vote &= ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
+                interior &= ~boundary_band(seg.levels[level], self.config.boundary_abstain_frac)[v, u]
+            vote = interior & may_relabel
             # a streaming weighted majority vote over views, "in no segment" voting -1 with less weight
             weight = np.where(inside, VOTE_UNIT, no_segment_weight)
             votes = track_votes[idx, level]
             if judges_presence:
-                self._note_contradictions(level, tracks, observed, vote & ~is_new)
+                self._note_contradictions(level, tracks, observed, interior & ~is_new)
             new_track, new_votes = weighted_majority(tracks, votes, observed, weight)
             tracks_all[idx, level] = np.where(vote, new_track, tracks)
             track_votes[idx, level] = np.where(vote, new_votes, votes)
             # an edge pixel only fills the code of a Gaussian nobody voted for: thin objects seen
             # only near their outline keep semantics, and the first interior vote overrides it
-            fill = np.flatnonzero(~vote & listen & (tracks < 0) & (votes == 0) & inside)
+            fill = np.flatnonzero(~interior & may_relabel & (tracks < 0) & (votes == 0) & inside)
             fill = fill[gmap["codes"][idx[fill], level] < 0]
             if fill.size:
                 gmap["codes"][idx[fill], level] = self.track_codes(level, observed[fill])
@@ -357,9 +361,11 @@ class AverageField(SemanticField):
 
     def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
-                  judges_presence: bool = True) -> None:
+                  judges_presence: bool = True, relabel: np.ndarray | None = None) -> None:
         features, weights = gmap["features"], gmap["weights"]
         listen = np.ones(idx.size, bool) if abstain is None else ~abstain
+        if relabel is not None:  # no tracks here: an observation that may not relabel does nothing
+            listen &= relabel
         for level in range(N_LEVELS):
             emb = seg.embeddings[level]
             if len(emb) == 0:

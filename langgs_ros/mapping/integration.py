@@ -58,3 +58,6 @@ class PendingKeyframe:
     agrees_with_map: bool = True
     """The view's depth agreed with the map (``max_disagreement``): it may count as evidence that
     an object has gone."""
+    disagreement: float = 0.0
+    """Fraction of the confirmed Gaussians the view met that it saw through (see
+    :meth:`~langgs_ros.mapping.visibility.Visibility.disagreement`)."""

@@ -10,7 +10,10 @@ that sees through more than ``max_disagreement`` of the confirmed Gaussians it m
 New Gaussians fill only the pixels the map does not explain. Above ``capacity`` the least
 confirmed, least recently seen Gaussians are pruned. Semantics are fused at the visible and new
 Gaussians, except where a pixel lies just behind a depth silhouette (masks bleed off the object in
-front onto it).
+front onto it). A view that disagrees with the map a little (more than ``relabel_max_disagreement``:
+its pose may be off by drift) votes only on the labels of Gaussians created within ``relabel_window``
+keyframes of it: drift between far-apart keyframes would put its labels on wrong Gaussians, which no
+later pose correction undoes.
 
 Geometry and semantics are two steps: :meth:`Mapper.integrate_geometry` changes the map and
 returns a :class:`PendingKeyframe` (the view's image, depth, pose and the ids of the Gaussians it
@@ -229,8 +232,12 @@ class Mapper:
         if segmentation.abstain is not None:  # the backend prompted this surface sparsely: no evidence
             quiet = segmentation.abstain[pending.v[ok], pending.u[ok]]
             abstain = quiet if abstain is None else abstain | quiet
+        relabel = None
+        if self.config.relabel_window > 0 and pending.disagreement > self.config.relabel_max_disagreement:
+            anchor = self.keyframes.anchors(pending.uids[ok])
+            relabel = (anchor < 0) | (np.abs(anchor - pending.keyframe) <= self.config.relabel_window)
         segment_tracks = self.field.integrate(self.gmap, segmentation, idx, pending.u[ok], pending.v[ok],
-                                              pending.is_new[ok], abstain, pending.agrees_with_map)
+                                              pending.is_new[ok], abstain, pending.agrees_with_map, relabel)
         views = self.gmap["labelled_views"]
         views[idx] = np.minimum(views[idx].astype(np.int16) + 1, 255)
         if self.views.maxlen:
@@ -308,7 +315,8 @@ class Mapper:
         new_idx = self.gmap.append(**gaussian_fields(px, new_cells, self.config.initial_opacity))
         gm = self.gmap
         # judged on Gaussians other views confirmed: a passer-by seen once says nothing about the pose
-        agrees = vis.disagreement(gm["confidence"] >= 2) <= self.config.max_disagreement
+        disagreement = vis.disagreement(gm["confidence"] >= 2)
+        agrees = disagreement <= self.config.max_disagreement
         measured = np.ones(vis.visible_idx.size, bool) if filled is None else ~filled[vis.visible_v, vis.visible_u]
         confirmed = vis.visible_idx[measured]
         if stereo and self.config.stereo_average_positions:  # running mean over the views that saw it
@@ -340,7 +348,7 @@ class Mapper:
         if filled is not None:  # a plane fill shapes free space and obstacles, but a guess carries no labels
             abstain = filled[v, u] if abstain is None else abstain | filled[v, u]
         pending = PendingKeyframe(kf, frame, gm["uid"][idx].copy(), u, v, is_new, abstain, guidance, time.monotonic(),
-                                  agrees_with_map=agrees)
+                                  agrees_with_map=agrees, disagreement=disagreement)
         if self.views.maxlen:
             assert self.refine_config is not None
             self.views.append(training_view(frame, self.refine_config.scale, kf))
