@@ -15,7 +15,7 @@ import numpy as np
 
 from langgs_ros.config import InputConfig
 from langgs_ros.errors import InputError
-from langgs_ros.geometry import make_transform, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from langgs_ros.geometry import invert_transform, make_transform, matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from langgs_ros.io.frame_builder import build_frame
 from langgs_ros.io.image_codec import camera_model_from_info, image_array
 from langgs_ros.query.engine import ObjectResult, QueryResult
@@ -200,12 +200,30 @@ def camera_info(f: MessageFactory, hdr: Any, K: CameraIntrinsics) -> Any:  # noq
                   distortion_model="plumb_bob", d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=p)
 
 
+def _pose_in(f: MessageFactory, stamp_ns: int, fixed_frame: str, T: np.ndarray | None) -> Any:  # noqa: N803
+    """geometry_msgs/PoseStamped of ``T`` [4, 4] in ``fixed_frame``; an empty frame_id when None (unknown)."""
+    if T is None:
+        return f.make("geometry_msgs/msg/PoseStamped", header=header(f, stamp_ns, ""))
+    return pose_stamped(f, header(f, stamp_ns, fixed_frame), T[:3, 3], matrix_to_quat_xyzw(T[:3, :3]))
+
+
+def _pose_from(msg: Any, fixed_frame: str, name: str) -> np.ndarray | None:
+    """T [4, 4] of a PoseStamped in ``fixed_frame``, None where its frame_id is empty (unknown);
+    raises InputError when it is in another frame."""
+    frame_id = str(msg.header.frame_id).lstrip("/")
+    if not frame_id:
+        return None
+    if frame_id != fixed_frame.lstrip("/"):
+        raise InputError(f"SemanticFrame {name} is in '{msg.header.frame_id}', the map is in '{fixed_frame}'")
+    p, q = msg.pose.position, msg.pose.orientation
+    return make_transform(quat_xyzw_to_matrix([q.x, q.y, q.z, q.w]), np.array([p.x, p.y, p.z]))
+
+
 def semantic_frame(f: MessageFactory, frame: Frame, seg: Segmentation, fixed_frame: str) -> Any:
-    """langgs_ros/SemanticFrame of a keyframe and its segmentation (``frame`` is undistorted)."""
+    """langgs_ros/SemanticFrame of a keyframe and its segmentation (``frame`` is undistorted), with
+    the base and odometry frames' poses where the frame has them."""
     hdr = header(f, frame.stamp_ns, frame.frame_id)
-    T = frame.T_world_cam
-    quat = matrix_to_quat_xyzw(T[:3, :3])
-    pose = pose_stamped(f, header(f, frame.stamp_ns, fixed_frame), T[:3, 3], quat)
+    pose = _pose_in(f, frame.stamp_ns, fixed_frame, frame.T_world_cam)
     dim = int(seg.embeddings[0].shape[1]) if seg.embeddings else 0
     depth = (_image(f, hdr, frame.depth.astype("<f4"), "32FC1") if frame.depth is not None
              else f.make("sensor_msgs/msg/Image", header=hdr))
@@ -214,20 +232,24 @@ def semantic_frame(f: MessageFactory, frame: Frame, seg: Segmentation, fixed_fra
                   segments=[_image(f, hdr, ids.astype("<i4"), "32SC1") for ids in seg.levels],
                   embedding_dim=dim, segment_counts=np.array([len(e) for e in seg.embeddings], np.uint32),
                   embeddings=embeddings, camera_info=camera_info(f, hdr, frame.intrinsics), camera_pose=pose,
+                  base_pose=_pose_in(f, frame.stamp_ns, fixed_frame, frame.T_world_base),
+                  odom_pose=_pose_in(f, frame.stamp_ns, fixed_frame, frame.T_world_odom),
                   color=_image(f, hdr, frame.rgb, "rgb8"), depth=depth)
 
 
 def semantic_frame_to_core(msg: Any, fixed_frame: str, config: InputConfig) -> tuple[Frame, Segmentation]:
     """(frame, segmentation) of a langgs_ros/SemanticFrame; raises InputError on malformed content."""
-    if str(msg.camera_pose.header.frame_id).lstrip("/") != fixed_frame.lstrip("/"):
-        raise InputError(f"SemanticFrame pose is in '{msg.camera_pose.header.frame_id}', the map is in '{fixed_frame}'")
+    T = _pose_from(msg.camera_pose, fixed_frame, "camera pose")  # noqa: N806
+    if T is None:
+        raise InputError("SemanticFrame camera pose has no frame_id")
+    T_world_base = _pose_from(msg.base_pose, fixed_frame, "base pose")  # noqa: N806
+    T_world_odom = _pose_from(msg.odom_pose, fixed_frame, "odometry pose")  # noqa: N806
     model = camera_model_from_info(msg.camera_info)
     if model.is_distorted:
         raise InputError("SemanticFrame images must be undistorted (camera_info with zero distortion)")
-    p, q = msg.camera_pose.pose.position, msg.camera_pose.pose.orientation
-    T = make_transform(quat_xyzw_to_matrix([q.x, q.y, q.z, q.w]), np.array([p.x, p.y, p.z]))
     depth_msg = msg.depth if int(msg.depth.width) > 0 else None
-    frame = build_frame(msg.color, depth_msg, None, model, T, config)
+    T_cam_base = None if T_world_base is None else invert_transform(T) @ T_world_base  # noqa: N806
+    frame = build_frame(msg.color, depth_msg, None, model, T, config, T_cam_base=T_cam_base, T_world_odom=T_world_odom)
     if isinstance(frame, str):
         raise InputError(frame)
     dim, counts = int(msg.embedding_dim), [int(c) for c in msg.segment_counts]

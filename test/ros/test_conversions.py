@@ -136,6 +136,28 @@ def test_semantic_frame_round_trip_through_cdr(store, f, depth):
         assert np.array_equal(a, b)
     for a, b in zip(seg.embeddings, seg_back.embeddings):
         assert np.array_equal(a, b)
+    assert back.T_world_base is None and back.T_world_odom is None  # not in TF: empty frame_id
+
+
+def test_semantic_frame_carries_the_base_and_odometry_poses(store, f):
+    """Split mode: the mapping node gets the camera mount (pose graphs) and map -> odom (re-anchoring)."""
+    import dataclasses
+
+    from langgs_ros.config import InputConfig
+    from langgs_ros.errors import InputError
+    from langgs_ros.geometry import make_transform
+
+    frame, seg = _keyframe_and_segments()
+    base = make_transform(np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]), [0.5, 0.2, 0.0])
+    odom = make_transform(np.eye(3), [0.3, -0.1, 0.0])
+    frame = dataclasses.replace(frame, T_world_base=base, T_world_odom=odom)
+    msg = cdr_round_trip(store, cv.semantic_frame(f, frame, seg, "map"))
+    assert msg.base_pose.header.frame_id == "map" and msg.odom_pose.header.frame_id == "map"
+    back, _ = cv.semantic_frame_to_core(msg, "map", InputConfig())
+    assert np.allclose(back.T_world_base, base, atol=1e-9) and np.allclose(back.T_world_odom, odom, atol=1e-9)
+    msg.odom_pose.header.frame_id = "odom"
+    with pytest.raises(InputError, match="odometry pose is in 'odom'"):
+        cv.semantic_frame_to_core(msg, "map", InputConfig())
 
 
 def test_malformed_semantic_frames_are_input_errors(store, f):

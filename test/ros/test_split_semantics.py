@@ -68,3 +68,46 @@ def test_split_mapping_rejects_frames_without_segments(frames):
     assert rt.status.frames_rejected == 1 and "semantics node" in rt.status.last_error
     with pytest.raises(Exception, match="not 'none'"):
         MappingRuntime(PipelineConfig(), "none", split=True).configure()
+
+
+def test_split_mapping_re_anchors_and_keeps_camera_mounts(tmp_path):
+    """SemanticFrame carries map -> odom and the base pose: split mode re-anchors on a map -> odom jump
+    and keeps each keyframe's camera mount (pose graphs), as in-process mapping does."""
+    from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag
+
+    out = make_synthetic_bag(tmp_path, SynthSpec(width=160, height=120, frames=48, relocalize=True))
+    config = PipelineConfig()
+    config.input.reanchor_on_map_odom_jump_m = 0.05
+    with BagFrameReader(out.bag, config.input, with_instances=True) as source:
+        frames = list(source.frames())
+    store = typestore_with_interfaces()
+    factory = RosbagsMessages(store)
+    messages = []
+
+    def publish(frame, seg):
+        msg = cv.semantic_frame(factory, frame, seg, config.input.fixed_frame)
+        messages.append(store.deserialize_cdr(store.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__))
+
+    semantics = SemanticsRuntime(config, "oracle", publish, queue_size=len(frames))
+    semantics.configure()
+    for frame in frames:
+        semantics.submit(frame)
+    semantics.process_pending()
+    runtimes = {}
+    for split in (True, False):
+        rt = MappingRuntime(config, "oracle", queue_size=len(frames), split=split)
+        rt.configure()
+        if split:
+            for msg in messages:
+                rt.submit(*cv.semantic_frame_to_core(msg, config.input.fixed_frame, config.input))
+        else:
+            for frame in frames:
+                rt.submit(frame)
+        rt.process_pending()
+        runtimes[split] = rt
+    split, local = runtimes[True], runtimes[False]
+    assert split.status.keyframes == local.status.keyframes == len(messages)
+    assert local.status.pose_corrections > 0, "the relocalized bag must make the in-process runtime re-anchor"
+    assert split.status.pose_corrections == local.status.pose_corrections, split.status.last_correction
+    assert split.status.gaussians == local.status.gaussians
+    assert all(m is not None for m in split.mapper.keyframes.mounts)
