@@ -184,3 +184,61 @@ def test_a_localizer_that_converges_late_is_undone_by_reanchoring(relocalized_ba
           + "; ".join(c.summary() for c in summary.corrections))
     assert reanchored >= free - 0.05, (free, reanchored)
     assert kept < reanchored - 0.1, (kept, reanchored)
+
+
+def _stereo_depth_quality(mapper, frames, correct_at=None, shift=None):
+    """(valid fraction, median |error| m) of the stereo depth of each keyframe of ``frames`` mapped
+    color-only, and the index in that list of the first keyframe after a correction. Without
+    ``correct_at`` the correction is a map -> odom jump in the frames; with it, a pose graph that moves
+    every keyframe by ``shift`` at frame ``correct_at``, and later frames are posed shifted alike."""
+    import dataclasses
+
+    rows, first_after = [], None
+    for i, frame in enumerate(frames):
+        truth = frame.depth
+        frame = dataclasses.replace(frame, depth=None)
+        if correct_at is not None:
+            frame = dataclasses.replace(frame, T_world_odom=None)
+            if i == correct_at:
+                log = mapper.keyframes
+                bases = np.array([shift @ pose @ np.linalg.inv(mount) for pose, mount in zip(log.poses, log.mounts)])
+                assert mapper.apply_pose_graph(PoseGraph.from_poses(np.array(log.stamps_ns), bases)).keyframes_moved
+                first_after = len(rows)
+            if i >= correct_at:
+                frame = dataclasses.replace(frame, T_world_cam=shift @ frame.T_world_cam,
+                                            T_world_base=shift @ frame.T_world_base)
+        try:
+            stats, pending = mapper.integrate_geometry(frame)
+        except InputError:  # the first frame: no earlier view to match yet
+            continue
+        if pending is None:
+            continue
+        if stats.reanchored is not None and first_after is None:
+            first_after = len(rows)
+        ok = np.isfinite(pending.frame.depth) & np.isfinite(truth)
+        rows.append((ok.mean(), float(np.median(np.abs(pending.frame.depth[ok] - truth[ok]))) if ok.any() else np.inf))
+    return rows, first_after
+
+
+@pytest.mark.parametrize("correction", ["map -> odom jump", "pose graph, no odometry frame"])
+def test_stereo_source_views_follow_a_correction(relocalized_bag, correction):
+    """Color only: the first keyframe after a correction still gets good stereo depth, because the
+    recent views the plane sweep matches against are posed in odom (a map -> odom jump leaves them
+    alone), or move with the newest keyframe where frames have no odometry frame."""
+    from langgs_ros.config import OracleNoiseConfig
+    from langgs_ros.mapping.mapper import Mapper
+    from langgs_ros.semantics.backend import create_backend
+
+    config = PipelineConfig()
+    with BagFrameReader(relocalized_bag.bag, config.input, with_instances=True) as source:
+        frames = list(source.frames())
+    mapper = Mapper(config.mapping, create_backend("oracle", OracleNoiseConfig()), reanchor_jump_m=0.05)
+    if correction == "map -> odom jump":
+        rows, after = _stereo_depth_quality(mapper, frames[:44])
+    else:
+        rows, after = _stereo_depth_quality(mapper, frames[:30], correct_at=20, shift=_pose(0.3, -0.2, 5))
+    before = rows[1:after]  # the first keyframe has no earlier depth map to agree with
+    assert after is not None and len(before) > 10
+    valid, error = rows[after]
+    assert valid >= 0.5 * np.median([r[0] for r in before]), (rows[after], before)
+    assert error <= 2 * np.median([r[1] for r in before]) + 0.01, (rows[after], before)

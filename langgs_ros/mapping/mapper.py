@@ -120,8 +120,9 @@ class Mapper:
     def apply_pose_graph(self, graph: PoseGraph) -> CorrectionStats:
         """Re-pose the keyframes ``graph`` covers (SLAM's corrected base poses) and move the
         Gaussians anchored to them, with their semantics; refinement views follow."""
+        newest = self._newest_pose()
         stats, moved = correct_map(self.gmap, self.keyframes, graph)
-        self._follow_reposed(moved)
+        self._follow_reposed(moved, newest)
         return stats
 
     def reanchor(self, T_world_odom: np.ndarray | None) -> CorrectionStats | None:  # noqa: N803
@@ -132,18 +133,26 @@ class Mapper:
         if self._odom_checked is not None and np.array_equal(T_world_odom, self._odom_checked):
             return None  # map -> odom as at the last check (the usual case between corrections)
         self._odom_checked = np.array(T_world_odom, np.float64)
+        newest = self._newest_pose()
         stats, moved = reanchor_map(self.gmap, self.keyframes, T_world_odom, self.reanchor_jump_m)
-        self._follow_reposed(moved)
+        self._follow_reposed(moved, newest)
         return stats if moved.size else None
 
-    def _follow_reposed(self, moved: np.ndarray) -> None:
-        """Refinement views and the keyframe selector follow keyframes given new poses."""
+    def _newest_pose(self) -> np.ndarray | None:
+        """T_world_cam of the newest keyframe (a copy), None before the first."""
+        return self.keyframes.poses[-1].copy() if self.n_keyframes else None
+
+    def _follow_reposed(self, moved: np.ndarray, newest_before: np.ndarray | None) -> None:
+        """Refinement views, the keyframe selector and the stereo source views follow keyframes given
+        new poses (``newest_before``: the newest keyframe's pose before the correction)."""
         poses = self.keyframes.poses
         for view in self.views:
             if 0 <= view.keyframe < len(poses) and view.keyframe in moved:
                 view.T_cam_world = invert_transform(poses[view.keyframe])
-        if moved.size and moved[-1] == len(poses) - 1:  # the next keyframe is judged against the corrected pose
-            self.selector.accept(poses[-1])
+        if moved.size and moved[-1] == len(poses) - 1 and newest_before is not None:
+            self.selector.accept(poses[-1])  # the next keyframe is judged against the corrected pose
+            # the recent frames stereo matches against were posed like the newest keyframe: they move with it
+            self.stereo.follow(poses[-1] @ invert_transform(newest_before))
 
     def _attach_mapper_fields(self, loaded: bool) -> None:
         self.gmap.enable_uids()

@@ -197,6 +197,17 @@ class PlaneSweepDepth:
             return
         self._views.append((self._gray(frame)[0], frame.T_world_cam.copy()))
 
+    def reset(self) -> None:
+        """Forget the kept views and depth maps."""
+        self._views.clear()
+        self._depths.clear()
+
+    def follow(self, correction: np.ndarray) -> None:
+        """Re-pose the kept views and depth maps: T_world_cam -> ``correction`` @ T_world_cam."""
+        C = np.asarray(correction, np.float64)  # noqa: N806
+        self._views = deque(((g, C @ T) for g, T in self._views), maxlen=self._views.maxlen)
+        self._depths = deque(((d, K, C @ T) for d, K, T in self._depths), maxlen=self._depths.maxlen)
+
     def estimate(self, frame: Frame) -> np.ndarray | None:
         """[H, W] float32 depth (NaN invalid) for ``frame``, or None until a source view has baseline."""
         usable = [(g, T) for g, T in self._views

@@ -2,9 +2,16 @@
 
 The fill's candidates include the floor under the robot, the plane through the base frame
 (``input.base_frame``, on the floor: REP-105) normal to its z axis, where the frame carries it.
+
+Views are matched in the odometry frame where frames carry map -> odom: a localizer's jump of
+map -> odom, or a SLAM correction, then leaves the recent views' relative poses as odometry measured
+them. Without it (poses straight in the fixed frame), a correction of the newest keyframe moves the
+recent views with it (:meth:`StereoDepth.follow`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -39,15 +46,34 @@ class StereoDepth:
             consistency_tol=config.stereo_consistency_tol))
         self.fill = PlaneFillConfig(scale=config.stereo_scale, max_depth_m=config.stereo_max_depth_m,
                                     border_planes=config.stereo_plane_fill == "planes")
+        self._in_odom: bool | None = None  # the kept views are posed in the odometry frame (None: no views yet)
+
+    def _local(self, frame: Frame) -> Frame:
+        """``frame`` posed in the odometry frame where it has map -> odom (stereo needs only poses
+        relative to recent views, which odometry gives without the jumps of map -> odom), else as it is."""
+        in_odom = frame.T_world_odom is not None
+        if in_odom != self._in_odom:  # views posed in another frame cannot be matched: start anew
+            self.sweep.reset()
+            self._in_odom = in_odom
+        if not in_odom:
+            return frame
+        return dataclasses.replace(frame, T_world_cam=invert_transform(frame.T_world_odom) @ frame.T_world_cam)
 
     def observe(self, frame: Frame) -> None:
         """Remember ``frame`` as a source view (if it moved enough since the last one)."""
-        self.sweep.observe(frame)
+        self.sweep.observe(self._local(frame))
+
+    def follow(self, correction: np.ndarray) -> None:
+        """A pose correction ``correction`` [4, 4] (new T_world_cam @ old T_cam_world, fixed frame)
+        moved the newest keyframe: the recent source views, posed alike, move with it (views posed
+        in the odometry frame stay)."""
+        if self._in_odom is False:
+            self.sweep.follow(correction)
 
     def estimate(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None] | None:
         """(depth [H, W] float32 m, NaN invalid; plane-filled pixels [H, W] bool, None when filling
         is off) of ``frame``, or None until an earlier view has enough baseline."""
-        depth = self.sweep.estimate(frame)
+        depth = self.sweep.estimate(self._local(frame))
         if depth is None or self.config.stereo_plane_fill == "off":
             return None if depth is None else (depth, None)
         floor = floor_in_camera(frame)
