@@ -242,3 +242,36 @@ def test_stereo_source_views_follow_a_correction(relocalized_bag, correction):
     valid, error = rows[after]
     assert valid >= 0.5 * np.median([r[0] for r in before]), (rows[after], before)
     assert error <= 2 * np.median([r[1] for r in before]) + 0.01, (rows[after], before)
+
+
+def test_frames_that_wait_while_slam_corrects_the_past_are_posed_by_the_graph(relocalized_bag):
+    """A frame stamped inside the newest Path's span that arrives after it (it sat in a queue) is
+    posed by the Path, not by its stale TF pose; one stamped after the Path's end keeps its pose."""
+    import dataclasses
+
+    from langgs_ros.config import MappingConfig
+    from langgs_ros.mapping.mapper import Mapper
+
+    with BagFrameReader(relocalized_bag.bag, PipelineConfig().input) as source:
+        frames = [f for _, f in zip(range(24), source.frames())]
+    drift = _pose(0.3, -0.2, 5)  # odometry's error: TF poses every frame shifted by it
+
+    def drifted(frame):
+        return dataclasses.replace(frame, T_world_cam=drift @ frame.T_world_cam, T_world_base=drift @ frame.T_world_base,
+                                   T_world_odom=drift @ frame.T_world_odom)
+
+    mapper = Mapper(MappingConfig(keyframe_translation_m=0.0, keyframe_rotation_deg=0.0), None)  # all keyframes
+    for frame in frames[:10]:
+        mapper.integrate(drifted(frame))
+    graph = PoseGraph.from_poses(np.array([f.stamp_ns for f in frames[:16]]), np.array([f.T_world_base for f in frames[:16]]))
+    stats = mapper.apply_pose_graph(graph)
+    assert stats.keyframes_moved == 10
+    for frame in frames[10:20]:  # they waited: TF still gave them the drifted pose
+        mapper.integrate(drifted(frame))
+    log = mapper.keyframes
+    assert len(log) == 20
+    for k in range(16):  # the graph's span: true poses, no map -> odom (the graph's pose is not odometry's)
+        assert np.allclose(log.poses[k], frames[k].T_world_cam, atol=1e-6), k
+        assert log.odom[k] is None, k
+    for k in range(16, 20):  # after its end: TF's pose
+        assert np.allclose(log.poses[k], drift @ frames[k].T_world_cam, atol=1e-6), k

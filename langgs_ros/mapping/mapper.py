@@ -68,6 +68,7 @@ class Mapper:
         self.reanchor_jump_m = reanchor_jump_m
         """``input.reanchor_on_map_odom_jump_m``: re-express keyframes that map -> odom moves this far (m); 0 = off."""
         self._odom_checked: np.ndarray | None = None  # map -> odom the keyframes were last checked against
+        self._graph: PoseGraph | None = None  # the newest pose graph: it also poses frames it covers that come late
         # the newest keyframes, resized, with their segments' map tracks: refinement's training views
         self.refine_config = refine
         self.views: deque[TrainingView] = deque(maxlen=refine.window if refine else 0)
@@ -123,6 +124,7 @@ class Mapper:
         newest = self._newest_pose()
         stats, moved = correct_map(self.gmap, self.keyframes, graph)
         self._follow_reposed(moved, newest)
+        self._graph = graph
         return stats
 
     def reanchor(self, T_world_odom: np.ndarray | None) -> CorrectionStats | None:  # noqa: N803
@@ -296,7 +298,11 @@ class Mapper:
         problem = frame_problem(frame)
         if problem:
             raise InputError(problem)
-        reanchored = self.reanchor(frame.T_world_odom)  # before the keyframe test: it judges corrected poses
+        graph_posed = None if self._graph is None else self._graph.pose_frame(frame)
+        if graph_posed is not None:  # its map -> odom predates the graph: no re-anchoring on it
+            frame, reanchored = graph_posed, None
+        else:
+            reanchored = self.reanchor(frame.T_world_odom)  # before the keyframe test: it judges corrected poses
         filled = None  # pixels of plane-filled depth: weaker evidence than measured depth
         stereo = frame.depth is None
         if stereo:  # color only: plane-sweep depth from recent posed views
@@ -362,7 +368,8 @@ class Mapper:
             assert self.refine_config is not None
             self.views.append(training_view(frame, self.refine_config.scale, kf))
         mount = None if frame.T_world_base is None else invert_transform(frame.T_world_base) @ frame.T_world_cam
-        self.keyframes.append(frame.T_world_cam, frame.stamp_ns, first_uid, mount, frame.T_world_odom)
+        self.keyframes.append(frame.T_world_cam, frame.stamp_ns, first_uid, mount,
+                              None if graph_posed is not None else frame.T_world_odom)
         if frame.T_world_base is not None:
             self.base_heights.append(float(frame.T_world_base[2, 3]))
         return (IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size, total=len(gm),

@@ -4,7 +4,8 @@ A SLAM system (slam_toolbox, rtabmap, cartographer) corrects past poses when it 
 publishes its trajectory as a ``nav_msgs/Path`` of the robot base frame in the fixed frame. Each
 keyframe whose stamp the path covers gets the base pose interpolated at its stamp (translation
 linearly, rotation by slerp), composed with the keyframe's camera mount (base -> optical frame, from
-TF when it was integrated). The Gaussians a keyframe created (its anchor: ids increase in creation
+TF when it was integrated); a frame the graph covers that arrives after it (it waited in a queue)
+is posed by the graph too. The Gaussians a keyframe created (its anchor: ids increase in creation
 order, so the anchor follows from the keyframe log) move with the same rigid transform, and so do
 their semantics, which are per Gaussian.
 
@@ -16,14 +17,17 @@ Units: metres, REP-103/105 frames.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from langgs_ros.geometry import invert_transform
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.keyframe_log import KeyframeLog
+from langgs_ros.types import Frame
 
 __all__ = ["PoseGraph", "CorrectionStats", "correct_map", "reanchor_map"]
 
@@ -72,6 +76,22 @@ class PoseGraph:
         for axis in range(3):
             out[covered, axis, 3] = np.interp(t, knots, self.T_world_base[:, axis, 3])
         return covered, out
+
+
+    def pose_frame(self, frame: Frame) -> Frame | None:
+        """``frame`` posed by the graph where it covers the frame's stamp and the frame has its base
+        pose (a frame that waited in a queue while SLAM corrected the past), else None. Its map -> odom
+        moves alike, so its pose in odom (what stereo matches in) stays as odometry measured it."""
+        if frame.T_world_base is None:
+            return None
+        covered, T_world_base = self.base_poses_at(np.array([frame.stamp_ns], np.int64))  # noqa: N806
+        if not covered[0]:
+            return None
+        mount = invert_transform(frame.T_world_base) @ frame.T_world_cam
+        T_world_cam = T_world_base[0] @ mount  # noqa: N806
+        shift = T_world_cam @ invert_transform(frame.T_world_cam)
+        odom = None if frame.T_world_odom is None else shift @ frame.T_world_odom
+        return dataclasses.replace(frame, T_world_cam=T_world_cam, T_world_base=T_world_base[0], T_world_odom=odom)
 
 
 @dataclass
