@@ -24,8 +24,8 @@ def frames(synth_bag):
         return list(itertools.islice(source.frames(), 0, 30))
 
 
-def test_split_mapping_matches_in_process_mapping(frames, synth_bag):
-    config = PipelineConfig()
+def _semantic_frames(config: PipelineConfig, frames: list) -> tuple[list, SemanticsRuntime]:
+    """The SemanticFrame messages (through CDR) the semantics runtime publishes for ``frames``."""
     store = typestore_with_interfaces()
     factory = RosbagsMessages(store)
     messages = []
@@ -39,6 +39,12 @@ def test_split_mapping_matches_in_process_mapping(frames, synth_bag):
     for frame in frames:
         semantics.submit(frame)
     assert semantics.process_pending() == len(frames)
+    return messages, semantics
+
+
+def test_split_mapping_matches_in_process_mapping(frames, synth_bag):
+    config = PipelineConfig()
+    messages, semantics = _semantic_frames(config, frames)
     assert 0 < len(messages) == semantics.status.keyframes < len(frames)  # keyframes only
 
     split = MappingRuntime(config, "oracle", queue_size=len(messages), split=True)
@@ -80,19 +86,7 @@ def test_split_mapping_re_anchors_and_keeps_camera_mounts(tmp_path):
     config.input.reanchor_on_map_odom_jump_m = 0.05
     with BagFrameReader(out.bag, config.input, with_instances=True) as source:
         frames = list(source.frames())
-    store = typestore_with_interfaces()
-    factory = RosbagsMessages(store)
-    messages = []
-
-    def publish(frame, seg):
-        msg = cv.semantic_frame(factory, frame, seg, config.input.fixed_frame)
-        messages.append(store.deserialize_cdr(store.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__))
-
-    semantics = SemanticsRuntime(config, "oracle", publish, queue_size=len(frames))
-    semantics.configure()
-    for frame in frames:
-        semantics.submit(frame)
-    semantics.process_pending()
+    messages, _ = _semantic_frames(config, frames)
     runtimes = {}
     for split in (True, False):
         rt = MappingRuntime(config, "oracle", queue_size=len(frames), split=split)
