@@ -77,7 +77,6 @@ class PoseGraph:
             out[covered, axis, 3] = np.interp(t, knots, self.T_world_base[:, axis, 3])
         return covered, out
 
-
     def pose_frame(self, frame: Frame) -> Frame | None:
         """``frame`` posed by the graph where it covers the frame's stamp and the frame has its base
         pose (a frame that waited in a queue while SLAM corrected the past), else None. Its map -> odom
