@@ -209,14 +209,18 @@ def _pose_in(f: MessageFactory, stamp_ns: int, fixed_frame: str, T: np.ndarray |
 
 def _pose_from(msg: Any, fixed_frame: str, name: str) -> np.ndarray | None:
     """T [4, 4] of a PoseStamped in ``fixed_frame``, None where its frame_id is empty (unknown);
-    raises InputError when it is in another frame."""
+    raises InputError when it is in another frame or its orientation is not a rotation."""
     frame_id = str(msg.header.frame_id).lstrip("/")
     if not frame_id:
         return None
     if frame_id != fixed_frame.lstrip("/"):
         raise InputError(f"SemanticFrame {name} is in '{msg.header.frame_id}', the map is in '{fixed_frame}'")
     p, q = msg.pose.position, msg.pose.orientation
-    return make_transform(quat_xyzw_to_matrix([q.x, q.y, q.z, q.w]), np.array([p.x, p.y, p.z]))
+    try:
+        R = quat_xyzw_to_matrix([q.x, q.y, q.z, q.w])  # noqa: N806
+    except ValueError as exc:
+        raise InputError(f"SemanticFrame {name}: {exc}") from None
+    return make_transform(R, np.array([p.x, p.y, p.z]))
 
 
 def semantic_frame(f: MessageFactory, frame: Frame, seg: Segmentation, fixed_frame: str) -> Any:

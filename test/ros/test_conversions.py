@@ -158,6 +158,11 @@ def test_semantic_frame_carries_the_base_and_odometry_poses(store, f):
     msg.odom_pose.header.frame_id = "odom"
     with pytest.raises(InputError, match="odometry pose is in 'odom'"):
         cv.semantic_frame_to_core(msg, "map", InputConfig())
+    msg.odom_pose.header.frame_id = "map"
+    q = msg.base_pose.pose.orientation
+    q.x = q.y = q.z = q.w = 0.0  # a zero quaternion: a clear error, not a traceback in the node's callback
+    with pytest.raises(InputError, match="base pose: quaternion"):
+        cv.semantic_frame_to_core(msg, "map", InputConfig())
 
 
 def test_malformed_semantic_frames_are_input_errors(store, f):
