@@ -161,7 +161,7 @@ class MappingConfig:
     """...relative depth jump (fraction of the pixel's depth) that makes a silhouette."""
     stereo_views: int = 4
     """Color-only input: recent posed views the plane sweep compares a keyframe with."""
-    stereo_planes: int = 64
+    stereo_planes: int = 256
     """Color-only input: depth planes of the sweep, uniform in inverse depth."""
     stereo_min_depth_m: float = 0.3
     """Color-only input: nearest plane of the sweep (m)."""
@@ -169,9 +169,9 @@ class MappingConfig:
     """Color-only input: farthest plane of the sweep (m)."""
     stereo_scale: float = 0.5
     """Color-only input: the sweep runs on images resized by this factor."""
-    stereo_min_confidence: float = 0.5
-    """Color-only input: pixels with less plane probability than this within 2 planes of the
-    peak get no depth."""
+    stereo_min_confidence: float = 0.45
+    """Color-only input: pixels with less plane probability than this near the peak (within 1/32
+    of the sweep's inverse-depth range) get no depth."""
     stereo_min_baseline_m: float = 0.05
     """Color-only input: a source view must be this far from the keyframe (m)."""
     stereo_refine_steps: int = 0

@@ -38,6 +38,27 @@ def test_sweep_recovers_a_textured_wall():
     assert confidence.shape == depth.shape
 
 
+def test_finer_planes_sharpen_far_depth_without_failing_more_pixels():
+    """With a 0.3 m baseline, 64 planes over 0.3-6 m are ~6 px of disparity apart: a wall at 3 m
+    comes out 7 cm off, and 256 planes cut that 5x. On a noisy camera, a confidence window counted
+    in planes failed a quarter more pixels at 256 planes (40 % valid against 51 %); counted as a span
+    of inverse depth, it keeps as many."""
+    rng = np.random.default_rng(0)
+    for noise in (0.0, 20.0):
+        views = [(np.clip(g + rng.normal(0, noise, g.shape), 0, 255).astype(np.uint8), T)
+                 for g, T in textured_wall_views(3.0, [0.0, 0.3, -0.3])]
+        (ref, T_ref), *sources = views
+        results = {}
+        for planes in (64, 256):
+            depth, _ = plane_sweep_depth(ref, K, T_ref, sources, PlaneSweepConfig(planes=planes))
+            ok = np.isfinite(depth)
+            results[planes] = (ok.mean(), np.median(np.abs(depth[ok] - 3.0)))
+        if noise == 0:
+            assert results[64][1] > 0.05 and results[256][1] < 0.02, results
+        assert results[256][0] >= results[64][0] - 0.02, (noise, results)
+        assert results[256][1] < results[64][1], (noise, results)
+
+
 def test_textureless_views_give_no_depth():
     flat = np.full((H, W), 128, np.uint8)
     T = np.eye(4)
