@@ -243,6 +243,10 @@ class QueryConfig:
     """Voxel size of the 3D connected-component clustering of the mask (m)."""
     min_instance_gaussians: int = 20
     """Clusters with fewer Gaussians are dropped."""
+    min_confirmations: int = 3
+    """An answer keeps an instance's Gaussians that at least this many keyframes confirmed, if at
+    least half of them are (else all: an object seen once still answers). A Gaussian seen once is
+    the least certain, and with stereo depth most misplaced ones are (1 = keep all)."""
     max_points: int = 5000
     """Most points reported per object."""
     robot_radius: float = 0.25
@@ -448,7 +452,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "query": {
         "temperature": (1e-4, 10.0), "min_margin": (-2.0, 2.0), "keep_ratio": (0.0, 1.0),
         "level_margin_tolerance": (0.0, 2.0), "rank_margin_tolerance": (0.0, 2.0), "cluster_voxel_m": (0.005, 10.0),
-        "min_instance_gaussians": (1, 1_000_000_000), "max_points": (1, 10_000_000), "robot_radius": (0.01, 10.0),
+        "min_instance_gaussians": (1, 1_000_000_000), "min_confirmations": (1, 16), "max_points": (1, 10_000_000), "robot_radius": (0.01, 10.0),
         "robot_height": (0.05, 10.0), "standoff": (0.0, 20.0), "grid_resolution_m": (0.01, 2.0),
     },
     "models": {

@@ -68,3 +68,26 @@ def test_levels_that_answer_equally_well_vote_on_the_mask():
     assert sorted(len(o.points) for o in result.objects) == [100, 200]
     engine.config = QueryConfig(level_margin_tolerance=0.0)  # exact ties still answer together
     assert sorted(len(o.points) for o in engine.query("mug").objects) == [100, 200]
+
+
+def test_answers_keep_confirmed_gaussians_unless_the_object_was_seen_too_few_times():
+    encoder = TokenTextEncoder(64)
+    field = CodebookField(64, MappingConfig())
+    field.load_state({"codebook_prototypes": encoder.encode(["mug"]).astype(np.float32),
+                      **{f"track_counts_{lv}": np.zeros((0, 256), np.int32) for lv in ("subpart", "part", "whole")}})
+    gmap = GaussianMap()
+    field.attach(gmap)
+    rng = np.random.default_rng(3)
+    quats = np.tile([1, 0, 0, 0], (200, 1)).astype(np.float16)
+    # a mug many keyframes confirmed, with 60 Gaussians around it that one view placed (stereo noise)
+    core = gmap.append(means=_blob([0.0, 0.0, 0.5], 200, rng), quats=quats)
+    stray = gmap.append(means=_blob([0.0, 0.0, 0.5], 60, rng) * [2, 2, 1], quats=quats[:60])
+    gmap["confidence"][core], gmap["confidence"][stray] = 5, 1
+    once = gmap.append(means=_blob([2.0, 0.0, 0.5], 100, rng), quats=quats[:100])  # seen by one keyframe only
+    gmap["confidence"][once] = 1
+    gmap["codes"][:] = 0
+    engine = QueryEngine(MapData(gmap=gmap, field=field, semantics="oracle"), QueryConfig(), encoder)
+    by_size = sorted(engine.query("mug").objects, key=lambda o: o.gaussian_indices.size)
+    assert [set(o.gaussian_indices.tolist()) for o in by_size] == [set(once.tolist()), set(core.tolist())]
+    engine.config = QueryConfig(min_confirmations=1)
+    assert sorted(o.gaussian_indices.size for o in engine.query("mug").objects) == [100, 260]

@@ -222,7 +222,8 @@ class QueryEngine:
             return result
         objects, rank_keys, stale = [], [], []
         for cluster in clusters:
-            idx, m = mask[cluster], mask_margin[cluster]
+            keep = self._confirmed(mask[cluster])
+            idx, m = mask[cluster][keep], mask_margin[cluster][keep]
             pts = np.take(means, idx, axis=0)
             point_rel = (1.0 / (1.0 + np.exp(-m / cfg.temperature))).astype(np.float32)
             score = float(point_rel.mean())
@@ -253,6 +254,12 @@ class QueryEngine:
         where = f"the {result.level} level" + ("s" if len(levels) > 1 else "")
         result.message = f"{len(objects)} object(s) match '{text}' at {where}{ignored}; {why}"
         return result
+
+    def _confirmed(self, idx: np.ndarray) -> np.ndarray:
+        """Which Gaussians (rows ``idx`` of one instance) an answer keeps: those confirmed by
+        ``min_confirmations`` keyframes, where at least half of the instance is; else all."""
+        keep = self.data.gmap["confidence"][idx] >= self.config.min_confirmations
+        return keep if 2 * np.count_nonzero(keep) >= keep.size else np.ones(idx.size, bool)
 
     def _seen(self, idx: np.ndarray) -> SeenTimes | None:
         """When the Gaussians at rows ``idx`` were first and last observed (None without times)."""
