@@ -5,6 +5,7 @@ map -> odom jump re-anchors keyframes (``langgs synth --relocalize`` +
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -191,8 +192,6 @@ def _stereo_depth_quality(mapper, frames, correct_at=None, shift=None):
     color-only, and the index in that list of the first keyframe after a correction. Without
     ``correct_at`` the correction is a map -> odom jump in the frames; with it, a pose graph that moves
     every keyframe by ``shift`` at frame ``correct_at``, and later frames are posed shifted alike."""
-    import dataclasses
-
     rows, first_after = [], None
     for i, frame in enumerate(frames):
         truth = frame.depth
@@ -247,8 +246,6 @@ def test_stereo_source_views_follow_a_correction(relocalized_bag, correction):
 def test_frames_that_wait_while_slam_corrects_the_past_are_posed_by_the_graph(relocalized_bag):
     """A frame stamped inside the newest Path's span that arrives after it (it sat in a queue) is
     posed by the Path, not by its stale TF pose; one stamped after the Path's end keeps its pose."""
-    import dataclasses
-
     from langgs_ros.config import MappingConfig
     from langgs_ros.mapping.mapper import Mapper
 

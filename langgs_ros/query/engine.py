@@ -222,8 +222,9 @@ class QueryEngine:
             return result
         objects, rank_keys, stale = [], [], []
         for cluster in clusters:
-            keep = self._confirmed(mask[cluster])
-            idx, m = mask[cluster][keep], mask_margin[cluster][keep]
+            rows = mask[cluster]
+            keep = self._confirmed(rows)
+            idx, m = rows[keep], mask_margin[cluster][keep]
             pts = np.take(means, idx, axis=0)
             point_rel = (1.0 / (1.0 + np.exp(-m / cfg.temperature))).astype(np.float32)
             score = float(point_rel.mean())
