@@ -182,6 +182,10 @@ class MappingConfig:
     agree with it (0 = keep all; removes confident wrong matches)."""
     stereo_consistency_tol: float = 0.03
     """Color-only input: ...agreeing within this fraction of the depth."""
+    stereo_tolerance_per_m: float = 0.05
+    """Color-only input: a Gaussian explains a sweep depth d within max(surface_tolerance, this x d)
+    x d (1/m; 15 % at 3 m): sweep depth errors grow with d squared, so a far surface seen again is
+    confirmed and averaged instead of duplicated."""
     stereo_average_positions: bool = True
     """Color-only input: a Gaussian seen again moves to the mean of its observations (stereo depth
     is noisy; N views shrink the noise by sqrt(N))."""
@@ -441,7 +445,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "occlusion_abstain_frac": (0.0, 0.5), "occlusion_depth_jump": (0.001, 10.0), "stereo_views": (1, 32),
         "stereo_planes": (2, 1024), "stereo_min_depth_m": (0.01, 100.0), "stereo_max_depth_m": (0.01, 1000.0),
         "stereo_scale": (0.05, 1.0), "stereo_min_confidence": (0.0, 1.0), "stereo_min_baseline_m": (0.0, 10.0),
-        "stereo_refine_steps": (0, 64), "stereo_consistent_views": (0, 32), "stereo_consistency_tol": (0.001, 1.0),
+        "stereo_refine_steps": (0, 64), "stereo_tolerance_per_m": (0.0, 1.0), "stereo_consistent_views": (0, 32), "stereo_consistency_tol": (0.001, 1.0),
     },
     "oracle": {
         "seed": (0, 2**31 - 1), "embedding_noise": (0.0, 100.0), "label_swap_prob": (0.0, 1.0),

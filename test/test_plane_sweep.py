@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from langgs_ros.config import MappingConfig
+from langgs_ros.errors import InputError
 from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, plane_sweep_depth
 from langgs_ros.types import CameraIntrinsics, Frame
@@ -82,3 +83,31 @@ def test_mapper_builds_color_only_keyframes_from_stereo():
     assert skipped == 1 and mapper.n_keyframes == 3
     z = mapper.gmap["means"][:, 2]
     assert len(z) > 1000 and abs(np.median(z) - 1.5) < 0.05
+
+
+def _map_noisy_far_wall(config: MappingConfig) -> Mapper:
+    """Map a textured wall 3 m away from 7 color-only views 0.1 m apart, with gray-level noise (sigma 10)."""
+    rng = np.random.default_rng(0)
+    mapper = Mapper(config, None)
+    for i, (gray, T) in enumerate(textured_wall_views(3.0, [0.1 * k for k in range(7)])):
+        noisy = np.clip(gray + rng.normal(0, 10, gray.shape), 0, 255).astype(np.uint8)
+        try:
+            mapper.integrate(Frame(i, "cam", np.repeat(noisy[..., None], 3, axis=2), K, T))
+        except InputError:  # the first view has nothing to be matched with
+            assert i == 0
+    return mapper
+
+
+def test_sweep_depth_seen_again_confirms_gaussians_instead_of_duplicating_them():
+    """Sweep depth 3 m away is centimetres noisy: within the sensor's 2 % tolerance a view that
+    sees the wall again adds a second layer of Gaussians; within the stereo tolerance, growing
+    with depth (stereo_tolerance_per_m: 15 % at 3 m), it confirms and averages the ones there."""
+    common = dict(pixel_stride=2, keyframe_translation_m=0.05, stereo_scale=1.0)
+    sensor_tol = _map_noisy_far_wall(MappingConfig(stereo_tolerance_per_m=0.0, **common))
+    stereo_tol = _map_noisy_far_wall(MappingConfig(**common))
+    assert stereo_tol.n_keyframes == sensor_tol.n_keyframes == 6
+    assert len(stereo_tol.gmap) < 0.85 * len(sensor_tol.gmap), (len(stereo_tol.gmap), len(sensor_tol.gmap))
+    confirmed = [float(np.mean(m.gmap["confidence"] >= 2)) for m in (sensor_tol, stereo_tol)]
+    assert confirmed[1] > confirmed[0] + 0.15, confirmed
+    errors = [float(np.median(np.abs(m.gmap["means"][:, 2] - 3.0))) for m in (sensor_tol, stereo_tol)]
+    assert errors[1] < errors[0] + 0.01, errors

@@ -324,7 +324,8 @@ class Mapper:
         px = pixel_gaussians(frame, self.config.pixel_stride)
         cu, cv = px.grid.sample_pixels()
         filled_cells = None if filled is None else filled[cv, cu].reshape(-1)
-        vis = map_visibility(self.gmap, frame, px, self.config.surface_tolerance, filled_cells)
+        vis = map_visibility(self.gmap, frame, px, self.config.surface_tolerance, filled_cells,
+                             self.config.stereo_tolerance_per_m if stereo else 0.0)
         new_cells = np.flatnonzero(px.valid.reshape(-1) & ~vis.covered)
         first_uid = self.gmap.next_uid
         new_idx = self.gmap.append(**gaussian_fields(px, new_cells, self.config.initial_opacity))

@@ -39,10 +39,10 @@ class Visibility:
 
 
 def map_visibility(gmap: GaussianMap, frame: Frame, px: PixelGaussians, surface_tolerance: float,
-                   filled_cells: np.ndarray | None = None) -> Visibility:
-    """Which Gaussians of ``gmap`` explain a cell's depth in ``frame`` (within ``surface_tolerance``
-    x depth, at least 1 cm), and which lie in free space in front of it (``filled_cells``:
-    plane-filled depth, no free-space evidence)."""
+                   filled_cells: np.ndarray | None = None, tolerance_per_m: float = 0.0) -> Visibility:
+    """Which Gaussians of ``gmap`` explain a cell's depth d in ``frame`` (within max(``surface_tolerance``,
+    ``tolerance_per_m`` x d) x d, at least 1 cm: stereo depth errors grow with d squared), and which
+    lie in free space in front of it (``filled_cells``: plane-filled depth, no free-space evidence)."""
     grid, K = px.grid, frame.intrinsics
     empty = np.zeros(0, np.int64)
     covered = np.zeros(grid.rows * grid.cols, bool)
@@ -66,7 +66,8 @@ def map_visibility(gmap: GaussianMap, frame: Frame, px: PixelGaussians, surface_
     row = np.minimum((v * inv).astype(np.int64), grid.rows - 1)
     cell = row * grid.cols + col
     d = px.depth.reshape(-1)[cell]
-    tol = np.maximum(0.01, surface_tolerance * np.nan_to_num(d))
+    d0 = np.nan_to_num(d)
+    tol = np.maximum(0.01, np.maximum(surface_tolerance, tolerance_per_m * d0) * d0)
     with np.errstate(invalid="ignore"):
         visible = np.abs(z - d) < tol
         # nearest observed surface around the pixel; holes (NaN) give no free-space evidence
