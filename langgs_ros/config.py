@@ -445,7 +445,8 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "occlusion_abstain_frac": (0.0, 0.5), "occlusion_depth_jump": (0.001, 10.0), "stereo_views": (1, 32),
         "stereo_planes": (2, 1024), "stereo_min_depth_m": (0.01, 100.0), "stereo_max_depth_m": (0.01, 1000.0),
         "stereo_scale": (0.05, 1.0), "stereo_min_confidence": (0.0, 1.0), "stereo_min_baseline_m": (0.0, 10.0),
-        "stereo_refine_steps": (0, 64), "stereo_tolerance_per_m": (0.0, 1.0), "stereo_consistent_views": (0, 32), "stereo_consistency_tol": (0.001, 1.0),
+        "stereo_refine_steps": (0, 64), "stereo_consistent_views": (0, 32), "stereo_consistency_tol": (0.001, 1.0),
+        "stereo_tolerance_per_m": (0.0, 1.0),
     },
     "oracle": {
         "seed": (0, 2**31 - 1), "embedding_noise": (0.0, 100.0), "label_swap_prob": (0.0, 1.0),
