@@ -99,6 +99,7 @@ def _matching_scores(ref: np.ndarray, K: CameraIntrinsics, T_world_ref: np.ndarr
     v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     rays = torch.stack([u, v, torch.ones_like(u)], -1).reshape(-1, 3) @ torch.linalg.inv(Kt).T  # [P, 3]
     ref_t = torch.from_numpy(ref)[None, None]
+    to_grid = torch.tensor([[2 / (w - 1), 0, -1], [0, 2 / (h - 1), -1], [0, 0, 1]])  # pixels -> grid_sample's [-1, 1]
     score_sum = torch.zeros(count, h, w)
     seen = torch.zeros(count, h, w)
     for gray, T_world_src in sources:
@@ -108,7 +109,6 @@ def _matching_scores(ref: np.ndarray, K: CameraIntrinsics, T_world_ref: np.ndarr
         T = torch.from_numpy(invert_transform(T_world_src) @ T_world_ref).float()
         # a point at depth d on pixel p's ray projects to (d * a_p + b) up to scale: a_p = K R ray_p,
         # b = K t; rows 0 and 1 are turned into grid_sample's [-1, 1] coordinates times z
-        to_grid = torch.tensor([[2 / (w - 1), 0, -1], [0, 2 / (h - 1), -1], [0, 0, 1]])
         a = (rays @ (to_grid @ Kt @ T[:3, :3]).T).T[:, None, :].contiguous()  # [3, 1, P]
         b = to_grid @ Kt @ T[:3, 3]
         for lo in range(0, count, _PLANE_CHUNK):
