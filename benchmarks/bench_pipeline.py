@@ -97,6 +97,11 @@ def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str
         "bytes_per_gaussian": mapper.gmap.bytes_per_gaussian(),
         "map_mb": round(mapper.gmap.bytes_per_gaussian() * len(mapper.gmap) / 2**20, 1),
         "mean_iou": round(float(np.mean(list(ious.values()))), 3), "iou": ious,
+        # what is behind each IoU: voxel precision / recall and the answer's distance to the surface
+        "iou_parts": {s.label: {"precision": round(s.precision, 2), "recall": round(s.recall, 2),
+                                "surface_error_cm_p50_p90": [round(100 * s.surface_error_p50_m, 1),
+                                                             round(100 * s.surface_error_p90_m, 1)]}
+                      for s in scores},
         "peak_rss_mb_so_far": round(peak_rss_mb()),
     }
     return row, mapper
@@ -325,8 +330,9 @@ def main() -> None:
         row, mapper = run_variant(source, truth, noise, fusion)
         row["noise_seed"] = noise.seed
         results["variants"].append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "iou"}), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("iou", "iou_parts")}), flush=True)
         print("   IoU per object:", row["iou"], flush=True)
+        print("   precision, recall, surface error p50/p90 (cm):", row["iou_parts"], flush=True)
         if name == "off" and fusion == "codebook" and source is frames:
             codebook_clean = mapper
     assert codebook_clean is not None

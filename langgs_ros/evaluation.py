@@ -1,6 +1,8 @@
 """Scoring query answers against the synthetic scene's ground truth (used by tests and benchmarks).
 
-* 3D IoU: occupied 5 cm voxels of the mask's points vs of the object's observed surface points;
+* 3D IoU: occupied 5 cm voxels of the mask's points vs of the object's observed surface points,
+  with the voxel precision and recall behind it and the distance of the mask's points to the surface
+  (which says whether a low IoU is misplaced points, missing surface or noise across voxel faces);
 * the answer's centroid must lie inside the object's box;
 * the goal must be in free space (ground-truth clearance from every obstacle footprint in the robot's
   height slab), near the standoff distance where free space allows, and face the object;
@@ -21,7 +23,7 @@ from langgs_ros.query.engine import QueryEngine
 from langgs_ros.synth.scene import Box, Cylinder, Scene, Sphere, default_scene
 from langgs_ros.types import Frame
 
-__all__ = ["voxel_iou", "ObjectScore", "evaluate_queries", "load_ground_truth", "footprint_clearance",
+__all__ = ["voxel_iou", "voxel_overlap", "ObjectScore", "evaluate_queries", "load_ground_truth", "footprint_clearance",
            "depth_error_in_view"]
 
 
@@ -29,11 +31,17 @@ def _voxels(points: np.ndarray, voxel: float) -> set[tuple[int, int, int]]:
     return set(map(tuple, np.unique(np.floor(np.asarray(points) / voxel).astype(np.int64), axis=0).tolist()))
 
 
+def voxel_overlap(pred: np.ndarray, truth: np.ndarray, voxel: float = 0.05) -> tuple[float, float, float]:
+    """(IoU, precision, recall) of the sets of ``voxel``-sized cells (m) occupied by the point sets
+    ``pred`` and ``truth`` [N, 3] (0 where a set is empty)."""
+    a, b = _voxels(pred, voxel) if len(pred) else set(), _voxels(truth, voxel) if len(truth) else set()
+    both, union = len(a & b), len(a | b)
+    return (both / union if union else 0.0, both / len(a) if a else 0.0, both / len(b) if b else 0.0)
+
+
 def voxel_iou(pred: np.ndarray, truth: np.ndarray, voxel: float = 0.05) -> float:
     """IoU of the sets of ``voxel``-sized cells occupied by two point sets [N, 3]."""
-    a, b = _voxels(pred, voxel) if len(pred) else set(), _voxels(truth, voxel) if len(truth) else set()
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
+    return voxel_overlap(pred, truth, voxel)[0]
 
 
 def load_ground_truth(path: str | Path) -> list[dict]:
@@ -71,6 +79,13 @@ class ObjectScore:
     iou: float
     centroid_in_box: bool
     goal_found: bool
+    precision: float = 0.0
+    """Share of the answer's voxels that the object's surface occupies."""
+    recall: float = 0.0
+    """Share of the surface's voxels that the answer occupies."""
+    surface_error_p50_m: float = float("nan")
+    """Median distance of the answer's points to the object's surface points (m)."""
+    surface_error_p90_m: float = float("nan")
     goal_clearance: float = float("nan")
     goal_distance: float = float("nan")
     standoff_feasible: bool = False
@@ -96,9 +111,12 @@ def evaluate_queries(engine: QueryEngine, truth: list[dict], config: QueryConfig
             scores.append(ObjectScore(obj["label"], 0.0, False, False))
             continue
         best = result.objects[0]
-        score = ObjectScore(obj["label"], voxel_iou(best.points, surface),
+        iou, precision, recall = voxel_overlap(best.points, surface)
+        error = cKDTree(surface).query(best.points)[0]
+        score = ObjectScore(obj["label"], iou,
                             bool(np.all(best.centroid >= lo - 1e-6) and np.all(best.centroid <= hi + 1e-6)),
-                            result.goal_pose is not None)
+                            result.goal_pose is not None, precision, recall,
+                            float(np.median(error)), float(np.percentile(error, 90)))
         if result.goal_pose is not None:
             g = result.goal_pose
             score.goal_clearance = float(footprint_clearance(g.position[None, :2], scene, 0.05, cfg.robot_height)[0])
