@@ -99,8 +99,8 @@ def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str
         "mean_iou": round(float(np.mean(list(ious.values()))), 3), "iou": ious,
         # what is behind each IoU: voxel precision / recall and the answer's distance to the surface
         "iou_parts": {s.label: {"precision": round(s.precision, 2), "recall": round(s.recall, 2),
-                                "surface_error_cm_p50_p90": [round(100 * s.surface_error_p50_m, 1),
-                                                             round(100 * s.surface_error_p90_m, 1)]}
+                                "surface_error_cm_p50_p90": [round(100 * e, 1) if np.isfinite(e) else None
+                                                             for e in (s.surface_error_p50_m, s.surface_error_p90_m)]}
                       for s in scores},
         "peak_rss_mb_so_far": round(peak_rss_mb()),
     }

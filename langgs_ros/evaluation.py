@@ -23,8 +23,8 @@ from langgs_ros.query.engine import QueryEngine
 from langgs_ros.synth.scene import Box, Cylinder, Scene, Sphere, default_scene
 from langgs_ros.types import Frame
 
-__all__ = ["voxel_iou", "voxel_overlap", "ObjectScore", "evaluate_queries", "load_ground_truth", "footprint_clearance",
-           "depth_error_in_view"]
+__all__ = ["voxel_iou", "voxel_overlap", "ObjectScore", "evaluate_queries", "load_ground_truth",
+           "footprint_clearance", "depth_error_in_view"]
 
 
 def _voxels(points: np.ndarray, voxel: float) -> set[tuple[int, int, int]]:
@@ -86,6 +86,7 @@ class ObjectScore:
     surface_error_p50_m: float = float("nan")
     """Median distance of the answer's points to the object's surface points (m)."""
     surface_error_p90_m: float = float("nan")
+    """...and its 90th percentile (m); both NaN without an answer."""
     goal_clearance: float = float("nan")
     goal_distance: float = float("nan")
     standoff_feasible: bool = False
