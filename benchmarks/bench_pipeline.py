@@ -82,20 +82,20 @@ def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str
         if stats.keyframe:
             kf_ms.append(1000 * stats.seconds)
             sem_ms.append(1000 * stats.semantics_seconds)
-    engine = QueryEngine(MapData(gmap=mapper.gmap, field=mapper.field, semantics="oracle",
+    engine = QueryEngine(MapData(gmap=mapper.store, field=mapper.field, semantics="oracle",
                                  floor_z=mapper.floor_z()), config.query)
     scores = evaluate_queries(engine, truth)
     ious = {s.label: round(s.iou, 3) for s in scores}
     row = {
         "fusion": fusion, "noise": noise_name(noise), "depth": "stereo" if frames[0].depth is None else "sensor",
         "goals": sum(s.goal_found for s in scores), "objects": len(scores),
-        "keyframes": len(kf_ms), "gaussians": len(mapper.gmap),
+        "keyframes": len(kf_ms), "gaussians": len(mapper.store),
         "ingest_ms_mean": round(float(np.mean(kf_ms)), 1), "ingest_ms_p50": round(float(np.median(kf_ms)), 1),
         "ingest_ms_p95": round(float(np.percentile(kf_ms, 95)), 1),
         "semantics_ms_mean": round(float(np.mean(sem_ms)), 1),
         "first_keyframe_ms": round(kf_ms[0], 1),
-        "bytes_per_gaussian": mapper.gmap.bytes_per_gaussian(),
-        "map_mb": round(mapper.gmap.bytes_per_gaussian() * len(mapper.gmap) / 2**20, 1),
+        "bytes_per_gaussian": mapper.store.bytes_per_gaussian(),
+        "map_mb": round(mapper.store.bytes_per_gaussian() * len(mapper.store) / 2**20, 1),
         "mean_iou": round(float(np.mean(list(ious.values()))), 3), "iou": ious,
         # what is behind each IoU: voxel precision / recall and the answer's distance to the surface
         "iou_parts": {s.label: {"precision": round(s.precision, 2), "recall": round(s.recall, 2),
@@ -109,12 +109,12 @@ def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str
 
 def tiled(mapper: Mapper, target: int) -> MapData:
     """The map repeated side by side (7 m apart in x) until it holds >= ``target`` Gaussians."""
-    base = mapper.gmap.to_arrays()
-    copies = int(np.ceil(target / len(mapper.gmap)))
+    base = mapper.store.to_arrays()
+    copies = int(np.ceil(target / len(mapper.store)))
     arrays = {}
     for name, arr in base.items():
         arrays[name] = np.concatenate([arr] * copies)
-    offsets = np.repeat(np.arange(copies, dtype=np.float32) * 7.0, len(mapper.gmap))
+    offsets = np.repeat(np.arange(copies, dtype=np.float32) * 7.0, len(mapper.store))
     arrays["means"][:, 0] += offsets
     return MapData(gmap=GaussianMap.from_arrays(arrays), field=mapper.field, semantics="oracle")
 
@@ -194,7 +194,7 @@ def moved_object_row(work: Path, spec: SynthSpec, label: str = "red mug") -> dic
         for n, frame in enumerate(source.frames()):
             if not mapper.integrate(frame).keyframe:
                 continue
-            answer = QueryEngine(MapData(gmap=mapper.gmap, field=mapper.field, semantics="oracle"),
+            answer = QueryEngine(MapData(gmap=mapper.store, field=mapper.field, semantics="oracle"),
                                  config.query).query(label)
             stale = sum(_inside(o.points, old["bbox_min"], old["bbox_max"]).mean() > 0.5 for o in answer.objects)
             fresh = sum(_inside(o.points, new["bbox_min"], new["bbox_max"]).mean() > 0.5 for o in answer.objects)
@@ -203,13 +203,13 @@ def moved_object_row(work: Path, spec: SynthSpec, label: str = "red mug") -> dic
     after = [t for t in timeline if t[1]]
     cleared = next((i for i, t in enumerate(after) if all(u[2] == 0 for u in after[i:])), None)
     truth = load_ground_truth(out.ground_truth)
-    engine = QueryEngine(MapData(gmap=mapper.gmap, field=mapper.field, semantics="oracle"), config.query)
+    engine = QueryEngine(MapData(gmap=mapper.store, field=mapper.field, semantics="oracle"), config.query)
     return {"scene": f"moved object ({label})", "keyframes_before_move": len(before),
             "stale_answers_at_move": before[-1][2] if before else None, "stale_answers_at_end": after[-1][2],
             "new_place_answered_at_end": after[-1][3] > 0,
             "keyframes_after_move_until_cleared": None if cleared is None else cleared + 1,
             "mean_iou_at_end": round(float(np.mean([s.iou for s in evaluate_queries(engine, truth)])), 3),
-            "bytes_per_gaussian": mapper.gmap.bytes_per_gaussian()}
+            "bytes_per_gaussian": mapper.store.bytes_per_gaussian()}
 
 
 def pose_error_rows(work: Path, spec: SynthSpec, free_map: Path, truth: list) -> list[dict]:

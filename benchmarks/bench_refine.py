@@ -44,7 +44,7 @@ def held_out_quality(mapper: Mapper, frames: list) -> tuple[float, float]:
     """(mean PSNR dB, mean of per-view median |depth error| m) of the map rendered at ``frames``."""
     psnrs, errors = [], []
     for f in frames:
-        rgb, depth = render_view(mapper.gmap, f, 1.0)
+        rgb, depth = render_view(mapper.store, f, 1.0)
         psnrs.append(psnr(rgb, f.rgb / 255.0))
         ok = np.isfinite(f.depth) & (depth > 0)
         errors.append(float(np.median(np.abs(depth[ok] - f.depth[ok]))))
@@ -52,7 +52,7 @@ def held_out_quality(mapper: Mapper, frames: list) -> tuple[float, float]:
 
 
 def mean_iou(mapper: Mapper, truth: list[dict], config: PipelineConfig) -> tuple[float, dict[str, float]]:
-    engine = QueryEngine(MapData(gmap=mapper.gmap, field=mapper.field, semantics="oracle"), config.query)
+    engine = QueryEngine(MapData(gmap=mapper.store, field=mapper.field, semantics="oracle"), config.query)
     ious = {s.label: round(s.iou, 3) for s in evaluate_queries(engine, truth)}
     return float(np.mean(list(ious.values()))), ious
 
@@ -96,8 +96,8 @@ def rgb_only_real(folder: Path) -> dict:
                     mapper.integrate(f if mode == "rgbd" else dataclasses.replace(f, depth=None))
                 except InputError:  # color only: no earlier view with baseline yet
                     pass
-        err = np.concatenate([depth_error_in_view(mapper.gmap["means"], frames[i]) for i in sorted(held)])
-        row[f"real_map_{mode}"] = {"keyframes": mapper.n_keyframes, "gaussians": len(mapper.gmap),
+        err = np.concatenate([depth_error_in_view(mapper.store["means"], frames[i]) for i in sorted(held)])
+        row[f"real_map_{mode}"] = {"keyframes": mapper.n_keyframes, "gaussians": len(mapper.store),
                                    "held_out_pixels": int(err.size), "median_err_m": round(float(np.median(err)), 4),
                                    "p90_err_m": round(float(np.percentile(err, 90)), 4)}
     rgbd_pixels = row["real_map_rgbd"]["held_out_pixels"]
@@ -158,7 +158,7 @@ def semantic_refinement(bag: Path, truth: list[dict], pixel_stride: int, iterati
         mapper.integrate(f)
     before, ious_before = mean_iou(mapper, truth, config)
     refiner = Refiner(refine, mapper.field)
-    stats = refiner.refine(mapper.gmap, list(mapper.views), iterations)
+    stats = refiner.refine(mapper.store, list(mapper.views), iterations)
     after, ious_after = mean_iou(mapper, truth, config)
     return {"semantic_iterations": stats.iterations, "semantic_views": len(mapper.views),
             "semantic_s_per_iteration": round(stats.seconds / max(1, stats.iterations), 2),
@@ -208,7 +208,7 @@ def main() -> None:
     mapper = Mapper(config.mapping, None)
     keyframes = [f for f in train if mapper.integrate(f).keyframe]
     before = held_out_quality(mapper, held)
-    stats = refine_map(mapper.gmap, keyframes, RefineConfig(iterations=args.iterations, scale=1.0,
+    stats = refine_map(mapper.store, keyframes, RefineConfig(iterations=args.iterations, scale=1.0,
                                                               time_budget_s=1e9))
     after = held_out_quality(mapper, held)
 
@@ -217,7 +217,7 @@ def main() -> None:
         min_confidence=config.mapping.stereo_min_confidence, min_baseline_m=config.mapping.stereo_min_baseline_m)))
 
     row = {
-        "image": f"{args.width}x{args.height}", "gaussians": len(mapper.gmap), "keyframes": len(keyframes),
+        "image": f"{args.width}x{args.height}", "gaussians": len(mapper.store), "keyframes": len(keyframes),
         "held_out_views": len(held),
         "psnr_feedforward_db": round(before[0], 2), "psnr_refined_db": round(after[0], 2),
         "depth_err_feedforward_m": round(before[1], 4), "depth_err_refined_m": round(after[1], 4),

@@ -35,7 +35,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     _synth(args.out, SynthSpec(seed=args.seed, width=args.width, height=args.height, frames=args.frames,
                                storage=args.storage, compressed=args.compressed, move=args.move or "",
-                               move_to=args.move_to, drift=args.drift, relocalize=args.relocalize))
+                               move_to=args.move_to, drift=args.drift, relocalize=args.relocalize,
+                               rooms=args.rooms))
     return 0
 
 
@@ -170,7 +171,8 @@ def _answer(map_dir: Path, text: str, config: PipelineConfig, png: Path | None, 
     if png is not None:
         from langgs_ros.viz import render_top_down, write_png
 
-        write_png(png, render_top_down(data.gmap, result, config.query.robot_radius))
+        means, colors = data.store.preview(4_000_000)
+        write_png(png, render_top_down(means, colors, result, config.query.robot_radius))
     return result
 
 
@@ -253,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="render the synthetic room into a ROS 2 bag with ground truth")
     p.add_argument("--out", required=True, type=Path, help="output directory (gets synth_bag/ and ground_truth.json)")
     p.add_argument("--seed", type=int, default=0, help="trajectory seed")
-    p.add_argument("--frames", type=int, default=72, help="number of camera frames (10 Hz)")
+    p.add_argument("--frames", type=int, default=72, help="number of camera frames (10 Hz; with --rooms: per room's loop)")
+    p.add_argument("--rooms", type=int, default=1,
+                   help="rooms of a building in a row, joined by doorways, visited in turn (1: the bundled room)")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format")

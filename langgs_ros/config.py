@@ -104,8 +104,15 @@ class MappingConfig:
     free space disagrees with the map as a whole: its pose is off (odometry drift before SLAM
     corrects it, approximate poses), so it removes nothing it sees through and counts as no evidence
     that an object has gone. A moved object is a few percent of a view at most. 1 = always trusted."""
-    capacity: int = 3_000_000
-    """Most Gaussians kept; beyond it the least confirmed, least recently seen are pruned."""
+    block_size_m: float = 2.0
+    """Edge of the map's spatial blocks (m): a keyframe works on the blocks in its view frustum only,
+    and blocks are what waits on disk beyond ``ram_budget_mb``. Saved with the map (a loaded map keeps
+    its own)."""
+    ram_budget_mb: float = 1024.0
+    """RAM for the map's Gaussians (MiB, about 63 bytes each with semantics: 1024 holds ~17M); the
+    blocks used longest ago beyond it are written to the map directory (a temporary one without)
+    and loaded back when a view or a query needs them. Nothing observed is deleted for want of
+    space. 0 = no budget (all in RAM)."""
     initial_opacity: float = 0.9
     """Opacity of a new Gaussian, 0..1."""
     fusion: Literal["codebook", "average"] = "codebook"
@@ -435,7 +442,8 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     },
     "mapping": {
         "pixel_stride": (1, 64), "keyframe_translation_m": (0.0, 100.0), "keyframe_rotation_deg": (0.0, 180.0),
-        "surface_tolerance": (1e-4, 1.0), "max_disagreement": (0.0, 1.0), "capacity": (1000, 2_000_000_000), "initial_opacity": (0.01, 1.0),
+        "surface_tolerance": (1e-4, 1.0), "max_disagreement": (0.0, 1.0), "initial_opacity": (0.01, 1.0),
+        "block_size_m": (0.25, 64.0), "ram_budget_mb": (0.0, 1.0e7),
         "codebook_size": (2, 32767), "codebook_spawn_cos": (-1.0, 1.0), "codebook_steps": (0, 1000),
         "codebook_batch": (1, 65536), "codebook_lr": (0.0, 10.0), "codebook_pull": (0.0, 100.0),
         "codebook_push": (0.0, 100.0), "codebook_margin": (-1.0, 1.0), "replay_size": (1, 10_000_000),
@@ -506,10 +514,19 @@ def validate_config(config: PipelineConfig) -> None:
             raise ConfigError("'query.negatives' must be non-empty phrases")
 
 
+REMOVED: dict[str, str] = {
+    "mapping.capacity": "the map no longer deletes observed surface when it is large; blocks beyond "
+                        "'mapping.ram_budget_mb' wait on disk instead: remove the key (or set ram_budget_mb)",
+}
+"""Settings that existed once, and what replaced them (an old config file gets this, not 'unknown key')."""
+
+
 def _update_dataclass(obj: Any, values: dict[str, Any], where: str) -> None:
     fields = {f.name: f for f in dataclasses.fields(obj)}
     hints = get_type_hints(type(obj))
     for key, value in values.items():
+        if f"{where}{key}" in REMOVED:
+            raise ConfigError(f"'{where}{key}' was removed: {REMOVED[f'{where}{key}']}")
         if key not in fields:
             raise ConfigError(f"unknown key '{where}{key}' (known: {', '.join(sorted(fields))})")
         current = getattr(obj, key)

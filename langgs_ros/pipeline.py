@@ -104,12 +104,12 @@ def build_map(source: FrameSource, mapper: Mapper,
                 source.stats.frames_used -= 1
         now = time.perf_counter()
         if progress and now - last >= 1.0:
-            progress(ReplayProgress(frames, mapper.n_keyframes, len(mapper.gmap), frames / (now - start)))
+            progress(ReplayProgress(frames, mapper.n_keyframes, len(mapper.store), frames / (now - start)))
             last = now
         if max_frames is not None and frames >= max_frames:
             break
     correct()
-    return ReplaySummary(source=source.stats, keyframes=mapper.n_keyframes, gaussians=len(mapper.gmap),
+    return ReplaySummary(source=source.stats, keyframes=mapper.n_keyframes, gaussians=len(mapper.store),
                          seconds=time.perf_counter() - start, keyframe_seconds=kf_seconds, corrections=corrections)
 
 
@@ -123,8 +123,9 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
     check_output_dir(out_dir, "map directory", create=False)  # before the work, not after it
     backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou)
     with open_source(path, config, with_instances=semantics == "oracle") as source:
+        # blocks beyond the RAM budget wait in the output map directory: the final save writes the rest
         mapper = Mapper(config.mapping, backend, seed=config.oracle.seed, refine=config.refine if refine else None,
-                        reanchor_jump_m=config.input.reanchor_on_map_odom_jump_m)
+                        reanchor_jump_m=config.input.reanchor_on_map_odom_jump_m, directory=out_dir)
         summary = build_map(source, mapper, progress)
         labels = dict(getattr(source, "labels", {}))
     if summary.keyframes == 0:
@@ -132,13 +133,17 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
     decoder: dict[str, np.ndarray] = {}
     if refine and config.refine.window > 0:
         refiner = Refiner(config.refine, mapper.field, seed=config.oracle.seed)
-        summary.refine = refine_in_rounds(mapper.gmap, refiner, list(mapper.views), list(mapper.held_out),
-                                          config.refine.iterations, config.refine.round_iterations,
-                                          config.refine.time_budget_s, refine_progress)
-        summary.gaussians = len(mapper.gmap)
+        if refiner.semantics is not None:
+            refiner.semantics.attach(mapper.store)
+        views, held_out = list(mapper.views), list(mapper.held_out)
+        sub, region = mapper.store.extract(mapper.refine_keys(views + held_out))  # what the views see
+        summary.refine = refine_in_rounds(sub, refiner, views, held_out, config.refine.iterations,
+                                          config.refine.round_iterations, config.refine.time_budget_s, refine_progress)
+        mapper.store.merge(region, sub, refiner.written_fields)
+        summary.gaussians = len(mapper.store)
         decoder = refiner.decoder_state()
     data = MapData(
-        gmap=mapper.gmap, field=mapper.field, fixed_frame=config.input.fixed_frame, semantics=semantics,
+        store=mapper.store, field=mapper.field, fixed_frame=config.input.fixed_frame, semantics=semantics,
         keyframes=mapper.keyframes, floor_z=mapper.floor_z(),
         extra={"source": str(path), "config": config_to_dict(config), "labels": labels,
                "frames_used": summary.source.frames_used, "frames_seen": summary.source.frames_seen,

@@ -9,7 +9,6 @@ import numpy as np
 
 from langgs_ros.errors import OutputError
 from langgs_ros.io.output_paths import atomic_write, check_output_file
-from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.query.engine import QueryResult
 
 __all__ = ["render_top_down", "write_png"]
@@ -35,14 +34,26 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds < 86400 else f"{seconds / 86400:.1f} d"
 
 
-def render_top_down(gmap: GaussianMap, result: QueryResult | None = None, robot_radius: float = 0.25,
-                    max_size_px: int = 1200) -> np.ndarray:
-    """[H, W, 3] uint8 RGB view from above: map colours (top-most Gaussian per pixel), objects
-    tinted and boxed (best first, magenta), the goal as a circle of ``robot_radius`` with a heading."""
-    means = gmap["means"]
+def _extent(means: np.ndarray, result: QueryResult | None) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) x, y (m) of the picture: the bulk of the map (0.1 to 99.9 % of its points in x and
+    in y: a few stray Gaussians far off do not shrink the rest to a dot) and every answer."""
+    lo, hi = np.percentile(means[:, :2], 0.1, axis=0), np.percentile(means[:, :2], 99.9, axis=0)
+    if result is not None:
+        for obj in result.objects[: len(_OBJECT_COLORS)]:
+            lo, hi = np.minimum(lo, obj.bbox_min[:2]), np.maximum(hi, obj.bbox_max[:2])
+        if result.goal_pose is not None:
+            lo, hi = np.minimum(lo, result.goal_pose.position[:2]), np.maximum(hi, result.goal_pose.position[:2])
+    return lo - 0.3, hi + 0.3
+
+
+def render_top_down(means: np.ndarray, colors: np.ndarray, result: QueryResult | None = None,
+                    robot_radius: float = 0.25, max_size_px: int = 1200) -> np.ndarray:
+    """[H, W, 3] uint8 RGB view from above of Gaussians at ``means`` [N, 3] with ``colors`` [N, 3]
+    (top-most per pixel), objects tinted and boxed (best first, magenta), the goal as a circle of
+    ``robot_radius`` with a heading."""
     if len(means) == 0:
         return np.full((200, 200, 3), 40, np.uint8)
-    lo, hi = means[:, :2].min(axis=0) - 0.3, means[:, :2].max(axis=0) + 0.3
+    lo, hi = _extent(means, result)
     scale = min(200.0, max_size_px / float(np.max(hi - lo)))  # pixels per metre
     width, height = (np.ceil((hi - lo) * scale).astype(int) + 1).tolist()
     header = 28
@@ -57,7 +68,8 @@ def render_top_down(gmap: GaussianMap, result: QueryResult | None = None, robot_
 
     order = np.argsort(means[:, 2], kind="stable")  # highest drawn last
     px = to_px(means[order, :2])
-    img[px[:, 1], px[:, 0]] = (gmap["colors"][order] * 0.6).astype(np.uint8)
+    ok = (px[:, 0] >= 0) & (px[:, 0] < width) & (px[:, 1] >= header) & (px[:, 1] < height + header)
+    img[px[ok, 1], px[ok, 0]] = (colors[order][ok] * 0.6).astype(np.uint8)
     if result is not None:
         for rank, obj in reversed(list(enumerate(result.objects[: len(_OBJECT_COLORS)]))):
             color = _OBJECT_COLORS[rank]

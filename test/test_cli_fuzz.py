@@ -100,6 +100,6 @@ def test_random_bags_never_crash_or_write_a_non_finite_map(tmp_path, seed):
         return
     data = load_map(tmp_path / "map")  # refuses non-finite geometry itself; check anyway
     for name in ("means", "scales", "quats"):
-        assert np.isfinite(data.gmap[name]).all(), name
+        assert np.isfinite(data.store[name]).all(), name
     rc, text = run("query", str(tmp_path / "map"), "mug", "--png", str(tmp_path / "top.png"))
     assert rc == 0 and "Traceback" not in text, text

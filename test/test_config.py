@@ -45,7 +45,7 @@ def test_every_numeric_setting_has_a_range_that_holds_its_default():
 
 
 @pytest.mark.parametrize("section, key, value", [
-    ("mapping", "pixel_stride", 0), ("mapping", "capacity", -5), ("query", "grid_resolution_m", 0.0),
+    ("mapping", "pixel_stride", 0), ("mapping", "ram_budget_mb", -5.0), ("query", "grid_resolution_m", 0.0),
     ("query", "temperature", float("nan")), ("input", "max_depth_m", float("inf")), ("refine", "scale", 2.0),
     ("models", "points_per_side", 0), ("oracle", "label_swap_prob", 1.5),
 ])
@@ -55,6 +55,13 @@ def test_out_of_range_values_name_their_field(tmp_path, section, key, value):
     f = tmp_path / "c.yaml"
     f.write_text(f"{section}:\n  {key}: {value if value == value else '.nan'}\n".replace("inf", ".inf"))
     with pytest.raises(ConfigError, match=f"{section}.{key}"):
+        load_config(f)
+
+
+def test_a_removed_setting_says_what_replaced_it(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("mapping:\n  capacity: 3000000\n")  # a config file written for an earlier version
+    with pytest.raises(ConfigError, match="'mapping.capacity' was removed.*ram_budget_mb"):
         load_config(f)
 
 

@@ -1,4 +1,4 @@
-"""Mapper: pixel-aligned Gaussians, no duplicated surface, free-space pruning, capacity."""
+"""Mapper: pixel-aligned Gaussians, no duplicated surface, free-space pruning, nothing lost to size."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def wall_frame(depth_m: float, x: float = 0.0, stamp: int = 0) -> Frame:
 def test_gaussians_lie_on_the_surface_with_normals_and_footprint_scales():
     mapper = Mapper(MappingConfig(pixel_stride=2), backend=None)
     stats = mapper.integrate(wall_frame(2.0))
-    gm = mapper.gmap
+    gm = mapper.store
     assert stats.keyframe and stats.added == len(gm) == 40 * 30 - 40 * 2  # minus the hole rows
     assert np.allclose(gm["means"][:, 2], 2.0, atol=1e-5)
     assert np.allclose(np.abs(normals_from_quat_wxyz(gm["quats"].astype(np.float32))[:, 2]), 1, atol=1e-2)
@@ -34,7 +34,7 @@ def test_gaussians_lie_on_the_surface_with_normals_and_footprint_scales():
 def test_surface_already_explained_is_not_duplicated():
     mapper = Mapper(MappingConfig(keyframe_translation_m=0.01), backend=None)
     mapper.integrate(wall_frame(2.0))
-    n = len(mapper.gmap)
+    n = len(mapper.store)
     stats = mapper.integrate(wall_frame(2.0, x=0.05))
     assert stats.keyframe and stats.visible > 0.8 * n
     assert stats.added < 0.1 * n  # only the strip the camera newly sees
@@ -47,17 +47,28 @@ def test_gaussians_in_observed_free_space_are_removed():
     stats = mapper.integrate(wall_frame(3.0, x=0.02))  # the camera now sees through it
     assert stats.removed > 0.8 * 1120
     # survivors had no free-space evidence: outside the new view or behind its depth hole (rows < 5)
-    old = mapper.gmap["means"][mapper.gmap["means"][:, 2] < 2.0]
+    old = mapper.store["means"][mapper.store["means"][:, 2] < 2.0]
     u = (old[:, 0] - 0.02) / old[:, 2] * K.fx + K.cx
     v = old[:, 1] / old[:, 2] * K.fy + K.cy
     assert np.all((u < 2) | (u > K.width - 2) | (v < 6))
 
 
-def test_capacity_prunes_least_confirmed():
-    mapper = Mapper(MappingConfig(keyframe_translation_m=0.01, capacity=1500), backend=None)
+def test_observed_surface_is_never_pruned_for_size_only_paged_out():
+    """A budget far below the map's size: blocks go to disk, none is lost, and a view of them again
+    brings them back and confirms them instead of adding a second layer."""
+    mapper = Mapper(MappingConfig(keyframe_translation_m=0.01, block_size_m=0.5, ram_budget_mb=0.05), backend=None)
     mapper.integrate(wall_frame(2.0))
-    mapper.integrate(wall_frame(2.0, x=0.3))
-    assert len(mapper.gmap) <= 1500
+    first = len(mapper.store)
+    for k in range(1, 6):  # the camera slides 2.5 m along the wall: new blocks, the first ones go to disk
+        mapper.integrate(wall_frame(2.0, x=0.5 * k))
+    resident = [b for b in mapper.store.blocks if b.resident]
+    assert mapper.store.paged_out > 0 and len(resident) < len(mapper.store.blocks)
+    grown = len(mapper.store)
+    assert grown > 1.8 * first
+    stats = mapper.integrate(wall_frame(2.0, x=0.01))  # back to the start
+    assert mapper.store.paged_in > 0
+    assert stats.visible > 0.8 * first and stats.added < 0.1 * first
+    assert len(mapper.store) == grown + stats.added
 
 
 class _Labels(SemanticBackend):
@@ -88,12 +99,12 @@ def test_a_view_that_disagrees_with_the_map_relabels_only_gaussians_of_nearby_ke
         _, pending = mapper.integrate_geometry(wall_frame(2.0, x=0.08))
         assert pending is not None and pending.keyframe == 4
         pending.disagreement = disagreement  # as measured at integration time
-        anchor = mapper.keyframes.anchors(mapper.gmap["uid"])
-        before = mapper.gmap["track_votes"][:, 2].copy()
+        anchor = mapper.keyframes.anchors(mapper.store["uid"])
+        before = mapper.store["track_votes"][:, 2].copy()
         mapper.fuse_semantics(pending, backend.whole(1))  # "book"
-        seen = mapper.gmap.rows_of(pending.uids)
-        changed = np.zeros(len(mapper.gmap), bool)
-        changed[seen] = mapper.gmap["track_votes"][seen, 2] != before[seen]
+        seen = mapper.store.snapshot().rows_of(pending.uids)
+        changed = np.zeros(len(mapper.store), bool)
+        changed[seen] = mapper.store["track_votes"][seen, 2] != before[seen]
         votes_after[disagreement] = (changed, anchor, seen)
     changed, anchor, seen = votes_after[0.0]
     old = seen[anchor[seen] < 2]

@@ -4,6 +4,7 @@ maps saved before the keyframe stamps were kept."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def _two_mugs() -> MapData:
         gmap["codes"][idx] = 0
         gmap["last_seen"][idx] = confirmed
     log.append(np.eye(4), 131 * S, gmap.next_uid)
-    return MapData(gmap=gmap, field=field, semantics="oracle", keyframes=log)
+    return MapData.of_gaussians(gmap, field, semantics="oracle", keyframes=log)
 
 
 def test_answers_say_when_objects_were_seen_and_max_age_ignores_old_ones():
@@ -85,32 +86,54 @@ def test_keyframe_times_survive_save_and_load(tmp_path):
     assert len(result.objects) == 1 and result.objects[0].seen.last_ns == 131 * S
 
 
-def _as_format_1(file):
-    """Rewrite a saved map as map format 1 wrote it: version 1, no keyframe stamps or ids."""
+def as_legacy_map(map_dir, version):
+    """Rewrite a saved map as map formats 1 and 2 wrote it: every Gaussian in ``map.npz`` (``g_``
+    arrays), no block files; version 1 also without keyframe stamps or ids."""
+    snapshot = load_map(map_dir).store.snapshot()
+    file = map_dir / "map.npz"
     with np.load(file) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+        arrays = {k: npz[k] for k in npz.files if not k.startswith("block_")}
     meta = json.loads(arrays["meta_json"].tobytes().decode())
-    meta["version"] = 1
+    meta["version"] = version
+    for key in ("block_size_m", "next_uid", "fields", "block_files"):
+        del meta[key]
     arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    del arrays["keyframe_stamps_ns"], arrays["keyframe_first_uids"]
+    arrays.update({f"g_{name}": arr for name, arr in snapshot.to_arrays().items()})
+    if version == 1:
+        del arrays["keyframe_stamps_ns"], arrays["keyframe_first_uids"]
     np.savez(file, **arrays)
+    shutil.rmtree(map_dir / "blocks")
 
 
 def test_a_format_1_map_loads_with_times_unknown_and_says_so(tmp_path):
     save_map(tmp_path, _two_mugs())
-    _as_format_1(tmp_path / "map.npz")
+    as_legacy_map(tmp_path, 1)
     old = load_map(tmp_path)
     assert not old.keyframes.times_known and len(old.keyframes) == 4
-    assert old.notes and "no observation times" in old.notes[0]
+    assert any("no observation times" in note for note in old.notes)
     engine = QueryEngine(old, QueryConfig(), TokenTextEncoder(64))
     result = engine.query("mug")
     assert len(result.objects) == 2 and all(o.seen is None and o.age_s is None for o in result.objects)
     assert result.objects[0].to_json(10)["last_seen"] is None
     refused = engine.query("mug", max_age_s=5.0)
     assert not refused.answered and "no observation times" in refused.message
-    # saved again, it is a format-2 map that still says its times are unknown
+    # saved again, it is a block-stored map that still says its times are unknown
     save_map(tmp_path / "again", old)
     assert not load_map(tmp_path / "again").keyframes.times_known
+
+
+def test_a_format_2_map_loads_into_blocks_answers_the_same_and_saves_as_format_3(tmp_path):
+    save_map(tmp_path / "new", _two_mugs())
+    expected = QueryEngine(load_map(tmp_path / "new"), QueryConfig(), TokenTextEncoder(64)).query("mug")
+    save_map(tmp_path / "old", _two_mugs())
+    as_legacy_map(tmp_path / "old", 2)
+    old = load_map(tmp_path / "old")
+    assert old.keyframes.times_known and any("format 2" in note for note in old.notes)
+    answer = QueryEngine(old, QueryConfig(), TokenTextEncoder(64)).query("mug")
+    assert [o.uids.tolist() for o in answer.objects] == [o.uids.tolist() for o in expected.objects]
+    save_map(tmp_path / "old", old)  # in place: the same directory now holds a format-3 map
+    again = load_map(tmp_path / "old")
+    assert not again.notes and len(again.store) == len(old.store) and (tmp_path / "old" / "blocks").is_dir()
 
 
 def test_a_corrupt_keyframe_log_is_a_map_file_error(tmp_path):

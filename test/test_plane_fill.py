@@ -142,7 +142,7 @@ def test_color_only_keyframes_fill_a_plain_patch_with_unconfirmed_gaussians():
         except InputError:  # the first frame has no earlier view to match
             pass
     assert mapper.floor_z() == pytest.approx(-0.8)
-    gm = mapper.gmap
+    gm = mapper.store
     unconfirmed = gm["confidence"] == 0
     assert unconfirmed.sum() > 100  # the patch, filled with the wall's plane
     assert np.abs(gm["means"][unconfirmed, 2] - 1.5).max() < 0.05

@@ -81,7 +81,7 @@ def test_mapper_builds_color_only_keyframes_from_stereo():
             assert "no earlier view" in str(exc)
             skipped += 1
     assert skipped == 1 and mapper.n_keyframes == 3
-    z = mapper.gmap["means"][:, 2]
+    z = mapper.store["means"][:, 2]
     assert len(z) > 1000 and abs(np.median(z) - 1.5) < 0.05
 
 
@@ -106,8 +106,8 @@ def test_sweep_depth_seen_again_confirms_gaussians_instead_of_duplicating_them()
     sensor_tol = _map_noisy_far_wall(MappingConfig(stereo_tolerance_per_m=0.0, **common))
     stereo_tol = _map_noisy_far_wall(MappingConfig(**common))
     assert stereo_tol.n_keyframes == sensor_tol.n_keyframes == 6
-    assert len(stereo_tol.gmap) < 0.85 * len(sensor_tol.gmap), (len(stereo_tol.gmap), len(sensor_tol.gmap))
-    confirmed = [float(np.mean(m.gmap["confidence"] >= 2)) for m in (sensor_tol, stereo_tol)]
+    assert len(stereo_tol.store) < 0.85 * len(sensor_tol.store), (len(stereo_tol.store), len(sensor_tol.store))
+    confirmed = [float(np.mean(m.store["confidence"] >= 2)) for m in (sensor_tol, stereo_tol)]
     assert confirmed[1] > confirmed[0] + 0.15, confirmed
-    errors = [float(np.median(np.abs(m.gmap["means"][:, 2] - 3.0))) for m in (sensor_tol, stereo_tol)]
+    errors = [float(np.median(np.abs(m.store["means"][:, 2] - 3.0))) for m in (sensor_tol, stereo_tol)]
     assert errors[1] < errors[0] + 0.01, errors

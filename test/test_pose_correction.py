@@ -17,7 +17,7 @@ from langgs_ros.errors import InputError
 from langgs_ros.evaluation import evaluate_queries, load_ground_truth
 from langgs_ros.geometry import make_transform, normals_from_quat_wxyz
 from langgs_ros.io.bag_reader import BagFrameReader
-from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.block_store import BlockStore, block_keys
 from langgs_ros.mapping.keyframe_log import KeyframeLog
 from langgs_ros.mapping.map_io import load_map
 from langgs_ros.mapping.pose_correction import PoseGraph, correct_map, reanchor_map
@@ -45,10 +45,16 @@ def test_the_graph_is_interpolated_inside_its_span_only():
         PoseGraph.from_poses(np.array([S]), bad[None])
 
 
+def _store(log: KeyframeLog) -> BlockStore:
+    """Half-metre blocks: the Gaussians below span many, and a correction moves some into others."""
+    store = BlockStore(0.5)
+    store.anchor_of = log.anchors
+    return store
+
+
 def test_a_correction_moves_the_gaussians_a_keyframe_created_rigidly():
-    gmap = GaussianMap()
-    gmap.enable_uids()
     log = KeyframeLog()
+    gmap = _store(log)
     mount = make_transform(np.eye(3), [0.1, 0.0, 1.3])  # T_base_cam
     rng = np.random.default_rng(0)
     for k, base in enumerate([_pose(0, 0, 0), _pose(1, 0, 0), _pose(2, 0, 0)]):
@@ -56,6 +62,7 @@ def test_a_correction_moves_the_gaussians_a_keyframe_created_rigidly():
         quats = Rotation.random(50, random_state=k).as_quat()[:, [3, 0, 1, 2]].astype(np.float16)
         gmap.append(means=rng.uniform(-1, 1, (50, 3)).astype(np.float32), quats=quats)
     before = {name: gmap[name].copy() for name in ("means", "quats")}
+    blocks_before = len(gmap.blocks)
     # SLAM: keyframe 1's base was really at (1, 0.3) turned 10 degrees; keyframe 0 (10 s) is outside the graph
     graph = PoseGraph.from_poses(np.array([11, 12]) * S, np.array([_pose(1, 0.3, 10), _pose(2, 0.3, 10)]))
     stats, moved = correct_map(gmap, log, graph)
@@ -69,6 +76,11 @@ def test_a_correction_moves_the_gaussians_a_keyframe_created_rigidly():
                        normals_from_quat_wxyz(before["quats"][rows]) @ D[:3, :3].T, atol=2e-3)
     for other in (slice(0, 50), slice(100, 150)):  # not covered, or no mount: where they were
         assert np.array_equal(gmap["means"][other], before["means"][other])
+    # every Gaussian lies in the block of its mean again (moved ones changed block)
+    for blk in gmap.blocks:
+        if blk.count:
+            assert (block_keys(blk.gaussians["means"], gmap.block_size) == blk.key).all()
+    assert len(gmap.blocks) >= blocks_before
 
 
 class _PathMessage:
@@ -126,9 +138,8 @@ def test_slams_path_undoes_odometry_drift(drift_bag, oracle_map, tmp_path):
 
 
 def test_a_map_odom_jump_re_expresses_the_keyframes_integrated_before_it():
-    gmap = GaussianMap()
-    gmap.enable_uids()
     log = KeyframeLog()
+    gmap = _store(log)
     wrong, right = _pose(0.3, -0.2, 5), _pose(0, 0, 0)  # map -> odom: the localizer's guess, then the truth
     rng = np.random.default_rng(1)
     for k, (odom_cam, T_world_odom) in enumerate([(_pose(0, 0, 0), wrong), (_pose(1, 0, 30), wrong),
@@ -152,9 +163,8 @@ def test_a_map_odom_jump_re_expresses_the_keyframes_integrated_before_it():
 
 
 def test_a_pose_graph_supersedes_map_odom_for_the_keyframes_it_moves():
-    gmap = GaussianMap()
-    gmap.enable_uids()
     log = KeyframeLog()
+    gmap = _store(log)
     mount = make_transform(np.eye(3), [0.1, 0.0, 1.3])
     log.append(_pose(0, 0, 0) @ mount, 10 * S, gmap.next_uid, mount, _pose(0.5, 0, 0))
     graph = PoseGraph.from_poses(np.array([10]) * S, _pose(0, 1, 0)[None])

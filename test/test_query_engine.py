@@ -39,7 +39,7 @@ def test_instances_with_near_best_margins_rank_larger_first():
     for code, (n, x) in enumerate(zip(sizes, [0.0, 1.0, 2.0])):
         idx = gmap.append(means=_blob([x, 0.0, 0.5], n, rng), quats=np.tile([1, 0, 0, 0], (n, 1)).astype(np.float16))
         gmap["codes"][idx] = code
-    engine = QueryEngine(MapData(gmap=gmap, field=field, semantics="oracle"), config, encoder)
+    engine = QueryEngine(MapData.of_gaussians(gmap, field, semantics="oracle"), config, encoder)
     result = engine.query("mug")
     assert [len(o.points) for o in result.objects] == [300, 30, 400], result.message
 
@@ -62,7 +62,7 @@ def test_levels_that_answer_equally_well_vote_on_the_mask():
         idx = gmap.append(means=_blob(centre, n, rng), quats=np.tile([1, 0, 0, 0], (n, 1)).astype(np.float16))
         for level in levels:
             gmap["codes"][idx, level] = 0
-    engine = QueryEngine(MapData(gmap=gmap, field=field, semantics="oracle"), config, encoder)
+    engine = QueryEngine(MapData.of_gaussians(gmap, field, semantics="oracle"), config, encoder)
     result = engine.query("mug")
     assert result.level == "subpart+part+whole", result.message
     assert sorted(len(o.points) for o in result.objects) == [100, 200]
@@ -86,8 +86,9 @@ def test_answers_keep_confirmed_gaussians_unless_the_object_was_seen_too_few_tim
     once = gmap.append(means=_blob([2.0, 0.0, 0.5], 100, rng), quats=quats[:100])  # seen by one keyframe only
     gmap["confidence"][once] = 1
     gmap["codes"][:] = 0
-    engine = QueryEngine(MapData(gmap=gmap, field=field, semantics="oracle"), QueryConfig(), encoder)
-    by_size = sorted(engine.query("mug").objects, key=lambda o: o.gaussian_indices.size)
-    assert [set(o.gaussian_indices.tolist()) for o in by_size] == [set(once.tolist()), set(core.tolist())]
+    engine = QueryEngine(MapData.of_gaussians(gmap, field, semantics="oracle"), QueryConfig(), encoder)
+    by_size = sorted(engine.query("mug").objects, key=lambda o: o.uids.size)
+    # without ids of its own, the map's Gaussians are numbered in order
+    assert [set(o.uids.tolist()) for o in by_size] == [set(once.tolist()), set(core.tolist())]
     engine.config = QueryConfig(min_confirmations=1)
-    assert sorted(o.gaussian_indices.size for o in engine.query("mug").objects) == [100, 260]
+    assert sorted(o.uids.size for o in engine.query("mug").objects) == [100, 260]

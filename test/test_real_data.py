@@ -30,7 +30,7 @@ def test_shelf_map_surface_agrees_with_held_out_depth():
     summary = build_map(source, mapper)
     assert summary.keyframes >= 5 and source.stats.frames_used == len(names) - len(held_out)
     loader = FrameFolderReader(SHELF)
-    errors = np.concatenate([depth_error_in_view(mapper.gmap["means"], loader.load(n)) for n in sorted(held_out)])
+    errors = np.concatenate([depth_error_in_view(mapper.store["means"], loader.load(n)) for n in sorted(held_out)])
     assert errors.size > 100_000  # the held-out views really overlap the map
     median = float(np.median(errors))
     print(f"held-out median |map depth - observed depth| = {median * 1000:.1f} mm over {errors.size} pixels")

@@ -5,9 +5,11 @@ and whole runs that make held-out views worse are undone."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from langgs_ros.config import MappingConfig, RefineConfig
+from langgs_ros.mapping.block_store import block_keys
 from langgs_ros.mapping.map_io import MapData, load_map, save_map
 from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.mapping.refine import Refiner, psnr, refine_map, render_view, training_view
@@ -40,18 +42,24 @@ def test_refinement_recovers_perturbed_colours():
     mapper = Mapper(MappingConfig(pixel_stride=2, keyframe_translation_m=0.01), None)
     for f in frames:
         mapper.integrate(f)
+    store = mapper.store
+    gm, region = store.extract([b.key for b in store.blocks])  # refinement works on a copy of the blocks
     rng = np.random.default_rng(0)
-    mapper.gmap["colors"][:] = rng.integers(0, 256, mapper.gmap["colors"].shape, dtype=np.uint8)
-    before = psnr(render_view(mapper.gmap, frames[1], 1.0)[0], frames[1].rgb / 255)
-    revision = mapper.gmap.revision
-    stats = refine_map(mapper.gmap, frames, RefineConfig(iterations=60, scale=1.0, lr_colors=0.05))
-    after = psnr(render_view(mapper.gmap, frames[1], 1.0)[0], frames[1].rgb / 255)
+    gm["colors"][:] = rng.integers(0, 256, gm["colors"].shape, dtype=np.uint8)
+    before = psnr(render_view(gm, frames[1], 1.0)[0], frames[1].rgb / 255)
+    revision = store.revision
+    config = RefineConfig(iterations=60, scale=1.0, lr_colors=0.05)
+    stats = refine_map(gm, frames, config)
+    after = psnr(render_view(gm, frames[1], 1.0)[0], frames[1].rgb / 255)
     assert stats.iterations == 60 and stats.last_loss < 0.5 * stats.first_loss
     assert after > before + 5.0, (before, after)
-    assert mapper.gmap.revision > revision  # query caches see the change
-    uid = mapper.gmap["uid"].astype(np.int64)  # densified children get ids of their own, still increasing
-    assert stats.densified > 0 and np.all(np.diff(uid) > 0)
-    depth = render_view(mapper.gmap, frames[1], 1.0)[1]
+    assert store.merge(region, gm, Refiner(config).written_fields)  # ...and puts it back
+    assert store.revision > revision  # query caches see the change
+    uid = store["uid"].astype(np.int64)  # densified children get ids of their own, still increasing
+    assert stats.densified > 0 and np.all(np.diff(uid) > 0) and len(store) == len(gm)
+    merged = store.snapshot()
+    assert psnr(render_view(merged, frames[1], 1.0)[0], frames[1].rgb / 255) == pytest.approx(after, abs=0.05)
+    depth = render_view(merged, frames[1], 1.0)[1]
     assert abs(np.median(depth[depth > 0]) - 1.5) < 0.02  # geometry stays on the wall
 
 
@@ -60,7 +68,7 @@ def test_time_budget_stops_refinement():
     mapper = Mapper(MappingConfig(pixel_stride=2, keyframe_translation_m=0.01), None)
     for f in frames:
         mapper.integrate(f)
-    stats = refine_map(mapper.gmap, frames, RefineConfig(iterations=10_000, time_budget_s=0.0))
+    stats = refine_map(mapper.store.snapshot(), frames, RefineConfig(iterations=10_000, time_budget_s=0.0))
     assert stats.iterations == 0
 
 
@@ -86,7 +94,7 @@ def test_semantic_refinement_restores_corrupted_codes_and_keeps_the_map_consiste
     mapper = Mapper(config, TwoHalves(), refine=refine)
     for f in wall_frames():
         mapper.integrate(f)
-    gm, field = mapper.gmap, mapper.field
+    gm, field = mapper.store.snapshot(), mapper.field  # one GaussianMap: the refiner's unit of work
     truth = field.resolved_codes(gm).copy()
     assert len(mapper.views) == 3 and mapper.views[0].tracks.shape == (3, 60, 80)
     assert len(np.unique(truth[:, 2])) == 2  # two codes on the wall
@@ -108,10 +116,10 @@ def test_semantic_refinement_restores_corrupted_codes_and_keeps_the_map_consiste
     assert "semantic_features" in gm and np.abs(gm["semantic_features"]).max() > 0
 
     # the decoder is saved with the map: a restarted refiner decodes the saved features as before
-    save_map(tmp_path, MapData(gmap=gm, field=field, semantics="test", decoder=refiner.decoder_state()))
+    save_map(tmp_path, MapData.of_gaussians(gm, field, semantics="test", decoder=refiner.decoder_state()))
     data = load_map(tmp_path)
     again = Refiner(refine, data.field, seed=1)
-    features = torch.from_numpy(data.gmap["semantic_features"].astype(np.float32))
+    features = torch.from_numpy(data.store["semantic_features"].astype(np.float32))
     with torch.no_grad():
         assert not torch.equal(again.decoder(features)[0], refiner.decoder(features)[0])
         assert again.load_decoder_state(data.decoder)
@@ -126,12 +134,18 @@ def test_a_round_on_a_changed_map_is_not_written_back():
     for f in frames:
         mapper.integrate(f)
     refiner = Refiner(RefineConfig(), None)
-    rnd = refiner.prepare(mapper.gmap, list(mapper.views))
+    views = list(mapper.views)
+    sub, region = mapper.store.extract(mapper.refine_keys(views))
+    rnd = refiner.prepare(sub, views)
     refiner.optimise(rnd, 2)
-    means = mapper.gmap["means"].copy()
-    mapper.gmap.keep(np.arange(len(mapper.gmap)) % 2 == 0)  # the map changed meanwhile (reset, pruning)
-    assert not refiner.commit(mapper.gmap, rnd).committed
-    assert np.array_equal(mapper.gmap["means"], means[::2])
+    means, uids = mapper.store["means"].copy(), mapper.store["uid"].copy()
+    keys = block_keys(means, mapper.store.block_size)
+    mapper.store.remove_uids(mapper.store.locate(uids[1::2], keys[1::2]))  # the map changed meanwhile (pruning)
+    assert refiner.commit(sub, rnd).committed  # the round's own copy takes it...
+    assert not mapper.store.merge(region, sub, refiner.written_fields)  # ...the changed map does not
+    assert np.array_equal(mapper.store["means"], means[::2])
+    sub.keep(np.arange(len(sub)) % 2 == 0)  # a stale copy never replaces a newer map, whatever it holds
+    assert not refiner.commit(sub, rnd).committed
 
 
 def _tinted(frame: Frame, rgb: tuple[int, int, int]) -> Frame:
@@ -148,16 +162,17 @@ def test_a_round_that_makes_held_out_views_worse_is_rolled_back():
     config = RefineConfig(scale=1.0, lr_colors=0.05, crop_px=0)
     wrong = [training_view(_tinted(f, (255, 0, 255)), 1.0, i) for i, f in enumerate(frames)]  # magenta "photos"
     held_out = [training_view(frames[1], 1.0)]  # the real wall
-    before = mapper.gmap.to_arrays()
-    stats = Refiner(config).refine(mapper.gmap, wrong, 20, held_out=held_out)
+    gm = mapper.store.snapshot()
+    before = gm.to_arrays()
+    stats = Refiner(config).refine(gm, wrong, 20, held_out=held_out)
     assert stats.iterations == 20 and stats.held_out_after > stats.held_out_before
     assert stats.rolled_back and not stats.committed
-    assert all(np.array_equal(mapper.gmap[k], v) for k, v in before.items())  # the map kept its state
+    assert all(np.array_equal(gm[k], v) for k, v in before.items())  # the map kept its state
 
     # the same round against the real views improves the held-out view and is written
-    mapper.gmap["colors"][:] = np.random.default_rng(0).integers(0, 256, mapper.gmap["colors"].shape, dtype=np.uint8)
+    gm["colors"][:] = np.random.default_rng(0).integers(0, 256, gm["colors"].shape, dtype=np.uint8)
     right = [training_view(f, 1.0, i) for i, f in enumerate(frames)]
-    stats = Refiner(config).refine(mapper.gmap, right, 20, held_out=held_out)
+    stats = Refiner(config).refine(gm, right, 20, held_out=held_out)
     assert stats.committed and not stats.rolled_back and stats.held_out_after < stats.held_out_before
 
 
@@ -177,18 +192,19 @@ def test_refinement_that_ends_worse_on_held_out_views_restores_the_map():
     config = RefineConfig(scale=1.0, lr_colors=0.05, crop_px=0)
     wrong = [training_view(_tinted(f, (255, 0, 255)), 1.0, i) for i, f in enumerate(frames)]
     held_out = [training_view(frames[1], 1.0)]
-    before = mapper.gmap.to_arrays()
-    report = refine_in_rounds(mapper.gmap, _Unguarded(config), wrong, held_out, 20, 10)
+    gm = mapper.store.snapshot()
+    before = gm.to_arrays()
+    report = refine_in_rounds(gm, _Unguarded(config), wrong, held_out, 20, 10)
     assert report.rounds == 2 and report.rolled_back == 0
     assert report.after.psnr_db < report.before.psnr_db - 3  # what the refined map would have been
     assert not report.kept and "map restored" in report.line()
-    assert all(np.array_equal(mapper.gmap[k], v) for k, v in before.items())
+    assert all(np.array_equal(gm[k], v) for k, v in before.items())
 
     # with the real views it is kept, and the line says by how much it helped
-    mapper.gmap["colors"][:] = np.random.default_rng(0).integers(0, 256, mapper.gmap["colors"].shape, dtype=np.uint8)
+    gm["colors"][:] = np.random.default_rng(0).integers(0, 256, gm["colors"].shape, dtype=np.uint8)
     right = [training_view(f, 1.0, i) for i, f in enumerate(frames)]
     lines = []
-    report = refine_in_rounds(mapper.gmap, Refiner(config), right, held_out, 20, 10,
+    report = refine_in_rounds(gm, Refiner(config), right, held_out, 20, 10,
                               progress=lambda p: lines.append(p.iterations))
     assert report.kept and report.after.psnr_db > report.before.psnr_db + 3 and lines == [10, 20]
     assert report.line().startswith(f"refine: held-out PSNR {report.before.psnr_db:.2f} -> {report.after.psnr_db:.2f} dB")

@@ -100,9 +100,11 @@ def remove_stale_temporaries(directory: Path, pattern: str) -> int:
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *, what: str = "file",
-                 prefix: str = ".", suffix: str = ".tmp", mode: int = 0o644) -> Path:
+                 prefix: str = ".", suffix: str = ".tmp", mode: int = 0o644, sync: bool = True) -> Path:
     """Write ``path`` atomically with ``write(file)``; raises OutputError on any OS failure
-    (the previous content of ``path``, if any, is kept and the temporary file removed)."""
+    (the previous content of ``path``, if any, is kept and the temporary file removed).
+    ``sync=False`` skips flushing to the disk (a file that only needs to survive the process, e.g.
+    a map block paged out of RAM; it is flushed when a save first names it)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"cannot write {what} {path}: it is a directory")
@@ -115,7 +117,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *, what: s
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)  # mkstemp creates 0600
         os.replace(tmp, path)
     except OSError as exc:
@@ -125,6 +128,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *, what: s
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not sync:
+        return path
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
         try:

@@ -22,7 +22,9 @@ Two modes behind one interface:
   Gaussian).
 
 Each field scores a text query (:mod:`langgs_ros.mapping.relevance`); the codebook scores its
-prototypes, not Gaussians, so a query costs one pass over a code column.
+prototypes, not Gaussians, and keeps per map block the tracks and codes its Gaussians carry
+(:meth:`SemanticField.summarize`), so a query touches only the blocks that can match
+(:meth:`SemanticField.scorer`).
 
 Pixels within ``boundary_abstain_frac`` x image width of a segment boundary do not vote in either mode (masks bleed
 onto the background and erode at their edges); they only fill a Gaussian nobody has voted for yet, with
@@ -32,19 +34,24 @@ no weight, so thin objects seen only near their outline still get semantics.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import MutableMapping
 
 import cv2
 import numpy as np
 from scipy.ndimage import minimum_filter
 
 from langgs_ros.config import MappingConfig
+from langgs_ros.mapping.block_store import Block, BlockStore
 from langgs_ros.mapping.codebook import ContrastiveCodebook
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.relevance import CodeRelevance, Relevance, best_kind, kind_margins
 from langgs_ros.semantics.backend import LEVELS, Segmentation
 
-__all__ = ["SemanticField", "CodebookField", "AverageField", "create_field", "boundary_band", "weighted_majority",
-           "behind_silhouette"]
+__all__ = ["SemanticField", "CodebookField", "AverageField", "BlockScorer", "create_field", "boundary_band",
+           "weighted_majority", "behind_silhouette", "Columns"]
+
+Columns = MutableMapping[str, np.ndarray]
+"""Per-Gaussian arrays by field name, rows aligned: a GaussianMap, a block view, or gathered rows."""
 
 N_LEVELS = len(LEVELS)
 VOTE_UNIT = 4
@@ -89,20 +96,47 @@ def behind_silhouette(depth: np.ndarray, radius_px: int, jump: float) -> np.ndar
     return d > minimum_filter(d, size=2 * radius_px + 1) * np.float32(1 + jump)
 
 
+class BlockScorer(ABC):
+    """A text query's LERF margins over a block-stored map, one block at a time."""
+
+    @abstractmethod
+    def best(self) -> np.ndarray:
+        """[levels] highest margin of any Gaussian per level (-inf: none has semantics there)."""
+
+    @abstractmethod
+    def may_match(self, blk: Block, thresholds: dict[int, float]) -> bool:
+        """Whether ``blk`` can hold a Gaussian reaching ``thresholds[level]`` at one of those levels."""
+
+    @abstractmethod
+    def margins(self, columns: Columns, level: int) -> np.ndarray:
+        """[N] float32 margin of each Gaussian of ``columns`` at ``level`` (-inf: no semantics)."""
+
+
 class SemanticField(ABC):
     """Per-Gaussian semantics, updated per keyframe and scored against text."""
 
     mode: str
+    columns: tuple[str, ...] = ()
+    """Its per-Gaussian fields (gathered and written back by fusion)."""
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
 
     @abstractmethod
-    def attach(self, gmap: GaussianMap) -> None:
+    def attach(self, gmap: GaussianMap | BlockStore) -> None:
         """Register this field's per-Gaussian arrays in ``gmap``."""
 
+    def summarize(self, gaussians: GaussianMap) -> dict[str, np.ndarray]:
+        """What a query needs to know of one block's Gaussians without reading them (empty: it
+        must read them)."""
+        return {}
+
     @abstractmethod
-    def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
+    def scorer(self, store: BlockStore, query: np.ndarray, negatives: np.ndarray) -> BlockScorer:
+        """Margins of unit-norm text embedding ``query`` [D] against ``negatives`` [K, D] over ``store``."""
+
+    @abstractmethod
+    def integrate(self, gmap: Columns, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
                   judges_presence: bool = True, relabel: np.ndarray | None = None) -> list[np.ndarray | None] | None:
         """Fuse ``seg`` into Gaussians ``idx`` observed at pixels (u, v); ``is_new`` marks ones
@@ -120,7 +154,7 @@ class SemanticField(ABC):
         """LERF margins of unit-norm text embedding ``query`` [D] against ``negatives`` [K, D]."""
 
     @abstractmethod
-    def forget_fills(self, gmap: GaussianMap, idx: np.ndarray) -> None:
+    def forget_fills(self, gmap: Columns, idx: np.ndarray) -> None:
         """Gaussians ``idx`` were not confirmed where a view saw the surface a little behind them:
         those whose semantics are only an edge pixel's fill (no vote) drop it."""
 
@@ -139,6 +173,7 @@ class CodebookField(SemanticField):
     """CCL-LGS codebook fusion with geometric mask association (see module docstring)."""
 
     mode = "codebook"
+    columns = ("tracks", "track_votes", "codes")
 
     def __init__(self, dim: int, config: MappingConfig, seed: int = 0) -> None:
         super().__init__(dim)
@@ -154,11 +189,39 @@ class CodebookField(SemanticField):
         self._resolved: tuple[int, int, list[np.ndarray], list[np.ndarray]] | None = None
         self._external: list[dict[int, int]] = [{} for _ in LEVELS]  # tracker id -> track, per level
 
-    def attach(self, gmap: GaussianMap) -> None:
+    def attach(self, gmap: GaussianMap | BlockStore) -> None:
         gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
         gmap.add_field("track_votes", np.uint8, (N_LEVELS,))
         gmap.add_field("codes", np.int16, (N_LEVELS,), fill=-1)
 
+    def summarize(self, gaussians: GaussianMap) -> dict[str, np.ndarray]:
+        """Per level, the tracks of the block's Gaussians and the own codes of those nobody voted for."""
+        out = {}
+        tracks, votes, codes = gaussians["tracks"], gaussians["track_votes"], gaussians["codes"]
+        for level in range(N_LEVELS):
+            t = tracks[:, level]
+            out[f"tracks_{level}"] = np.unique(t[t >= 0]).astype(np.int32)
+            own = codes[:, level][(t < 0) & (votes[:, level] == 0)]
+            out[f"codes_{level}"] = np.unique(own[own >= 0]).astype(np.int16)
+        return out
+
+    def scorer(self, store: BlockStore, query: np.ndarray, negatives: np.ndarray) -> BlockScorer:
+        protos = self.codebook.normalized()
+        code_of_track = []
+        for level in range(N_LEVELS):
+            codes = self.track_codes(level, np.arange(len(self.track_counts[level])), protos)
+            codes[self.gone_tracks(level)] = -1  # its object was seen gone: no answer there
+            code_of_track.append(codes)
+        summaries = [store.summary(blk) for blk in store.blocks if blk.count]
+        present = np.zeros((N_LEVELS, self.codebook.size + 1), bool)  # last column: code -1
+        for summary in summaries:
+            for level in range(N_LEVELS):
+                present[level, code_of_track[level][summary[f"tracks_{level}"]]] = True
+                present[level, summary[f"codes_{level}"]] = True
+        present = present[:, :-1]
+        margins = kind_margins(protos, query, negatives)
+        code_margin = margins[best_kind(margins, np.logical_or.reduce(present))]
+        return _CodebookScorer(code_margin, present, code_of_track, store)
     def track_codes(self, level: int, tracks: np.ndarray, prototypes: np.ndarray | None = None) -> np.ndarray:
         """Codebook entry of each of ``tracks`` at ``level`` (-1: no votes yet).
 
@@ -234,7 +297,7 @@ class CodebookField(SemanticField):
         known.update((int(e), int(t)) for e, t in zip(external, assigned))
         return assigned
 
-    def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
+    def integrate(self, gmap: Columns, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
                   judges_presence: bool = True, relabel: np.ndarray | None = None) -> list[np.ndarray | None]:
         tracks_all, track_votes = gmap["tracks"], gmap["track_votes"]
@@ -280,7 +343,7 @@ class CodebookField(SemanticField):
         self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
         return segment_tracks
 
-    def forget_fills(self, gmap: GaussianMap, idx: np.ndarray) -> None:
+    def forget_fills(self, gmap: Columns, idx: np.ndarray) -> None:
         unvoted = (gmap["tracks"][idx] < 0) & (gmap["track_votes"][idx] == 0)
         if unvoted.any():
             codes = gmap["codes"][idx]
@@ -350,16 +413,20 @@ class AverageField(SemanticField):
     """Per-Gaussian running average of segment embeddings (baseline)."""
 
     mode = "average"
+    columns = ("features", "weights")
 
     def __init__(self, dim: int, config: MappingConfig) -> None:
         super().__init__(dim)
         self.config = config
 
-    def attach(self, gmap: GaussianMap) -> None:
+    def attach(self, gmap: GaussianMap | BlockStore) -> None:
         gmap.add_field("features", np.float16, (N_LEVELS, self.dim))
         gmap.add_field("weights", np.uint16, (N_LEVELS,))
 
-    def integrate(self, gmap: GaussianMap, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
+    def scorer(self, store: BlockStore, query: np.ndarray, negatives: np.ndarray) -> BlockScorer:
+        return _AverageScorer(query, negatives, store)
+
+    def integrate(self, gmap: Columns, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
                   judges_presence: bool = True, relabel: np.ndarray | None = None) -> None:
         features, weights = gmap["features"], gmap["weights"]
@@ -387,21 +454,9 @@ class AverageField(SemanticField):
             weights[sel, level] = np.minimum(w[:, 0] + 1, 65535).astype(np.uint16)
 
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
-        out = []
-        chunk = 65536
-        kinds = self.dim // query.shape[0]
-        for level in range(N_LEVELS):
-            margin = np.full((kinds, len(gmap)), -np.inf, np.float32)
-            for start in range(0, len(gmap), chunk):
-                f = gmap["features"][start : start + chunk, level].astype(np.float32)
-                norm = np.linalg.norm(f, axis=1, keepdims=True)
-                ok = norm[:, 0] > 1e-6  # zero: only ever seen in no segment (an edge fill has weight 0)
-                m = kind_margins(f / np.maximum(norm, 1e-6), query, negatives)
-                margin[:, start : start + chunk][:, ok] = m[:, ok]
-            out.append(margin[best_kind(margin)])
-        return Relevance(out)
+        return Relevance([_average_margins(gmap, level, query, negatives) for level in range(N_LEVELS)])
 
-    def forget_fills(self, gmap: GaussianMap, idx: np.ndarray) -> None:
+    def forget_fills(self, gmap: Columns, idx: np.ndarray) -> None:
         unvoted = gmap["weights"][idx] == 0
         if unvoted.any():
             features = gmap["features"][idx]
@@ -411,6 +466,78 @@ class AverageField(SemanticField):
     def validate(self, gmap: GaussianMap) -> None:
         if "features" not in gmap or gmap["features"].shape[2:] != (self.dim,):
             raise ValueError(f"average map without [N, 3, {self.dim}] features")
+
+
+def _average_margins(columns: Columns, level: int, query: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """[N] LERF margin of each Gaussian's averaged feature at ``level`` (the better feature kind;
+    -inf where the feature is zero: only ever seen in no segment)."""
+    features = columns["features"]
+    n = len(features)
+    kinds = features.shape[2] // query.shape[0]
+    margin = np.full((kinds, n), -np.inf, np.float32)
+    chunk = 65536
+    for start in range(0, n, chunk):
+        f = features[start : start + chunk, level].astype(np.float32)
+        norm = np.linalg.norm(f, axis=1, keepdims=True)
+        ok = norm[:, 0] > 1e-6
+        m = kind_margins(f / np.maximum(norm, 1e-6), query, negatives)
+        margin[:, start : start + chunk][:, ok] = m[:, ok]
+    return margin[best_kind(margin)]
+
+
+class _CodebookScorer(BlockScorer):
+    """Margins per codebook entry; a block's summary says which entries its Gaussians carry."""
+
+    def __init__(self, code_margin: np.ndarray, present: np.ndarray, code_of_track: list[np.ndarray],
+                 store: BlockStore) -> None:
+        self._margin = np.append(code_margin, -np.inf).astype(np.float32)  # last slot: code -1
+        self._present = present
+        self._code_of_track = code_of_track
+        self._store = store
+
+    def best(self) -> np.ndarray:
+        return np.array([self._margin[:-1][p].max() if p.any() else -np.inf for p in self._present])
+
+    def may_match(self, blk: Block, thresholds: dict[int, float]) -> bool:
+        summary = self._store.summary(blk)
+        for level, threshold in thresholds.items():
+            codes = self._code_of_track[level][summary[f"tracks_{level}"]]
+            if (self._margin[codes] >= threshold).any() or (self._margin[summary[f"codes_{level}"]] >= threshold).any():
+                return True
+        return False
+
+    def margins(self, columns: Columns, level: int) -> np.ndarray:
+        tracks = columns["tracks"][:, level]
+        code = columns["codes"][:, level].astype(np.int64)
+        has = tracks >= 0
+        code[has] = self._code_of_track[level][tracks[has]]
+        code[~has & (columns["track_votes"][:, level] > 0)] = -1  # "in no segment" won its vote
+        return self._margin[code]
+
+
+class _AverageScorer(BlockScorer):
+    """Margins of each Gaussian's own averaged embedding: every block is read (the baseline)."""
+
+    def __init__(self, query: np.ndarray, negatives: np.ndarray, store: BlockStore) -> None:
+        self._query, self._negatives, self._store = query, negatives, store
+        self._best: np.ndarray | None = None
+
+    def best(self) -> np.ndarray:
+        if self._best is None:
+            best = np.full(N_LEVELS, -np.inf)
+            for blk in self._store.blocks:
+                if blk.count:
+                    columns = self._store.columns_of(blk)
+                    for level in range(N_LEVELS):
+                        best[level] = max(best[level], float(self.margins(columns, level).max()))
+            self._best = best
+        return self._best
+
+    def may_match(self, blk: Block, thresholds: dict[int, float]) -> bool:
+        return True
+
+    def margins(self, columns: Columns, level: int) -> np.ndarray:
+        return _average_margins(columns, level, self._query, self._negatives)
 
 
 def create_field(mode: str, dim: int, config: MappingConfig, seed: int = 0) -> SemanticField:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GaussianMap", "BASE_FIELDS"]
+__all__ = ["GaussianMap", "BASE_FIELDS", "check_gaussians"]
 
 # name -> (dtype, per-Gaussian shape)
 BASE_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
@@ -52,6 +52,13 @@ class GaussianMap:
         self._arrays[name] = np.full((cap, *shape), fill, dtype=dtype)
         self._fill[name] = fill
 
+    def drop_field(self, name: str) -> None:
+        """Forget a per-Gaussian field (a base field cannot be dropped)."""
+        if name in BASE_FIELDS:
+            raise ValueError(f"'{name}' is a base field")
+        self._arrays.pop(name, None)
+        self._fill.pop(name, None)
+
     @property
     def fields(self) -> list[str]:
         """Names of all per-Gaussian fields."""
@@ -70,7 +77,7 @@ class GaussianMap:
         cap = len(self._arrays["means"])
         if n <= cap:
             return
-        new_cap = max(n, int(cap * 1.5) + 1024)
+        new_cap = max(n, int(cap * 1.25) + 256)  # a map block's spare rows count against the RAM budget
         for name, arr in self._arrays.items():
             grown = np.zeros((new_cap, *arr.shape[1:]), dtype=arr.dtype)
             grown[: self._size] = arr[: self._size]
@@ -113,6 +120,10 @@ class GaussianMap:
             uid[:] = np.arange(uid.size)
         self._next_uid = int(uid[-1]) + 1 if uid.size else 0
 
+    def reserve_uids(self, next_uid: int) -> None:
+        """Give appended Gaussians ids from ``next_uid`` on (a copy of part of a larger map)."""
+        self._next_uid = max(self._next_uid, int(next_uid))
+
     @property
     def next_uid(self) -> int:
         """The id the next appended Gaussian gets (with :meth:`enable_uids`)."""
@@ -126,6 +137,14 @@ class GaussianMap:
         found = rows < live.size
         found[found] = live[rows[found]] == uids[found]
         return np.where(found, rows, -1)
+
+    def field_fill(self, name: str) -> float:
+        """Value a field takes for Gaussians appended without it."""
+        return self._fill[name]
+
+    def nbytes(self) -> int:
+        """Bytes the arrays hold, spare capacity included."""
+        return int(sum(arr.nbytes for arr in self._arrays.values()))
 
     def bytes_per_gaussian(self) -> int:
         """Bytes one Gaussian occupies across all fields."""
@@ -161,3 +180,16 @@ class GaussianMap:
             gmap._fill[name] = 0
         gmap._size = sizes.pop() if sizes else 0
         return gmap
+
+
+def check_gaussians(gmap: GaussianMap) -> None:
+    """Raise ValueError if positions, sizes or rotations are not finite or sizes negative (a map
+    file of garbage)."""
+    if not len(gmap):
+        return
+    for name in ("means", "scales", "quats"):
+        bad = int(np.count_nonzero(~np.isfinite(gmap[name]).all(axis=1)))
+        if bad:
+            raise ValueError(f"{bad} Gaussians have non-finite {name}")
+    if np.any(gmap["scales"] < 0):
+        raise ValueError("negative Gaussian scales")

@@ -1,6 +1,6 @@
 """What integrating a frame yields: its figures and, for a keyframe whose semantics come later,
 what fusing them needs, as it was when the geometry was integrated (pixels in the keyframe's image,
-Gaussian ids of the map)."""
+Gaussian ids of the map and their blocks)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ class PendingKeyframe:
     """The frame, with depth (estimated by plane sweep for color-only frames)."""
     uids: np.ndarray
     """uint32 [M] ids of the Gaussians the view saw (visible ones first, then those it created)."""
+    keys: np.ndarray
+    """int64 [M] block of each (where fusion finds it)."""
     u: np.ndarray
     """int [M] pixel column of each, in ``frame``."""
     v: np.ndarray

@@ -7,8 +7,10 @@ there, and it receives this view's semantics); one clearly in front of the obser
 and it is removed at zero, so a moved object's old surface leaves within a few clear views. A view
 that sees through more than ``max_disagreement`` of the confirmed Gaussians it meets has a pose off
 (drift): it removes only what one view saw, and is no evidence that an object has gone.
-New Gaussians fill only the pixels the map does not explain. Above ``capacity`` the least
-confirmed, least recently seen Gaussians are pruned. Semantics are fused at the visible and new
+New Gaussians fill only the pixels the map does not explain. Nothing is pruned for its age or for
+want of space: the map lives in spatial blocks (:class:`~langgs_ros.mapping.block_store.BlockStore`)
+and a keyframe works on the blocks in its view frustum only, so its cost follows what the camera
+sees; blocks beyond ``ram_budget_mb`` wait on disk until a view needs them. Semantics are fused at the visible and new
 Gaussians, except where a pixel lies just behind a depth silhouette (masks bleed off the object in
 front onto it). A view that disagrees with the map a little (more than ``relabel_max_disagreement``:
 its pose may be off by drift) votes only on the labels of Gaussians created within ``relabel_window``
@@ -17,9 +19,10 @@ later pose correction undoes.
 
 Geometry and semantics are two steps: :meth:`Mapper.integrate_geometry` changes the map and
 returns a :class:`PendingKeyframe` (the view's image, depth, pose and the ids of the Gaussians it
-saw or created, with their pixels); :meth:`Mapper.segment` runs the 2D backend on it (slow, no map
-access) and :meth:`Mapper.fuse_semantics` fuses the result into those Gaussians, however late:
-Gaussians created since at the same pixels get nothing, Gaussians pruned since are skipped.
+saw or created, with their pixels and blocks); :meth:`Mapper.segment` runs the 2D backend on it
+(slow, no map access) and :meth:`Mapper.fuse_semantics` fuses the result into those Gaussians,
+however late: Gaussians created since at the same pixels get nothing, Gaussians pruned since are
+skipped.
 :meth:`Mapper.integrate` does all three at once (offline replay).
 
 Color-only keyframes take their depth from :class:`StereoDepth` (plane sweep and planar hole fill).
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 
@@ -39,9 +43,9 @@ from langgs_ros.config import MappingConfig, RefineConfig
 from langgs_ros.errors import InputError
 from langgs_ros.geometry import invert_transform
 from langgs_ros.io.camera_check import frame_problem
-from langgs_ros.mapping.feedforward import gaussian_fields, pixel_gaussians
+from langgs_ros.mapping.block_store import BlockStore, BlockView
+from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixel_gaussians
 from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary_band, create_field
-from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.integration import IntegrationStats, PendingKeyframe
 from langgs_ros.mapping.keyframe_log import KeyframeLog
 from langgs_ros.mapping.keyframes import KeyframeSelector
@@ -50,7 +54,7 @@ from langgs_ros.mapping.stereo_depth import StereoDepth
 from langgs_ros.mapping.training_views import IGNORE, NO_SEGMENT, TrainingView, set_view_tracks, training_view
 from langgs_ros.mapping.visibility import Visibility, map_visibility
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
-from langgs_ros.types import Frame
+from langgs_ros.types import CameraIntrinsics, Frame
 
 __all__ = ["Mapper", "MAX_CONFIDENCE"]
 
@@ -63,7 +67,10 @@ class Mapper:
     """Builds a semantic Gaussian map from posed RGB-D frames."""
 
     def __init__(self, config: MappingConfig, backend: SemanticBackend | None, seed: int = 0,
-                 refine: RefineConfig | None = None, reanchor_jump_m: float = 0.0) -> None:
+                 refine: RefineConfig | None = None, reanchor_jump_m: float = 0.0,
+                 directory: str | Path | None = None) -> None:
+        """``directory``: the map directory whose ``blocks/`` hold blocks paged out of RAM (None: a
+        temporary one, made when first needed)."""
         self.config = config
         self.reanchor_jump_m = reanchor_jump_m
         """``input.reanchor_on_map_odom_jump_m``: re-express keyframes that map -> odom moves this far (m); 0 = off."""
@@ -77,15 +84,14 @@ class Mapper:
             maxlen=refine.holdout_views if refine and refine.window > 0 and refine.holdout_every > 0 else 0)
         self._non_keyframes = 0
         self.backend = backend
-        self.gmap = GaussianMap()
+        self.keyframes = KeyframeLog()
+        self.store = BlockStore(config.block_size_m, config.ram_budget_mb, directory)
         self.field: SemanticField | None = None
         if backend is not None:
             self.field = create_field(config.fusion, backend.dim, config, seed=seed)
-            self.field.attach(self.gmap)
-        self._attach_mapper_fields(loaded=False)
+        self._attach_store(loaded=False)
         self.selector = KeyframeSelector(config.keyframe_translation_m, config.keyframe_rotation_deg)
         self.stereo = StereoDepth(config)
-        self.keyframes = KeyframeLog()
         """Pose, stamp and first created Gaussian of each keyframe (``last_seen`` indexes it)."""
         self.base_heights: list[float] = []
         """z (m, fixed frame) of the robot's base frame at keyframes whose frame had it (TF)."""
@@ -95,7 +101,7 @@ class Mapper:
         """Keyframes integrated into this map (a loaded map's included)."""
         return len(self.keyframes)
 
-    def adopt(self, gmap: GaussianMap, field: SemanticField | None, keyframes: KeyframeLog | None = None) -> None:
+    def adopt(self, store: BlockStore, field: SemanticField | None, keyframes: KeyframeLog | None = None) -> None:
         """Continue mapping on a loaded map and its keyframe log; raises InputError if its semantics
         do not fit. Without a log with times (a map saved before them), the loaded Gaussians' times
         stay unknown (``last_seen`` -1) and the log starts anew."""
@@ -107,22 +113,28 @@ class Mapper:
                                                                or field.dim != self.backend.dim):
             raise InputError(f"the saved map uses {field.mode} fusion of {field.dim}-d features; the mapper "
                              f"is set up for {self.config.fusion} fusion of {self.backend.dim}-d features")
-        self.gmap, self.field = gmap, field
-        if field is not None:
-            field.attach(gmap)  # restores the fill values of its per-Gaussian fields
-        self._attach_mapper_fields(loaded=True)
+        old = self.store
+        self.store, self.field = store, field
+        if old is not store:
+            old.close()
+        store.ram_budget_bytes = self.store.ram_budget_bytes if store.ram_budget_bytes else old.ram_budget_bytes
         self._odom_checked = None  # the loaded keyframes have not been checked yet
         if keyframes is not None and keyframes.times_known:
             self.keyframes = keyframes
         else:
-            gmap["last_seen"][:] = -1
             self.keyframes = KeyframeLog()
+            store.load_all()
+            for blk in store.blocks:  # the loaded Gaussians' times are unknown
+                assert blk.gaussians is not None
+                blk.gaussians["last_seen"][:] = -1
+                blk.dirty = True
+        self._attach_store(loaded=True)
 
     def apply_pose_graph(self, graph: PoseGraph) -> CorrectionStats:
         """Re-pose the keyframes ``graph`` covers (SLAM's corrected base poses) and move the
         Gaussians anchored to them, with their semantics; refinement views follow."""
         newest = self._newest_pose()
-        stats, moved = correct_map(self.gmap, self.keyframes, graph)
+        stats, moved = correct_map(self.store, self.keyframes, graph)
         self._follow_reposed(moved, newest)
         self._graph = graph
         return stats
@@ -136,7 +148,7 @@ class Mapper:
             return None  # map -> odom as at the last check (the usual case between corrections)
         self._odom_checked = np.array(T_world_odom, np.float64)
         newest = self._newest_pose()
-        stats, moved = reanchor_map(self.gmap, self.keyframes, T_world_odom, self.reanchor_jump_m)
+        stats, moved = reanchor_map(self.store, self.keyframes, T_world_odom, self.reanchor_jump_m)
         self._follow_reposed(moved, newest)
         return stats if moved.size else None
 
@@ -156,24 +168,27 @@ class Mapper:
             # the recent frames stereo matches against were posed like the newest keyframe: they move with it
             self.stereo.follow(poses[-1] @ invert_transform(newest_before))
 
-    def _attach_mapper_fields(self, loaded: bool) -> None:
-        self.gmap.enable_uids()
+    def _attach_store(self, loaded: bool) -> None:
+        """Register the semantic field's and the mapper's per-Gaussian fields in the store."""
+        store = self.store
+        store.anchor_of = lambda uids: self.keyframes.anchors(uids)
         if self.field is not None:
+            self.field.attach(store)  # (re)sets the fill values of its per-Gaussian fields
+            store.summarize = self.field.summarize
+            store.summary_fields = frozenset(self.field.columns)
             # views whose semantics were fused into each Gaussian (saturating): the backlog's drop policy
             # and "not yet labelled" answers; a map saved before this field counts as labelled
-            unknown = loaded and "labelled_views" not in self.gmap
-            self.gmap.add_field("labelled_views", np.uint8, ())
-            if unknown:
-                self.gmap["labelled_views"][:] = 1
+            store.add_field("labelled_views", np.uint8, (), fill=1 if loaded and "labelled_views" not in store else 0)
+            store.add_field("labelled_views", np.uint8, ())  # ... new Gaussians start unlabelled
         if self.backend is not None and self.backend.uses_depth_guidance:
             # nearest depth each Gaussian was observed from (m), for GAGS prompt density
-            self.gmap.add_field("min_depth", np.float16, (), fill=np.inf)
+            store.add_field("min_depth", np.float16, (), fill=np.inf)
 
-    def _guidance(self, frame: Frame, vis: Visibility, new_idx: np.ndarray, new_depth: np.ndarray,
-                  new_u: np.ndarray, new_v: np.ndarray) -> SegmentationGuidance:
+    def _guidance(self, frame: Frame, view: BlockView, vis: Visibility, new_u: np.ndarray,
+                  new_v: np.ndarray) -> SegmentationGuidance:
         """GAGS eq. 1 input: (D / MD)^2 at the pixels of visible Gaussians (updates MD), and the
         views fused into each (0 at new Gaussians)."""
-        md = self.gmap["min_depth"]
+        md = view["min_depth"]
         d = frame.depth[vis.visible_v, vis.visible_u]
         h, w = frame.depth.shape
         stride = self.config.pixel_stride
@@ -185,10 +200,9 @@ class Mapper:
             r = (d / md[vis.visible_idx].astype(np.float32)) ** 2
         ok = np.isfinite(r)
         ratio[row[ok], col[ok]] = np.maximum(r[ok], 1.0)
-        views[row, col] = self.gmap["labelled_views"][vis.visible_idx]  # a backend with guidance has a field
+        views[row, col] = view.read("labelled_views")[vis.visible_idx]  # a backend with guidance has a field
         views[np.minimum(new_v // stride, views.shape[0] - 1), np.minimum(new_u // stride, views.shape[1] - 1)] = 0
         md[vis.visible_idx] = np.fmin(md[vis.visible_idx], d.astype(np.float16))
-        md[new_idx] = new_depth.astype(np.float16)
         return SegmentationGuidance(depth_ratio=ratio, labelled_views=views)
 
     def integrate(self, frame: Frame, segmentation: Segmentation | None = None) -> IntegrationStats:
@@ -201,15 +215,13 @@ class Mapper:
         if segmentation is not None:
             self.check_segmentation(frame.rgb.shape[:2], segmentation)
         start = time.perf_counter()
-        stats, pending, vis = self._add_geometry(frame)
+        stats, pending = self._add_geometry(frame)
         if pending is not None:
+            stats.seconds = time.perf_counter() - start
             sem_start = time.perf_counter()
             if self.field is not None:
                 self.fuse_semantics(pending, segmentation if segmentation is not None else self.segment(pending))
             stats.semantics_seconds = time.perf_counter() - sem_start
-            stats.removed = self._prune(vis, pending.agrees_with_map)
-            stats.agrees_with_map = pending.agrees_with_map
-            stats.total, stats.seconds = len(self.gmap), time.perf_counter() - start
         return stats
 
     def integrate_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None]:
@@ -217,11 +229,9 @@ class Mapper:
         map with semantics, what :meth:`segment` and :meth:`fuse_semantics` need later. Raises
         InputError for unusable frames."""
         start = time.perf_counter()
-        stats, pending, vis = self._add_geometry(frame)
+        stats, pending = self._add_geometry(frame)
         if pending is not None:
-            stats.removed = self._prune(vis, pending.agrees_with_map)
-            stats.agrees_with_map = pending.agrees_with_map
-            stats.total, stats.seconds = len(self.gmap), time.perf_counter() - start
+            stats.seconds = time.perf_counter() - start
         return stats, pending if self.field is not None else None
 
     def segment(self, pending: PendingKeyframe) -> Segmentation:
@@ -236,9 +246,10 @@ class Mapper:
         (split mode) are checked by the caller with :meth:`check_segmentation` before the geometry."""
         if self.field is None:
             raise InputError("segments were given to a map without semantics")
-        rows = self.gmap.rows_of(pending.uids)
-        ok = rows >= 0
-        idx = rows[ok]
+        handles = self.store.locate(pending.uids, pending.keys)
+        ok = handles.found
+        columns = self.store.gather(handles, [*self.field.columns, "labelled_views"])
+        idx = np.arange(int(ok.sum()))
         abstain = None if pending.abstain is None else pending.abstain[ok]
         if segmentation.abstain is not None:  # the backend prompted this surface sparsely: no evidence
             quiet = segmentation.abstain[pending.v[ok], pending.u[ok]]
@@ -247,10 +258,10 @@ class Mapper:
         if self.config.relabel_window > 0 and pending.disagreement > self.config.relabel_max_disagreement:
             anchor = self.keyframes.anchors(pending.uids[ok])
             relabel = (anchor < 0) | (np.abs(anchor - pending.keyframe) <= self.config.relabel_window)
-        segment_tracks = self.field.integrate(self.gmap, segmentation, idx, pending.u[ok], pending.v[ok],
+        segment_tracks = self.field.integrate(columns, segmentation, idx, pending.u[ok], pending.v[ok],
                                               pending.is_new[ok], abstain, pending.agrees_with_map, relabel)
-        views = self.gmap["labelled_views"]
-        views[idx] = np.minimum(views[idx].astype(np.int16) + 1, 255)
+        columns["labelled_views"] = np.minimum(columns["labelled_views"].astype(np.int16) + 1, 255).astype(np.uint8)
+        self.store.scatter(handles, columns)
         if self.views.maxlen:
             tracks = self._track_maps(segmentation, segment_tracks)
             view = next((v for v in self.views if v.keyframe == pending.keyframe), None)
@@ -258,18 +269,30 @@ class Mapper:
                 set_view_tracks(view, tracks)
         return int(idx.size)
 
+    def refine_keys(self, views: list[TrainingView]) -> list[int]:
+        """Blocks in the frustums of refinement views (up to their farthest depth; without depth,
+        the sweep's range): what a refinement round works on."""
+        keys: set[int] = set()
+        for view in views:
+            K = CameraIntrinsics(view.width, view.height, float(view.K[0, 0]), float(view.K[1, 1]),
+                                 float(view.K[0, 2]), float(view.K[1, 2]))
+            finite = None if view.depth is None else view.depth[np.isfinite(view.depth)]
+            far = float(finite.max()) * 1.1 + 0.1 if finite is not None and finite.size else self.config.stereo_max_depth_m
+            keys.update(self.store.frustum_keys(invert_transform(view.T_cam_world), K, far))
+        return sorted(keys)
+
     def floor_z(self) -> float | None:
         """Floor height (m, fixed frame) under the robot: the median z of its base frame at the
         keyframes (REP-105: the base frame lies on the floor), or None without a base frame."""
         return float(np.median(self.base_heights)) if self.base_heights else None
 
-    def labelled_mask(self, uids: np.ndarray) -> np.ndarray:
-        """bool per id in ``uids``: the Gaussian has semantics from a fused view, or is gone from
-        the map (what segmenting a pending keyframe would add nothing to)."""
-        rows = self.gmap.rows_of(uids)
-        out = rows < 0
-        if "labelled_views" in self.gmap:
-            out[~out] = self.gmap["labelled_views"][rows[~out]] > 0
+    def labelled_mask(self, uids: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """bool per id in ``uids`` (recorded in blocks ``keys``): the Gaussian has semantics from a
+        fused view, or is gone from the map (what segmenting a pending keyframe would add nothing to)."""
+        handles = self.store.locate(uids, keys)
+        out = ~handles.found
+        if "labelled_views" in self.store:
+            out[handles.found] = self.store.gather(handles, ["labelled_views"])["labelled_views"] > 0
         return out
 
     def check_segmentation(self, shape: tuple[int, int], segmentation: Segmentation) -> None:
@@ -291,10 +314,9 @@ class Mapper:
                 self.held_out.append(training_view(frame, self.refine_config.scale, -1))
             self._non_keyframes += 1
 
-    def _add_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None, Visibility | None]:
-        """Keyframe test, depth, new Gaussians and confidence; pruning is left to the caller.
-        Returns (figures, the pending keyframe and the map's visibility in it; None, None for a
-        non-keyframe)."""
+    def _add_geometry(self, frame: Frame) -> tuple[IntegrationStats, PendingKeyframe | None]:
+        """Keyframe test, depth, the blocks in view, their visibility, confidence and carving, new
+        Gaussians. Returns the figures and the pending keyframe (None for a non-keyframe)."""
         problem = frame_problem(frame)
         if problem:
             raise InputError(problem)
@@ -311,51 +333,66 @@ class Mapper:
             self.stereo.observe(frame)
             if not keyframe:
                 self._hold_out(frame)
-                return IntegrationStats(keyframe=False, total=len(self.gmap), reanchored=reanchored), None, None
+                return IntegrationStats(keyframe=False, total=len(self.store), reanchored=reanchored), None
             if estimate is None:
                 raise InputError("color-only frame: no earlier view with enough baseline for stereo depth yet")
             depth, filled = estimate
             frame = frame.with_depth(depth)
         elif not self.selector.is_keyframe(frame.T_world_cam):
             self._hold_out(frame)
-            return IntegrationStats(keyframe=False, total=len(self.gmap), reanchored=reanchored), None, None
+            return IntegrationStats(keyframe=False, total=len(self.store), reanchored=reanchored), None
         self.selector.accept(frame.T_world_cam)
         kf = self.n_keyframes
         px = pixel_gaussians(frame, self.config.pixel_stride)
         cu, cv = px.grid.sample_pixels()
         filled_cells = None if filled is None else filled[cv, cu].reshape(-1)
-        vis = map_visibility(self.gmap, frame, px, self.config.surface_tolerance, filled_cells,
-                             self.config.stereo_tolerance_per_m if stereo else 0.0)
+        tol_per_m = self.config.stereo_tolerance_per_m if stereo else 0.0
+        # only the blocks in the view frustum, up to the farthest surface seen: nothing else can be
+        # explained or seen through by this view
+        view = self.store.view(self.store.frustum_keys(frame.T_world_cam, frame.intrinsics,
+                                                       self._far_depth(px, tol_per_m)))
+        vis = map_visibility(view.read("means"), frame, px, self.config.surface_tolerance, filled_cells, tol_per_m)
         new_cells = np.flatnonzero(px.valid.reshape(-1) & ~vis.covered)
-        first_uid = self.gmap.next_uid
-        new_idx = self.gmap.append(**gaussian_fields(px, new_cells, self.config.initial_opacity))
-        gm = self.gmap
+        conf = view["confidence"]
         # judged on Gaussians other views confirmed: a passer-by seen once says nothing about the pose
-        disagreement = vis.disagreement(gm["confidence"] >= 2)
+        disagreement = vis.disagreement(conf >= 2)
         agrees = disagreement <= self.config.max_disagreement
         measured = np.ones(vis.visible_idx.size, bool) if filled is None else ~filled[vis.visible_v, vis.visible_u]
         confirmed = vis.visible_idx[measured]
         if stereo and self.config.stereo_average_positions:  # running mean over the views that saw it
             stride = self.config.pixel_stride
             obs = px.means_world[vis.visible_v[measured] // stride, vis.visible_u[measured] // stride]
-            seen = gm["confidence"][confirmed].astype(np.float32)[:, None]
-            gm["means"][confirmed] += (obs - gm["means"][confirmed]) / (seen + 1)
-        gm["confidence"][confirmed] = np.minimum(gm["confidence"][confirmed].astype(np.int16) + 1, MAX_CONFIDENCE)
-        gm["last_seen"][vis.visible_idx] = kf
-        # a plane fill is a guess, not an observation: its Gaussians start unconfirmed (pruned first,
-        # removed by the first view through them) and unlabelled until a measured view sees them
-        gm["confidence"][new_idx] = 1 if filled_cells is None else np.where(filled_cells[new_cells], 0, 1)
-        gm["last_seen"][new_idx] = kf
+            seen = conf[confirmed].astype(np.float32)[:, None]
+            means = view["means"]
+            means[confirmed] += (obs - means[confirmed]) / (seen + 1)
+        conf[confirmed] = np.minimum(conf[confirmed].astype(np.int16) + 1, MAX_CONFIDENCE)
+        view["last_seen"][vis.visible_idx] = kf
         if self.field is not None and vis.in_front.size:  # e.g. the foot of a mug that has been moved away
-            self.field.forget_fills(gm, vis.in_front)
+            self.field.forget_fills(view, vis.in_front)
+        new_u, new_v = cu.reshape(-1)[new_cells], cv.reshape(-1)[new_cells]
         guidance = None
         if self.backend is not None and self.backend.uses_depth_guidance:
-            guidance = self._guidance(frame, vis, new_idx, px.depth.reshape(-1)[new_cells],
-                                      cu.reshape(-1)[new_cells], cv.reshape(-1)[new_cells])
-        idx = np.concatenate([vis.visible_idx, new_idx])
-        u = np.concatenate([vis.visible_u, cu.reshape(-1)[new_cells]])
-        v = np.concatenate([vis.visible_v, cv.reshape(-1)[new_cells]])
-        is_new = np.zeros(idx.size, bool)
+            guidance = self._guidance(frame, view, vis, new_u, new_v)
+        visible_uids = view.read("uid")[vis.visible_idx]
+        visible_keys = view.keys_of(vis.visible_idx)
+        removed = self._carve(view, vis, agrees)
+        view.commit()
+        # the keyframe is logged before its Gaussians are added: their ids name it as their anchor
+        mount = None if frame.T_world_base is None else invert_transform(frame.T_world_base) @ frame.T_world_cam
+        self.keyframes.append(frame.T_world_cam, frame.stamp_ns, self.store.next_uid, mount,
+                              None if graph_posed is not None else frame.T_world_odom)
+        fields = gaussian_fields(px, new_cells, self.config.initial_opacity)
+        # a plane fill is a guess, not an observation: its Gaussians start unconfirmed (removed by the
+        # first view through them) and unlabelled until a measured view sees them
+        fields["confidence"] = (np.ones(new_cells.size, np.uint8) if filled_cells is None
+                                else np.where(filled_cells[new_cells], 0, 1).astype(np.uint8))
+        fields["last_seen"] = np.full(new_cells.size, kf, np.int32)
+        if "min_depth" in self.store:
+            fields["min_depth"] = px.depth.reshape(-1)[new_cells].astype(np.float16)
+        new_uids, new_keys = self.store.append(**fields)
+        u = np.concatenate([vis.visible_u, new_u])
+        v = np.concatenate([vis.visible_v, new_v])
+        is_new = np.zeros(u.size, bool)
         is_new[vis.visible_idx.size :] = True
         abstain = None
         if self.config.occlusion_abstain_frac > 0:
@@ -363,18 +400,27 @@ class Mapper:
             abstain = behind_silhouette(frame.depth, radius, self.config.occlusion_depth_jump)[v, u]
         if filled is not None:  # a plane fill shapes free space and obstacles, but a guess carries no labels
             abstain = filled[v, u] if abstain is None else abstain | filled[v, u]
-        pending = PendingKeyframe(kf, frame, gm["uid"][idx].copy(), u, v, is_new, abstain, guidance, time.monotonic(),
-                                  agrees_with_map=agrees, disagreement=disagreement)
+        pending = PendingKeyframe(kf, frame, np.concatenate([visible_uids, new_uids]),
+                                  np.concatenate([visible_keys, new_keys]), u, v, is_new, abstain, guidance,
+                                  time.monotonic(), agrees_with_map=agrees, disagreement=disagreement)
         if self.views.maxlen:
             assert self.refine_config is not None
             self.views.append(training_view(frame, self.refine_config.scale, kf))
-        mount = None if frame.T_world_base is None else invert_transform(frame.T_world_base) @ frame.T_world_cam
-        self.keyframes.append(frame.T_world_cam, frame.stamp_ns, first_uid, mount,
-                              None if graph_posed is not None else frame.T_world_odom)
         if frame.T_world_base is not None:
             self.base_heights.append(float(frame.T_world_base[2, 3]))
-        return (IntegrationStats(keyframe=True, added=new_idx.size, visible=vis.visible_idx.size, total=len(gm),
-                                 reanchored=reanchored), pending, vis)
+        # out of the budget: the blocks used longest ago go to disk, a few per keyframe (not this view's)
+        self.store.enforce_budget(protect=set(view.keys) | set(np.unique(new_keys).tolist()), max_blocks=4)
+        return (IntegrationStats(keyframe=True, added=new_uids.size, visible=vis.visible_idx.size, removed=removed,
+                                 total=len(self.store), agrees_with_map=agrees, reanchored=reanchored), pending)
+
+    def _far_depth(self, px: PixelGaussians, tolerance_per_m: float) -> float:
+        """Farthest depth (m) at which a map Gaussian can matter to this keyframe: explained by, or
+        in front of, its farthest observed surface (with the visibility test's tolerance)."""
+        d = px.depth[px.valid]
+        if not d.size:
+            return 0.0
+        far = float(d.max())
+        return far * (1.0 + max(self.config.surface_tolerance, tolerance_per_m * far)) + 0.02
 
     def _track_maps(self, seg: Segmentation, segment_tracks: list[np.ndarray | None] | None) -> np.ndarray | None:
         """[levels, H, W] map track of each pixel's segment (NO_SEGMENT; IGNORE near boundaries)."""
@@ -389,14 +435,10 @@ class Mapper:
                 out[level][boundary_band(ids, self.config.boundary_abstain_frac)] = IGNORE
         return out
 
-    def _prune(self, vis: Visibility, trusted: bool) -> int:
+    def _carve(self, view: BlockView, vis: Visibility, trusted: bool) -> int:
         """Carve what ``vis`` saw through (only what no other view confirmed unless the view is
-        ``trusted``: it agreed with the map) and keep the map within capacity; returns how many
-        Gaussians were removed."""
-        gm = self.gmap
-        n_before = len(gm)
-        keep = np.ones(n_before, bool)
-        conf = gm["confidence"]
+        ``trusted``: it agreed with the map); returns how many Gaussians go."""
+        conf = view["confidence"]
         # a view through a Gaussian (a surface observed clearly behind it) is strong evidence that it is
         # gone (moved, removed): it halves its confidence (a Gaussian just in front of the surface, in
         # the depth noise of real sensors, keeps it: tested on SUN3D); a view that disagrees with what
@@ -404,15 +446,6 @@ class Mapper:
         # removes what one view saw (a passer-by)
         through = vis.seen_through if trusted else vis.seen_through[conf[vis.seen_through] < 2]
         conf[through] //= 2
-        keep[through[conf[through] == 0]] = False
-        excess = int(keep.sum()) - self.config.capacity
-        if excess > 0:
-            # least confirmed first, then least recently seen
-            score = gm["confidence"].astype(np.int64) * (1 << 32) + gm["last_seen"].astype(np.int64)
-            score[~keep] = -1
-            drop = np.argpartition(score, int((~keep).sum()) + excess - 1)[: int((~keep).sum()) + excess]
-            keep[drop] = False
-        if not keep.all():
-            gm.keep(keep)
-        return n_before - len(gm)
-
+        gone = through[conf[through] == 0]
+        view.remove(gone)
+        return int(gone.size)

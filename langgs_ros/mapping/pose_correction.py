@@ -25,7 +25,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from langgs_ros.geometry import invert_transform
-from langgs_ros.mapping.gaussians import GaussianMap
+from langgs_ros.mapping.block_store import BlockStore, Handles
 from langgs_ros.mapping.keyframe_log import KeyframeLog
 from langgs_ros.types import Frame
 
@@ -124,9 +124,9 @@ def _quat_mul_wxyz(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], axis=-1)
 
 
-def correct_map(gmap: GaussianMap, log: KeyframeLog, graph: PoseGraph) -> tuple[CorrectionStats, np.ndarray]:
+def correct_map(store: BlockStore, log: KeyframeLog, graph: PoseGraph) -> tuple[CorrectionStats, np.ndarray]:
     """Re-pose every keyframe of ``log`` that ``graph`` covers and move its anchored Gaussians
-    with it (in place; ``gmap`` needs ids). A re-posed keyframe's map -> odom is forgotten: the
+    with it (in place, in ``store``). A re-posed keyframe's map -> odom is forgotten: the
     graph's pose is not odometry's. Returns the stats and the indices of the keyframes moved."""
     start = time.perf_counter()
     n = len(log)
@@ -134,7 +134,7 @@ def correct_map(gmap: GaussianMap, log: KeyframeLog, graph: PoseGraph) -> tuple[
     has_mount = np.array([m is not None for m in log.mounts], bool) if n else np.zeros(0, bool)
     moved = np.flatnonzero(covered & has_mount)
     new_poses = np.array([T_base[k] @ log.mounts[k] for k in moved]).reshape(-1, 4, 4)
-    gaussians, shift = _repose(gmap, log, moved, new_poses)
+    gaussians, shift = _repose(store, log, moved, new_poses)
     for k in moved:
         log.odom[k] = None
     stats = CorrectionStats(keyframes_moved=int(moved.size), keyframes_without_mount=int(np.sum(covered & ~has_mount)),
@@ -142,11 +142,11 @@ def correct_map(gmap: GaussianMap, log: KeyframeLog, graph: PoseGraph) -> tuple[
     return stats, moved
 
 
-def reanchor_map(gmap: GaussianMap, log: KeyframeLog, T_world_odom: np.ndarray,  # noqa: N803
+def reanchor_map(store: BlockStore, log: KeyframeLog, T_world_odom: np.ndarray,  # noqa: N803
                  min_shift_m: float) -> tuple[CorrectionStats, np.ndarray]:
     """Re-express the keyframes of ``log`` with the current map -> odom ``T_world_odom`` (odometry
     trusted since each was integrated) where that moves their camera by more than ``min_shift_m``
-    (m), and move their anchored Gaussians with them (in place; ``gmap`` needs ids). Keyframes
+    (m), and move their anchored Gaussians with them (in place, in ``store``). Keyframes
     without a map -> odom are kept. Returns the stats and the indices of the keyframes moved."""
     start = time.perf_counter()
     known = np.array([T is not None for T in log.odom], bool)
@@ -160,7 +160,7 @@ def reanchor_map(gmap: GaussianMap, log: KeyframeLog, T_world_odom: np.ndarray, 
         shift = np.linalg.norm(candidates[:, :3, 3] - poses[:, :3, 3], axis=1)
         jumped = shift > min_shift_m
         moved, new_poses = idx[jumped], candidates[jumped]
-    gaussians, max_shift = _repose(gmap, log, moved, new_poses)
+    gaussians, max_shift = _repose(store, log, moved, new_poses)
     for k in moved:
         log.odom[k] = np.array(T_world_odom, np.float64)
     stats = CorrectionStats(keyframes_moved=int(moved.size), keyframes_without_mount=0, gaussians_moved=gaussians,
@@ -169,10 +169,11 @@ def reanchor_map(gmap: GaussianMap, log: KeyframeLog, T_world_odom: np.ndarray, 
     return stats, moved
 
 
-def _repose(gmap: GaussianMap, log: KeyframeLog, keyframes: np.ndarray, new_poses: np.ndarray) -> tuple[int, float]:
+def _repose(store: BlockStore, log: KeyframeLog, keyframes: np.ndarray, new_poses: np.ndarray) -> tuple[int, float]:
     """Give ``keyframes`` (increasing indices) their ``new_poses`` [M, 4, 4] T_world_cam and move
-    the Gaussians each created by the same rigid transform. Returns (Gaussians moved, largest
-    camera displacement in m)."""
+    the Gaussians each created by the same rigid transform, block by block (only the blocks that
+    hold Gaussians of those keyframes; those on disk are loaded, and go back within the RAM budget).
+    Returns (Gaussians moved, largest camera displacement in m)."""
     deltas = np.zeros((len(keyframes), 4, 4))
     shift = 0.0
     for i, (k, new) in enumerate(zip(keyframes, new_poses)):
@@ -180,20 +181,33 @@ def _repose(gmap: GaussianMap, log: KeyframeLog, keyframes: np.ndarray, new_pose
         shift = max(shift, float(np.linalg.norm(new[:3, 3] - log.poses[k][:3, 3])))
         log.poses[k] = np.array(new, np.float64)
     gaussians = 0
-    if len(keyframes) and len(gmap):
+    if not len(keyframes):
+        return gaussians, shift
+    wanted = set(np.asarray(keyframes).tolist())
+    dq = Rotation.from_matrix(deltas[:, :3, :3]).as_quat()[:, [3, 0, 1, 2]]  # xyzw -> wxyz
+    touched_keys = []
+    # first every block's Gaussians move in place, then those that left their block change block:
+    # a Gaussian is never moved twice
+    for blk in [b for b in store.blocks if b.count and b.anchors & wanted]:
+        g = store.columns_of(blk)
         # rows are in id order, so each keyframe's anchored Gaussians are one contiguous run
-        anchor = log.anchors(gmap["uid"])
+        anchor = log.anchors(g["uid"])
         starts = np.searchsorted(anchor, keyframes, side="left")
         ends = np.searchsorted(anchor, keyframes, side="right")
-        dq = Rotation.from_matrix(deltas[:, :3, :3]).as_quat()[:, [3, 0, 1, 2]]  # xyzw -> wxyz
-        means, quats = gmap["means"], gmap["quats"]
+        means, quats = g["means"].copy(), g["quats"].copy()
+        touched = 0
         for D, a, b, q in zip(deltas, starts, ends, dq):
             if a == b:
                 continue
             means[a:b] = (means[a:b].astype(np.float64) @ D[:3, :3].T + D[:3, 3]).astype(np.float32)
             rotated = _quat_mul_wxyz(q, quats[a:b].astype(np.float64))
             quats[a:b] = (rotated / np.linalg.norm(rotated, axis=1, keepdims=True)).astype(np.float16)
-            gaussians += int(b - a)
-        if gaussians:
-            gmap.revision += 1  # caches (query engine, navigation grid) see the change
+            touched += int(b - a)
+        if touched:
+            store.scatter(Handles.of_block(blk), {"means": means, "quats": quats})
+            touched_keys.append(blk.key)
+            gaussians += touched
+        store.enforce_budget()
+    store.rebucket(touched_keys)
+    store.enforce_budget()
     return gaussians, shift

@@ -129,6 +129,14 @@ class Refiner:
             self.semantics = SemanticDistillation(self.config, semantic_field, self.device, self._gen)
 
     @property
+    def written_fields(self) -> list[str]:
+        """Per-Gaussian fields a committed round changes (what goes back into a block-stored map)."""
+        names = ["means", "scales", "quats", "opacity", "colors"]
+        if self.semantics is not None:
+            names += ["semantic_features", "codes", "tracks", "track_votes"]
+        return names
+
+    @property
     def decoder(self) -> torch.nn.Module | None:
         """The semantic decoder (None without semantic refinement)."""
         return None if self.semantics is None else self.semantics.decoder

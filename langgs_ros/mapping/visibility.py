@@ -12,7 +12,6 @@ from scipy.ndimage import minimum_filter
 
 from langgs_ros.geometry import invert_transform
 from langgs_ros.mapping.feedforward import PixelGaussians
-from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.types import Frame
 
 __all__ = ["Visibility", "map_visibility"]
@@ -20,7 +19,8 @@ __all__ = ["Visibility", "map_visibility"]
 
 @dataclass
 class Visibility:
-    """Where the map's Gaussians lie relative to one view's observed depth (rows of the map)."""
+    """Where the map's Gaussians lie relative to one view's observed depth (rows of the means given
+    to :func:`map_visibility`: the view's blocks)."""
 
     visible_idx: np.ndarray  # existing Gaussians that explain a pixel
     visible_u: np.ndarray
@@ -38,19 +38,19 @@ class Visibility:
         return through / met if met else 0.0
 
 
-def map_visibility(gmap: GaussianMap, frame: Frame, px: PixelGaussians, surface_tolerance: float,
+def map_visibility(means: np.ndarray, frame: Frame, px: PixelGaussians, surface_tolerance: float,
                    filled_cells: np.ndarray | None = None, tolerance_per_m: float = 0.0) -> Visibility:
-    """Which Gaussians of ``gmap`` explain a cell's depth d in ``frame`` (within max(``surface_tolerance``,
-    ``tolerance_per_m`` x d) x d, at least 1 cm: stereo depth errors grow with d squared), and which
-    lie in free space in front of it (``filled_cells``: plane-filled depth, no free-space evidence)."""
+    """Which of the Gaussians at ``means`` [N, 3] (fixed frame) explain a cell's depth d in ``frame``
+    (within max(``surface_tolerance``, ``tolerance_per_m`` x d) x d, at least 1 cm: stereo depth
+    errors grow with d squared), and which lie in free space in front of it (``filled_cells``:
+    plane-filled depth, no free-space evidence)."""
     grid, K = px.grid, frame.intrinsics
     empty = np.zeros(0, np.int64)
     covered = np.zeros(grid.rows * grid.cols, bool)
-    if len(gmap) == 0:
+    if len(means) == 0:
         return Visibility(empty, empty, empty, covered, empty, empty)
     T = invert_transform(frame.T_world_cam).astype(np.float32)
-    means = gmap["means"]
-    # depth first: most of a large map is behind or beside the camera, so project only the rest
+    # depth first: part of the view's blocks is behind or beside the camera, so project only the rest
     z = means @ T[2, :3] + T[2, 3]
     front = np.flatnonzero(z > 1e-3)
     ahead = means[front]

@@ -8,7 +8,12 @@ At each answering level, the Gaussians whose margin clears ``min_margin`` and ``
 level's best match; those matching at a majority of the answering levels form the mask (their
 margin: the highest of those levels). The mask's 26-connected voxel clusters are the instances: those whose
 mean margin is within ``rank_margin_tolerance`` of the best first, larger first, then the others by
-mean margin. The goal pose is planned for the best instance.
+mean margin. The goal pose is planned for the best instance, on a navigation grid of the blocks
+around it.
+
+The map is block-stored (:class:`~langgs_ros.mapping.block_store.BlockStore`): the semantic field
+scores its codebook entries once per query and each block's summary says which entries its
+Gaussians carry, so only blocks that can match are read (:class:`~langgs_ros.mapping.fusion.BlockScorer`).
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import numpy as np
 from langgs_ros.config import ModelsConfig, QueryConfig, load_config
 from langgs_ros.errors import ConfigError
 from langgs_ros.geometry import column_bounds, normals_from_quat_wxyz
+from langgs_ros.mapping.block_store import BlockStore
+from langgs_ros.mapping.fusion import BlockScorer
 from langgs_ros.mapping.keyframe_log import SeenTimes
 from langgs_ros.mapping.map_io import MapData
-from langgs_ros.mapping.relevance import Relevance
 from langgs_ros.query.instances import cluster_points
 from langgs_ros.query.navigation import GoalPose, NavigationGrid, plan_goal
 from langgs_ros.semantics.backend import LEVELS, TextEncoder, create_text_encoder
@@ -43,7 +49,10 @@ class ObjectResult:
     centroid: np.ndarray
     bbox_min: np.ndarray
     bbox_max: np.ndarray
-    gaussian_indices: np.ndarray
+    uids: np.ndarray
+    """[M] uint32 stable ids of its Gaussians."""
+    colors: np.ndarray
+    """[M, 3] uint8 RGB of its Gaussians."""
     relevance: np.ndarray | None = None  # [M] relevancy sigmoid(margin / T) of each point
     seen: SeenTimes | None = None
     """When the object's Gaussians were first and last observed; None for a map without times."""
@@ -135,8 +144,28 @@ def _models_config(data: MapData) -> ModelsConfig:
         return ModelsConfig()
 
 
+@dataclass
+class _Mask:
+    """The Gaussians of a query's mask, gathered from the blocks that hold them."""
+
+    means: np.ndarray
+    margin: np.ndarray
+    confidence: np.ndarray
+    uid: np.ndarray
+    last_seen: np.ndarray
+    colors: np.ndarray
+
+    @classmethod
+    def gather(cls, parts: list[dict[str, np.ndarray]]) -> _Mask:
+        names = ("means", "margin", "confidence", "uid", "last_seen", "colors")
+        empty = {"means": np.zeros((0, 3), np.float32), "margin": np.zeros(0, np.float32),
+                 "confidence": np.zeros(0, np.uint8), "uid": np.zeros(0, np.uint32),
+                 "last_seen": np.zeros(0, np.int32), "colors": np.zeros((0, 3), np.uint8)}
+        return cls(**{n: np.concatenate([p[n] for p in parts]) if parts else empty[n] for n in names})
+
+
 class QueryEngine:
-    """Queries one loaded map; caches text embeddings and the navigation grid."""
+    """Queries one loaded map; caches text embeddings and the navigation grids."""
 
     def __init__(self, data: MapData, config: QueryConfig | None = None,
                  text_encoder: TextEncoder | None = None) -> None:
@@ -146,8 +175,12 @@ class QueryEngine:
         if self.encoder is None and data.field is not None:
             self.encoder = create_text_encoder(data.semantics, _models_config(data))
         self._text_cache: dict[str, np.ndarray] = {}
-        self._grid: NavigationGrid | None = None
+        self._grid: tuple[int, NavigationGrid] | None = None
         self._negatives = self._embed_many(self.config.negatives) if self.encoder else None
+
+    @property
+    def store(self) -> BlockStore:
+        return self.data.store
 
     def _embed_many(self, texts: list[str]) -> np.ndarray:
         missing = [t for t in texts if t not in self._text_cache]
@@ -159,17 +192,40 @@ class QueryEngine:
 
     @property
     def grid(self) -> NavigationGrid:
-        """Navigation grid of the map (built on first use)."""
-        if self._grid is None:
-            gm = self.data.gmap
-            self._grid = NavigationGrid.build(gm["means"], normals_from_quat_wxyz(gm["quats"]),
-                                              self.config.grid_resolution_m, self.config.robot_height,
-                                              floor_hint=self.data.floor_z)
-        return self._grid
+        """Navigation grid of the whole map (built on first use after a change; reads every block:
+        for the occupancy topic, not for answers, which plan on the blocks around the object)."""
+        store = self.store
+        if self._grid is None or self._grid[0] != store.revision:
+            means, normals = self._geometry(store.blocks)
+            self._grid = (store.revision, NavigationGrid.build(means, normals, self.config.grid_resolution_m,
+                                                              self.config.robot_height, floor_hint=self.data.floor_z))
+        return self._grid[1]
+
+    def _geometry(self, blocks: list) -> tuple[np.ndarray, np.ndarray]:
+        """(means, normals) of the Gaussians of ``blocks`` (fixed frame)."""
+        parts = [self.store.columns_of(b) for b in blocks if b.count]
+        if not parts:
+            return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+        means = np.concatenate([g["means"] for g in parts])
+        normals = np.concatenate([normals_from_quat_wxyz(g["quats"]) for g in parts])
+        return means, normals
+
+    def local_grid(self, points: np.ndarray) -> NavigationGrid:
+        """Navigation grid of the blocks within reach of a goal for an object at ``points`` [M, 3]."""
+        cfg = self.config
+        reach = cfg.standoff + cfg.robot_radius + 2.0
+        lo, hi = points.min(axis=0) - reach, points.max(axis=0) + reach
+        lo[2], hi[2] = -np.inf, np.inf
+        keys = self.store.keys_near(lo, hi)
+        means, normals = self._geometry([self.store.block(k) for k in keys])
+        return NavigationGrid.build(means, normals, cfg.grid_resolution_m, cfg.robot_height, floor_hint=self.data.floor_z)
 
     def warm_up(self) -> None:
-        """Build the caches a first query would otherwise pay for."""
-        _ = self.grid
+        """Build the caches a first query would otherwise pay for (text embeddings of the negatives
+        are made on construction; here the summaries of every block)."""
+        for blk in self.store.blocks:
+            if blk.count and self.data.field is not None:
+                self.store.summary(blk)
 
     def query(self, text: str, max_age_s: float = 0.0, now_ns: int | None = None) -> QueryResult:
         """Answer ``text``; never raises for odd text, the message explains an empty answer. A map
@@ -198,13 +254,13 @@ class QueryEngine:
         now_ns = self.data.keyframes.newest_ns if now_ns is None else now_ns
         if self.data.field is None or self.encoder is None:
             return result.refuse("the map has no semantics (it was built with --semantics none)")
-        if len(self.data.gmap) == 0:
+        if len(self.store) == 0:
             return result.refuse("the map is empty")
         q = self._embed_many([text])[0]
         if not np.any(q):
             return result.refuse(f"the text encoder found no words in '{text}'")
-        relevance = self.data.field.relevance(self.data.gmap, q, self._negatives)
-        best = relevance.best
+        scorer = self.data.field.scorer(self.store, q, self._negatives)
+        best = scorer.best()
         top = float(np.max(best))
         if not np.isfinite(top):
             return result.refuse("the map holds no semantic observations")
@@ -214,28 +270,28 @@ class QueryEngine:
             return result
         levels = [lv for lv in range(len(best)) if best[lv] >= max(top - cfg.level_margin_tolerance, cfg.min_margin)]
         result.level = "+".join(LEVELS[lv] for lv in levels)
-        mask, mask_margin = self._consensus_mask(relevance, levels)
-        means = self.data.gmap["means"]
-        clusters = cluster_points(means[mask], cfg.cluster_voxel_m, cfg.min_instance_gaussians)
+        mask = self._consensus_mask(scorer, {lv: max(cfg.min_margin, cfg.keep_ratio * best[lv]) for lv in levels})
+        clusters = cluster_points(mask.means, cfg.cluster_voxel_m, cfg.min_instance_gaussians)
         if not clusters:
-            result.message = f"'{text}' matched only {mask.size} scattered Gaussians, no object"
+            result.message = f"'{text}' matched only {mask.means.shape[0]} scattered Gaussians, no object"
             return result
         objects, rank_keys, stale = [], [], []
         for cluster in clusters:
-            rows = mask[cluster]
-            keep = self._confirmed(rows)
-            idx, m = rows[keep], mask_margin[cluster][keep]
-            pts = np.take(means, idx, axis=0)
+            keep = self._confirmed(mask.confidence[cluster])
+            idx = cluster[keep]
+            m = mask.margin[idx]
+            pts = mask.means[idx]
             point_rel = (1.0 / (1.0 + np.exp(-m / cfg.temperature))).astype(np.float32)
             score = float(point_rel.mean())
             lo, hi, centroid = column_bounds(pts)
-            seen = self._seen(idx)
+            seen = self.data.keyframes.seen(mask.uid[idx], mask.last_seen[idx])
             age = seen.age_s(now_ns) if seen is not None and now_ns is not None else None
             if max_age_s > 0 and age is not None and age > max_age_s:
                 stale.append(age)
                 continue
             objects.append(ObjectResult(score=score, points=pts, centroid=centroid, bbox_min=lo, bbox_max=hi,
-                                        gaussian_indices=idx, relevance=point_rel, seen=seen, age_s=age))
+                                        uids=mask.uid[idx], colors=mask.colors[idx], relevance=point_rel, seen=seen,
+                                        age_s=age))
             rank_keys.append((float(m.mean()), idx.size))
         ignored = (f" ({len(stale)} more not seen in the last {max_age_s:g} s ignored)" if stale else "")
         if not objects:
@@ -250,37 +306,37 @@ class QueryEngine:
         order = near + sorted(set(range(len(objects))) - set(near), key=lambda i: rank_keys[i], reverse=True)
         result.objects = [objects[i] for i in order]
         objects = result.objects
-        goal, why = plan_goal(self.grid, objects[0].points, objects[0].centroid, cfg.robot_radius, cfg.standoff)
+        goal, why = plan_goal(self.local_grid(objects[0].points), objects[0].points, objects[0].centroid,
+                              cfg.robot_radius, cfg.standoff)
         result.goal_pose = goal
         where = f"the {result.level} level" + ("s" if len(levels) > 1 else "")
         result.message = f"{len(objects)} object(s) match '{text}' at {where}{ignored}; {why}"
         return result
 
-    def _confirmed(self, idx: np.ndarray) -> np.ndarray:
-        """Which Gaussians (rows ``idx`` of one instance) an answer keeps: those confirmed by
+    def _confirmed(self, confidence: np.ndarray) -> np.ndarray:
+        """Which Gaussians (``confidence`` of one instance's) an answer keeps: those confirmed by
         ``min_confirmations`` keyframes, where at least half of the instance is; else all."""
-        keep = self.data.gmap["confidence"][idx] >= self.config.min_confirmations
-        return keep if 2 * np.count_nonzero(keep) >= keep.size else np.ones(idx.size, bool)
+        keep = confidence >= self.config.min_confirmations
+        return keep if 2 * np.count_nonzero(keep) >= keep.size else np.ones(confidence.size, bool)
 
-    def _seen(self, idx: np.ndarray) -> SeenTimes | None:
-        """When the Gaussians at rows ``idx`` were first and last observed (None without times)."""
-        gm = self.data.gmap
-        return self.data.keyframes.seen(gm["uid"][idx], gm["last_seen"][idx]) if "uid" in gm else None
-
-    def _consensus_mask(self, relevance: Relevance, levels: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(indices, margins) of the Gaussians matching at a majority of ``levels``; a Gaussian's
-        margin is its highest over those levels."""
-        cfg = self.config
-        thresholds = [max(cfg.min_margin, cfg.keep_ratio * relevance.best[lv]) for lv in levels]
-        if len(levels) == 1:
-            return relevance.matching(levels[0], thresholds[0])
-        matches = [relevance.matches(lv, t) for lv, t in zip(levels, thresholds)]
-        votes = matches[0].astype(np.uint8)
-        for m in matches[1:]:
-            votes += m
-        mask = np.flatnonzero(votes > len(levels) // 2)
-        margin = np.full(mask.size, -np.inf, np.float32)
-        for lv, t in zip(levels, thresholds):
-            m = relevance.margins_at(lv, mask).astype(np.float32, copy=False)
-            np.maximum(margin, np.where(m >= t, m, np.float32(-np.inf)), out=margin)
-        return mask, margin
+    def _consensus_mask(self, scorer: BlockScorer, thresholds: dict[int, float]) -> _Mask:
+        """The Gaussians matching at a majority of the levels of ``thresholds`` (level -> least
+        margin), from the blocks whose summary allows a match; a Gaussian's margin is its highest
+        over those levels."""
+        parts = []
+        for blk in self.store.blocks:
+            if not blk.count or not scorer.may_match(blk, thresholds):
+                continue
+            g = self.store.columns_of(blk)
+            votes = np.zeros(len(g), np.uint8)
+            margin = np.full(len(g), -np.inf, np.float32)
+            for level, threshold in thresholds.items():
+                m = scorer.margins(g, level)
+                match = m >= threshold
+                votes += match
+                np.maximum(margin, np.where(match, m, np.float32(-np.inf)), out=margin)
+            sel = np.flatnonzero(votes > len(thresholds) // 2)
+            if sel.size:
+                parts.append({"means": g["means"][sel], "margin": margin[sel], "confidence": g["confidence"][sel],
+                              "uid": g["uid"][sel], "last_seen": g["last_seen"][sel], "colors": g["colors"][sel]})
+        return _Mask.gather(parts)

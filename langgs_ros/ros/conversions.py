@@ -123,12 +123,12 @@ def object_mask(f: MessageFactory, hdr: Any, obj: ObjectResult, label: str, colo
                   age_s=float(obj.age_s) if obj.age_s is not None else -1.0)
 
 
-def query_response(f: MessageFactory, result: QueryResult, stamp_ns: int, colors: np.ndarray,
-                   relevance: list[np.ndarray], max_points: int) -> Any:
-    """langgs_ros/srv/Query response of an answer; ``colors`` [N, 3] are the map's Gaussian colours
-    and ``relevance[i]`` the relevancy of ``result.objects[i]``'s points."""
+def query_response(f: MessageFactory, result: QueryResult, stamp_ns: int, relevance: list[np.ndarray],
+                   max_points: int) -> Any:
+    """langgs_ros/srv/Query response of an answer; ``relevance[i]`` is the relevancy of
+    ``result.objects[i]``'s points."""
     hdr = header(f, stamp_ns, result.frame_id)
-    objects = [object_mask(f, hdr, o, result.query, colors[o.gaussian_indices], rel, max_points)
+    objects = [object_mask(f, hdr, o, result.query, o.colors, rel, max_points)
                for o, rel in zip(result.objects, relevance)]
     goal = result.goal_pose
     goal_msg = (pose_stamped(f, hdr, goal.position, goal.orientation_xyzw) if goal is not None

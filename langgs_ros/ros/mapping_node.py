@@ -251,16 +251,15 @@ class MappingNode(LifecycleNode):
         threshold = threshold or float(self._param("default_threshold"))
         max_objects = max_objects or int(self._param("default_max_objects"))
         result = self.runtime.query(text, threshold, max_objects, max_age_s, now_ns=self._stamp_ns())
-        colors = self.runtime.colors()
         relevance = [o.relevance for o in result.objects]
         stamp = self._stamp_ns()
         f = self.messages
-        response = cv.query_response(f, result, stamp, colors, relevance, int(self._param("answer_max_points")))
+        response = cv.query_response(f, result, stamp, relevance, int(self._param("answer_max_points")))
         hdr = cv.header(f, stamp, result.frame_id)
         self.pub_objects.publish(cv.marker_array(f, hdr, result))
         if result.objects:
             best = result.objects[0]
-            self.pub_mask.publish(cv.pointcloud2(f, hdr, best.points, colors[best.gaussian_indices]))
+            self.pub_mask.publish(cv.pointcloud2(f, hdr, best.points, best.colors))
         if result.goal_pose is not None:
             self.pub_goal.publish(response.goal_pose)
         view = self.runtime.mask_in_last_view(result)

@@ -60,7 +60,7 @@ class MappingRuntime(QueueWorker):
         self.status = RuntimeStatus()
         self.mapper: Mapper | None = None
         self._engine: QueryEngine | None = None
-        self._engine_key: tuple[int, int] | None = None
+        self._map_dir: Path | None = None
         self._last_frame: Frame | None = None
         self.refiner: Refiner | None = None
         self._tokens = 0.0
@@ -76,6 +76,7 @@ class MappingRuntime(QueueWorker):
         else:
             backend = create_backend(self.semantics, self._noise, self.config.models,
                                      self.config.mapping.association_iou)
+        self._map_dir = Path(map_path) if map_path else None
         mapper = self._new_mapper(backend)
         note = "new empty map"
         data = None
@@ -84,8 +85,9 @@ class MappingRuntime(QueueWorker):
             if data.fixed_frame != self.config.input.fixed_frame:
                 raise InputError(f"map {map_path} is in frame '{data.fixed_frame}', the node maps in "
                                  f"'{self.config.input.fixed_frame}'")
-            mapper.adopt(data.gmap, data.field, data.keyframes)
-            note = f"loaded {len(data.gmap)} Gaussians from {map_path}"
+            mapper.adopt(data.store, data.field, data.keyframes)
+            note = (f"loaded {len(data.store)} Gaussians in {len(data.store.blocks)} blocks from {map_path} "
+                    "(read as views and queries need them)")
         with self._lock:
             self.mapper = mapper
             self._engine = None
@@ -94,17 +96,24 @@ class MappingRuntime(QueueWorker):
         if data is not None and data.decoder and self.refiner is not None and self.refiner.decoder is not None:
             loaded = self.refiner.load_decoder_state(data.decoder)
             note += "; semantic decoder " + ("restored" if loaded else "retrained (saved with other refine settings)")
-        self.status.gaussians = len(mapper.gmap)
+        self.status.gaussians = len(mapper.store)
         return note
 
     def _new_mapper(self, backend: object) -> Mapper:
+        """A mapper whose blocks beyond the RAM budget wait in ``map_path`` (a temporary directory without)."""
         return Mapper(self.config.mapping, backend, refine=self.config.refine,  # type: ignore[arg-type]
-                      reanchor_jump_m=self.config.input.reanchor_on_map_odom_jump_m)
+                      reanchor_jump_m=self.config.input.reanchor_on_map_odom_jump_m, directory=self._map_dir)
 
     def _new_refiner(self, mapper: Mapper) -> Refiner | None:
         if self.config.refine.window <= 0:
             return None
-        return Refiner(self.config.refine, mapper.field)
+        refiner = Refiner(self.config.refine, mapper.field)
+        if refiner.semantics is not None:
+            if "semantic_features" in mapper.store and \
+                    mapper.store.field_shape("semantic_features") != (self.config.refine.semantic_dim,):
+                mapper.store.drop_field("semantic_features")  # saved with another semantic_dim: learnt anew
+            refiner.semantics.attach(mapper.store)
+        return refiner
 
     def start(self) -> None:
         """Start the mapping worker and the semantics stage (idempotent)."""
@@ -191,7 +200,10 @@ class MappingRuntime(QueueWorker):
             mapper, refiner = self.mapper, self.refiner
             if mapper is None or refiner is None:
                 return None
-            rnd = refiner.prepare(mapper.gmap, list(mapper.views), list(mapper.held_out))
+            views, held_out = list(mapper.views), list(mapper.held_out)
+            # a copy of the blocks the views see: the round works on it without the lock
+            sub, region = mapper.store.extract(mapper.refine_keys(views + held_out))
+            rnd = refiner.prepare(sub, views, held_out)
         if rnd is None:
             return None
         start = time.perf_counter()
@@ -204,8 +216,10 @@ class MappingRuntime(QueueWorker):
         if stats.iterations:
             with self._lock:
                 if self.mapper is mapper:
-                    stats = refiner.commit(mapper.gmap, rnd)
-                    self.status.gaussians = len(mapper.gmap)
+                    stats = refiner.commit(sub, rnd)
+                    if stats.committed and not mapper.store.merge(region, sub, refiner.written_fields):
+                        stats.committed = False  # the map moved meanwhile (a pose correction)
+                    self.status.gaussians = len(mapper.store)
             self.status.refine_iterations += stats.iterations
             self.status.refine_rounds += 1
             self.status.refine_rolled_back += int(stats.rolled_back)
@@ -234,14 +248,14 @@ class MappingRuntime(QueueWorker):
             self.stage.submit(pending, segmentation)
         self.status.frames_used += 1
         self.status.keyframes = self.mapper.n_keyframes
-        self.status.gaussians = len(self.mapper.gmap)
+        self.status.gaussians = len(self.mapper.store)
         if stats.keyframe:
             self.status.last_update_ms = 1000 * (time.perf_counter() - start)
 
     # -- map --------------------------------------------------------------------------------
     def _map_data(self) -> MapData:
         assert self.mapper is not None
-        return MapData(gmap=self.mapper.gmap, field=self.mapper.field, semantics=self.semantics,
+        return MapData(store=self.mapper.store, field=self.mapper.field, semantics=self.semantics,
                        fixed_frame=self.config.input.fixed_frame, floor_z=self.mapper.floor_z(),
                        keyframes=self.mapper.keyframes,
                        extra={"config": config_to_dict(self.config)})
@@ -265,7 +279,6 @@ class MappingRuntime(QueueWorker):
                 if threshold > 0:  # relevancy = sigmoid(margin / T)  =>  margin = T * logit(threshold)
                     margin = engine.config.temperature * math.log(threshold / (1 - threshold))
                     engine = QueryEngine(engine.data, replace(engine.config, min_margin=margin), engine.encoder)
-                    engine._grid = self._engine._grid  # noqa: SLF001 - same map, same grid
                 result = engine.query(text, max_age_s, now_ns)
         except Exception as exc:  # noqa: BLE001 - a failing query answers, it never takes the node down
             self._failed(exc)
@@ -276,13 +289,14 @@ class MappingRuntime(QueueWorker):
         return result.note_semantic_lag(*self.semantic_lag())
 
     def _engine_for_map(self) -> QueryEngine:
+        """The query engine of the current map (one per map: its caches follow the map's changes)."""
         assert self.mapper is not None
-        key = (len(self.mapper.gmap), self.mapper.gmap.revision)
-        if self._engine is None or self._engine_key != key:
+        if self._engine is None or self._engine.store is not self.mapper.store:
             backend = self.mapper.backend
             encoder = backend.text_encoder if backend is not None else None
             self._engine = QueryEngine(self._map_data(), self.config.query, encoder)
-            self._engine_key = key
+        else:
+            self._engine.data = self._map_data()
         return self._engine
 
     def save(self, path: str | Path) -> Path:
@@ -329,18 +343,12 @@ class MappingRuntime(QueueWorker):
         self.status.keyframes = self.status.gaussians = 0
 
     def map_points(self, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-        """(means [M, 3], colors [M, 3] uint8) of at most ``max_points`` Gaussians, evenly subsampled."""
+        """(means [M, 3], colors [M, 3] uint8) of at most about ``max_points`` Gaussians, evenly
+        subsampled (blocks on disk by the preview kept of them)."""
         with self._lock:
-            if self.mapper is None or len(self.mapper.gmap) == 0:
+            if self.mapper is None:
                 return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
-            gm = self.mapper.gmap
-            step = max(1, int(np.ceil(len(gm) / max(1, max_points))))
-            return gm["means"][::step].copy(), gm["colors"][::step].copy()
-
-    def colors(self) -> np.ndarray:
-        """[N, 3] uint8 colours of the current map's Gaussians."""
-        with self._lock:
-            return np.zeros((0, 3), np.uint8) if self.mapper is None else self.mapper.gmap["colors"].copy()
+            return self.mapper.store.preview(max_points)
 
     def mask_in_last_view(self, result: QueryResult) -> tuple[np.ndarray, Frame] | None:
         """bool [H, W] of the best object's Gaussians projected into the newest mapped view (and

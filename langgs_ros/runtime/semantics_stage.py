@@ -81,7 +81,7 @@ class SemanticsStage(QueueWorker):
         item = StageItem(pending, segmentation)
         with self._map_lock:
             if self.mapper is not None:
-                item.labelled = self.mapper.labelled_mask(pending.uids[::SAMPLE])
+                item.labelled = self.mapper.labelled_mask(pending.uids[::SAMPLE], pending.keys[::SAMPLE])
         self._queue.put(item)
         self.status.semantics_dropped = self._queue.dropped
 
@@ -116,7 +116,8 @@ class SemanticsStage(QueueWorker):
                     return  # the map was reset or reloaded meanwhile
                 mapper.fuse_semantics(item.pending, seg)
                 for waiting in self._queue.items():  # their views may now be labelled
-                    waiting.labelled = mapper.labelled_mask(waiting.pending.uids[::SAMPLE])  # type: ignore[attr-defined]
+                    waiting.labelled = mapper.labelled_mask(  # type: ignore[attr-defined]
+                        waiting.pending.uids[::SAMPLE], waiting.pending.keys[::SAMPLE])  # type: ignore[attr-defined]
         except LangGSError as exc:
             self.status.semantics_failed += 1
             self.status.last_error = f"semantics of keyframe {item.pending.keyframe}: {exc}"

@@ -8,7 +8,9 @@ poses must be interpolated) and ``/tf_static`` (base_link->camera_link->camera_c
 with ``drift``, odometry drifts and ``/pose_graph`` (nav_msgs/Path) corrects it at the end; with
 ``relocalize``, map->odom is wrong until the middle frame and then jumps to the truth.
 A sidecar ``ground_truth.json`` holds each object's label, box and observed surface points (one real
-point per 1 cm voxel).
+point per 1 cm voxel). With ``rooms`` > 1 the scene is a building of that many rooms
+(:mod:`langgs_ros.synth.building`), each object's ground truth names its room, and ``frames`` is
+the number of images of each room's loop (the transits between rooms add theirs).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from langgs_ros.errors import InputError, OutputError
 from langgs_ros.geometry import make_transform
 from langgs_ros.io.bag_writer import BagWriter, Storage
 from langgs_ros.io.output_paths import atomic_write, check_output_dir, os_reason
+from langgs_ros.synth.building import MAX_ROOMS, BuildingTrajectory, building_scene, room_of_instance
 from langgs_ros.synth.scene import Scene, default_scene
 from langgs_ros.types import CameraIntrinsics
 
@@ -78,6 +81,8 @@ class SynthSpec:
     relocalize: bool = False
     """The localizer starts wrong: TF's map->odom is off by :data:`DRIFT_AT_END` until the middle
     frame, then jumps to the true one (odometry itself is exact), as AMCL converging late."""
+    rooms: int = 1
+    """Rooms of the building (1: the bundled room); ``frames`` images per room loop."""
 
 
 @dataclass
@@ -120,13 +125,34 @@ def _render(scene: Scene, K: CameraIntrinsics, T_map_cam: np.ndarray) -> tuple[n
             hits.instance.reshape(K.height, K.width))
 
 
+class _Trajectory:
+    """T_map_base_link over time: the single room's loop, or a building's tour."""
+
+    def __init__(self, spec: SynthSpec) -> None:
+        loop_s = spec.frames * _IMAGE_PERIOD_NS / 1e9
+        self.seed = spec.seed
+        self.building = BuildingTrajectory(spec.rooms, loop_s, spec.seed) if spec.rooms > 1 else None
+        self.duration_s = self.building.duration_s if self.building is not None else loop_s
+        self.frames = int(round(self.duration_s * 1e9 / _IMAGE_PERIOD_NS)) if self.building is not None else spec.frames
+
+    def pose(self, t_s: float) -> np.ndarray:
+        if self.building is not None:
+            return self.building.pose(t_s)
+        return robot_pose(t_s, self.duration_s, self.seed)
+
+
 def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene: Scene | None = None,
                        progress: Callable[[int, int], None] | None = None) -> SynthOutput:
-    """Render ``spec.frames`` frames and write ``out_dir/synth_bag`` and ``out_dir/ground_truth.json``."""
+    """Render the frames of ``spec`` and write ``out_dir/synth_bag`` and ``out_dir/ground_truth.json``."""
     spec = spec or SynthSpec()
-    scene = scene or default_scene()
     if spec.frames < 1 or spec.width < 16 or spec.height < 16:
         raise InputError("synthetic bag needs at least 1 frame of at least 16x16 pixels")
+    if not 1 <= spec.rooms <= MAX_ROOMS:
+        raise InputError(f"--rooms must be 1 to {MAX_ROOMS}, got {spec.rooms}")
+    if spec.rooms > 1 and spec.move:
+        raise InputError("--move needs the single room (--rooms 1): every room of a building has its own "
+                         f"'{spec.move}'")
+    scene = scene or building_scene(spec.rooms, spec.seed)
     if spec.relocalize and spec.drift:
         raise InputError("--relocalize and --drift cannot be combined: one bag, one kind of pose error")
     if spec.move and spec.move not in scene.labels.values():
@@ -151,10 +177,12 @@ def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene
 def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scene,
                          progress: Callable[[int, int], None] | None) -> SynthOutput:
     K = camera_intrinsics(spec.width, spec.height)
-    duration = spec.frames * _IMAGE_PERIOD_NS / 1e9
+    trajectory = _Trajectory(spec)
+    n_frames = trajectory.frames
+    duration = trajectory.duration_s
     T_base_optical = T_BASE_CAMLINK @ T_CAMLINK_OPTICAL
     surface: dict[int, dict[tuple[int, int, int], tuple[float, float, float]]] = {o.id: {} for o in scene.objects}
-    after, moved, move_frame = scene, None, spec.frames // 2
+    after, moved, move_frame = scene, None, n_frames // 2
     if spec.move:
         after, moved = scene.with_object_moved(spec.move, spec.move_to)
         before_surface: dict[tuple[int, int, int], tuple[float, float, float]] = {}
@@ -164,12 +192,13 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
         static = [bag.transform("base_link", "camera_link", T_BASE_CAMLINK, t_start),
                   bag.transform("camera_link", OPTICAL_FRAME, T_CAMLINK_OPTICAL, t_start)]
         bag.write("/tf_static", bag.tf_message(static), t_start)
-        image_times = [_T0_NS + i * _IMAGE_PERIOD_NS + _IMAGE_OFFSET_NS for i in range(spec.frames)]
+        image_times = [_T0_NS + i * _IMAGE_PERIOD_NS + _IMAGE_OFFSET_NS for i in range(n_frames)]
+        image_index = {stamp: i for i, stamp in enumerate(image_times)}
         tf_times = range(t_start, image_times[-1] + 3 * _TF_PERIOD_NS, _TF_PERIOD_NS)
         events = [(t, "tf") for t in tf_times] + [(t, "image") for t in image_times]
         for n_done, (stamp, kind) in enumerate(sorted(events)):
             t_s = (stamp - _T0_NS) / 1e9
-            T_map_base = robot_pose(t_s, duration, spec.seed)
+            T_map_base = trajectory.pose(t_s)
             if kind == "tf":
                 believed = odometry_drift(min(1.0, max(0.0, t_s / duration))) @ T_map_base if spec.drift else T_map_base
                 tfs = [bag.transform("odom", "base_link", np.linalg.inv(T_MAP_ODOM) @ believed, stamp)]
@@ -180,7 +209,7 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
                 bag.write("/tf", bag.tf_message(tfs), stamp)
                 continue
             T_map_cam = T_map_base @ T_base_optical
-            index = image_times.index(stamp)
+            index = image_index[stamp]
             moved_now = moved is not None and index >= move_frame
             if moved is not None and index == move_frame:  # the object's surface seen so far is its old place
                 before_surface, surface[moved.id] = surface[moved.id], {}
@@ -195,25 +224,26 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
             bag.write("/camera/instances", bag.image(inst, "16UC1", stamp, OPTICAL_FRAME), stamp)
             _accumulate_surface(surface, depth, inst, K, T_map_cam)
             if progress:
-                progress(index + 1, spec.frames)
+                progress(index + 1, n_frames)
         if spec.drift:  # SLAM's corrected trajectory, after the last image
-            true = [robot_pose((s - _T0_NS) / 1e9, duration, spec.seed) for s in image_times]
+            true = [trajectory.pose((s - _T0_NS) / 1e9) for s in image_times]
             end = image_times[-1] + 5 * _TF_PERIOD_NS
             bag.write(POSE_GRAPH_TOPIC, bag.path_message(true, image_times, end, "map"), end)
-    if moved is not None and move_frame >= spec.frames:
+    if moved is not None and move_frame >= n_frames:
         before_surface = surface[moved.id]
     gt = {
         "frame_id": "map",
         "room": {"lo": list(scene.room_lo), "hi": list(scene.room_hi)},
+        "rooms": spec.rooms,
         "objects": [
-            {"id": o.id, "label": o.label, "bbox_min": o.bounds()[0].round(4).tolist(),
-             "bbox_max": o.bounds()[1].round(4).tolist(),
+            {"id": o.id, "label": o.label, "room": room_of_instance(o.id) if spec.rooms > 1 else 0,
+             "bbox_min": o.bounds()[0].round(4).tolist(), "bbox_max": o.bounds()[1].round(4).tolist(),
              "surface_points": np.round(list(surface[o.id].values()), 4).tolist()}
             for o in after.objects
         ],
     }
     if spec.relocalize:
-        gt["relocalize"] = {"frame": move_frame, "stamp_ns": image_times[min(move_frame, spec.frames - 1)],
+        gt["relocalize"] = {"frame": move_frame, "stamp_ns": image_times[min(move_frame, n_frames - 1)],
                             "error_before": {"x_m": DRIFT_AT_END[0], "y_m": DRIFT_AT_END[1], "yaw_deg": DRIFT_AT_END[2]}}
     if spec.drift:
         gt["drift"] = {"at_end": {"x_m": DRIFT_AT_END[0], "y_m": DRIFT_AT_END[1], "yaw_deg": DRIFT_AT_END[2]},
@@ -221,7 +251,7 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
     if moved is not None:  # the objects above are where they are at the end; this one was elsewhere before
         old = next(o for o in scene.objects if o.id == moved.id)
         gt["moved"] = {"id": moved.id, "label": moved.label, "frame": move_frame,
-                       "stamp_ns": image_times[min(move_frame, spec.frames - 1)],
+                       "stamp_ns": image_times[min(move_frame, n_frames - 1)],
                        "before": {"bbox_min": old.bounds()[0].round(4).tolist(),
                                   "bbox_max": old.bounds()[1].round(4).tolist(),
                                   "surface_points": np.round(list(before_surface.values()), 4).tolist()}}

@@ -1,7 +1,8 @@
-"""A room with labelled objects, built from analytic primitives, and a vectorised ray caster.
+"""A room (or a building of rooms) with labelled objects, built from analytic primitives, and a
+vectorised ray caster.
 
-Frame: the fixed ``map`` frame, z up, floor at z = 0 (metres). Instance 0 is the room itself
-(floor, walls, ceiling: background); every object has an id >= 1 and a label.
+Frame: the fixed ``map`` frame, z up, floor at z = 0 (metres). Instance 0 is the building itself
+(floor, outer and partition walls, ceiling: background); every object has an id >= 1 and a label.
 """
 
 from __future__ import annotations
@@ -156,12 +157,18 @@ class RayHits:
 
 @dataclass
 class Scene:
-    """A room (inside of a box) and objects."""
+    """The inside of a box (one room, or the shell of a building), partition walls and objects."""
 
     room_lo: tuple[float, float, float] = (-3.0, -2.5, 0.0)
     room_hi: tuple[float, float, float] = (3.0, 2.5, 2.6)
     objects: list[SceneObject] = field(default_factory=list)
     light: tuple[float, float, float] = (0.3, -0.4, 0.87)
+    walls: list[Box] = field(default_factory=list)
+    """Interior walls (background, instance 0): a building's partitions around its doorways."""
+    max_range_m: float = float("inf")
+    """Rays hit nothing farther than this (m): a depth camera's range. Parts beyond it from a
+    common ray origin are not even tested, so a building renders at the cost of the rooms near the
+    camera."""
 
     @property
     def labels(self) -> dict[int, str]:
@@ -189,19 +196,33 @@ class Scene:
         normal[np.arange(len(d)), axis] = -np.sign(d[np.arange(len(d)), axis])
         return t, normal
 
+    def _in_range(self, part: Primitive, origins: np.ndarray) -> bool:
+        """Whether ``part`` may lie within ``max_range_m`` of the rays' origins."""
+        if not np.isfinite(self.max_range_m):
+            return True
+        lo, hi = part.bounds()
+        o_lo, o_hi = origins.min(axis=0), origins.max(axis=0)
+        gap = np.maximum(np.maximum(lo - o_hi, o_lo - hi), 0.0)
+        return float(np.linalg.norm(gap)) <= self.max_range_m
+
     def raycast(self, origins: np.ndarray, dirs: np.ndarray) -> RayHits:
-        """Nearest hits of rays (origins [N, 3], unit dirs [N, 3]) in the fixed frame."""
+        """Nearest hits of rays (origins [N, 3], unit dirs [N, 3]) in the fixed frame; a ray whose
+        hit lies beyond ``max_range_m`` misses (t = inf)."""
         t, normal = self._room(origins, dirs)
         instance = np.zeros(len(dirs), np.uint16)
-        for obj in self.objects:
-            for part in obj.parts:
-                cand = _rays_near(part, origins, dirs)
-                tp, npart = part.intersect(origins[cand], dirs[cand])
-                closer = tp < t[cand]
-                hit = cand[closer]
-                t[hit] = tp[closer]
-                normal[hit] = npart[closer]
-                instance[hit] = obj.id
+        parts = [(0, wall) for wall in self.walls] + [(obj.id, part) for obj in self.objects for part in obj.parts]
+        for obj_id, part in parts:
+            if not self._in_range(part, origins):
+                continue
+            cand = _rays_near(part, origins, dirs)
+            tp, npart = part.intersect(origins[cand], dirs[cand])
+            closer = tp < t[cand]
+            hit = cand[closer]
+            t[hit] = tp[closer]
+            normal[hit] = npart[closer]
+            instance[hit] = obj_id
+        t[t > self.max_range_m] = np.inf
+        instance[~np.isfinite(t)] = 0
         points = origins + dirs * np.where(np.isfinite(t), t, 0)[:, None]
         color = self._albedo(instance, points)
         shade = 0.35 + 0.65 * np.abs(normal @ (np.asarray(self.light) / np.linalg.norm(self.light)))
@@ -214,7 +235,10 @@ class Scene:
         checker = ((np.floor(points[:, 0] / 0.5) + np.floor(points[:, 1] / 0.5)) % 2)[:, None]
         color[bg] = (0.78, 0.76, 0.70)
         color[floor] = ((0.55, 0.45, 0.35) + 0.12 * checker[floor])
+        present = set(np.unique(instance).tolist())
         for obj in self.objects:
+            if obj.id not in present:
+                continue
             sel = instance == obj.id
             stripes = 0.08 * np.sin(points[sel, 2] * 60.0)[:, None]
             color[sel] = np.asarray(obj.color) + stripes

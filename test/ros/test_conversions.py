@@ -46,7 +46,8 @@ def test_pointcloud2_round_trip_keeps_xyz_colour_and_relevance(store, f):
 def make_result():
     pts = np.array([[1.0, 0.0, 0.5], [1.2, 0.1, 0.7], [1.1, -0.1, 0.6]], np.float32)
     obj = ObjectResult(score=0.8, points=pts, centroid=pts.mean(0), bbox_min=pts.min(0), bbox_max=pts.max(0),
-                       gaussian_indices=np.array([0, 1, 2]), seen=SeenTimes(first_ns=1_500_000_000, last_ns=4_250_000_000),
+                       uids=np.array([0, 1, 2], np.uint32), colors=np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8),
+                       seen=SeenTimes(first_ns=1_500_000_000, last_ns=4_250_000_000),
                        age_s=2.5)
     goal = GoalPose(position=np.array([0.4, 0.0, 0.0]), orientation_xyzw=np.array([0, 0, 0, 1.0]), yaw=0.0,
                     distance_to_object=0.6, clearance=0.5)
@@ -55,8 +56,7 @@ def make_result():
 
 def test_query_response_carries_objects_and_goal(store, f):
     result = make_result()
-    colors = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
-    resp = cdr_round_trip(store, cv.query_response(f, result, 7, colors, [np.array([0.9, 0.8, 0.7], np.float32)],
+    resp = cdr_round_trip(store, cv.query_response(f, result, 7, [np.array([0.9, 0.8, 0.7], np.float32)],
                                                    max_points=2))
     assert resp.success and resp.has_goal and resp.goal_pose.header.frame_id == "map"
     assert resp.goal_pose.pose.position.x == pytest.approx(0.4) and resp.goal_pose.pose.orientation.w == 1.0
@@ -67,8 +67,7 @@ def test_query_response_carries_objects_and_goal(store, f):
     cloud = cv.pointcloud2_to_arrays(obj.points)
     assert len(cloud["x"]) == 2  # subsampled to max_points
     assert cloud["rgb"][0].tolist() == [255, 0, 0] and cloud["relevance"][1] == pytest.approx(0.7)
-    empty = cv.query_response(f, QueryResult(query="x", frame_id="map", message="nothing"), 0,
-                              colors, [], max_points=10)
+    empty = cv.query_response(f, QueryResult(query="x", frame_id="map", message="nothing"), 0, [], max_points=10)
     assert not empty.has_goal and not empty.objects and empty.message == "nothing"
 
 

@@ -46,7 +46,7 @@ def test_semantics_node_parameters_are_a_described_subset():
     names = {name for name, _, _ in semantics_parameter_table()}
     assert {"semantics", "semantic_frames_topic", "pose_topic_type", "mapping.keyframe_translation_m",
             "models.clip_model", "input.color_topic"} <= names
-    assert not names & {"map_path", "split", "mapping.capacity", "refine.window"}
+    assert not names & {"map_path", "split", "mapping.ram_budget_mb", "refine.window"}
 
 
 def test_node_parameters_have_ranges_and_are_checked():

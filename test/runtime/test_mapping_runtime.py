@@ -100,7 +100,7 @@ def test_background_refinement_commits_rounds_and_yields_to_frames(frames):
     for frame in frames[:6]:
         rt.submit(frame)
     rt.process_pending()
-    gmap = rt.mapper.gmap
+    gmap = rt.mapper.store
     revision, before = gmap.revision, rt.query("table")
     stats = rt.refine_round(2)
     assert stats.iterations == 2 and stats.committed and gmap.revision > revision

@@ -36,28 +36,28 @@ def test_a_late_result_lands_on_the_gaussians_its_view_saw(frames):
     _, first = m.integrate_geometry(frames[0])
     seg = m.segment(first)
     _, second = m.integrate_geometry(frames[1])  # the map grows before the first view's semantics arrive
-    created_later = m.gmap.rows_of(second.uids[second.is_new])
+    created_later = m.store.snapshot().rows_of(second.uids[second.is_new])
     assert created_later.size and (created_later >= 0).all()
     fused = m.fuse_semantics(first, seg)
-    labelled = m.gmap["labelled_views"]
-    seen = m.gmap.rows_of(first.uids)
+    snapshot = m.store.snapshot()
+    labelled = snapshot["labelled_views"]
+    seen = snapshot.rows_of(first.uids)
     assert fused == np.count_nonzero(seen >= 0) > 0
     assert (labelled[seen[seen >= 0]] == 1).all()
     assert not labelled[created_later].any()  # Gaussians of the newer view got nothing from the old one
-    assert (m.gmap["tracks"][created_later] == -1).all()
+    assert (snapshot["tracks"][created_later] == -1).all()
 
 
 def test_gaussians_pruned_meanwhile_are_skipped(frames):
     m = _mapper()
     _, pending = m.integrate_geometry(frames[0])
     seg = m.segment(pending)
-    keep = np.ones(len(m.gmap), bool)
-    keep[::2] = False  # half of them go (as pruning would) before the semantics arrive
-    m.gmap.keep(keep)
-    rows = m.gmap.rows_of(pending.uids)
-    assert np.count_nonzero(rows < 0) == np.count_nonzero(~keep)
-    assert m.fuse_semantics(pending, seg) == len(m.gmap)
-    assert (m.gmap["labelled_views"] == 1).all()
+    # half of them go (as pruning would) before the semantics arrive
+    removed = m.store.remove_uids(m.store.locate(pending.uids[::2], pending.keys[::2]))
+    rows = m.store.snapshot().rows_of(pending.uids)
+    assert np.count_nonzero(rows < 0) == removed > 0
+    assert m.fuse_semantics(pending, seg) == len(m.store)
+    assert (m.store["labelled_views"] == 1).all()
 
 
 def test_a_full_backlog_drops_the_keyframe_the_map_labels_most(frames):
@@ -68,7 +68,8 @@ def test_a_full_backlog_drops_the_keyframe_the_map_labels_most(frames):
     b = m.integrate_geometry(frames[3])[1]
     c = m.integrate_geometry(frames[6])[1]
     stage.submit(a)
-    m.gmap["labelled_views"][m.gmap.rows_of(b.uids)] = 1  # b's view is labelled already
+    handles = m.store.locate(b.uids, b.keys)  # b's view is labelled already
+    m.store.scatter(handles, {"labelled_views": np.ones(int(handles.found.sum()), np.uint8)})
     stage.submit(b)
     stage.submit(c)
     assert len(stage.pending()) == 2 and stage.status.semantics_dropped == 1

@@ -79,9 +79,9 @@ def test_a_pixel_the_backend_abstains_on_leaves_the_gaussian_unvoted(synth_bag):
     seg = oracle.segment(frame)
     everywhere = np.ones(frame.rgb.shape[:2], bool)
     mapper.fuse_semantics(pending, Segmentation(seg.levels, seg.embeddings, seg.tracks, everywhere))
-    assert (mapper.gmap["track_votes"] == 0).all() and (mapper.gmap["tracks"] == -1).all()  # no vote, no fill
+    assert (mapper.store["track_votes"] == 0).all() and (mapper.store["tracks"] == -1).all()  # no vote, no fill
     mapper.fuse_semantics(pending, seg)
-    assert (mapper.gmap["tracks"] >= 0).any()
+    assert (mapper.store["tracks"] >= 0).any()
 
 
 def test_sam2_backend_with_propagation_ids(tiny_models, two_boxes):
@@ -111,8 +111,8 @@ def test_replay_and_query_with_the_clip_backend(tiny_models, small_bag, tmp_path
     err = capsys.readouterr().err
     assert "semantics per keyframe: masks" in err and "peak memory" in err
     a, b = maps
-    assert a.semantics == "clip" and a.field is not None and a.field.dim == 64 and len(a.gmap) > 1000
-    np.testing.assert_array_equal(a.gmap["codes"], b.gmap["codes"])  # same bag, same map
+    assert a.semantics == "clip" and a.field is not None and a.field.dim == 64 and len(a.store) > 1000
+    np.testing.assert_array_equal(a.store["codes"], b.store["codes"])  # same bag, same map
     assert main(["query", str(tmp_path / "a"), "mug", "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["query"] == "mug" and isinstance(answer["objects"], list) and answer["message"]
