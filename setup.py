@@ -16,6 +16,7 @@ REQUIREMENTS = [
     "opencv-python-headless==4.14.0.94",
     "transforms3d==0.4.2",
     "numpy==2.3.5",
+    "numba==0.68.1",
     "scipy==1.16.3",
     "rosbags==0.11.9",
     "PyYAML==6.0.3",

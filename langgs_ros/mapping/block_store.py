@@ -125,28 +125,44 @@ class Region:
 
 @dataclass
 class Handles:
-    """Where some Gaussians are right now: ``found`` [M] marks the ids located; for those, the block
-    (index into ``blocks``) and row. Valid until a block gains or loses rows."""
+    """Where some of the Gaussians asked for are right now, grouped by block: entries
+    ``bounds[g]:bounds[g + 1]`` lie in ``blocks[g]`` at ``rows``; ``index`` is each entry's position
+    among the ``asked`` ids. Valid until a block gains or loses rows."""
 
-    found: np.ndarray
+    asked: int
     blocks: list[Block]
-    block: np.ndarray
-    row: np.ndarray
+    bounds: np.ndarray
+    rows: np.ndarray
+    index: np.ndarray
+
+    @property
+    def found(self) -> np.ndarray:
+        """bool [asked]: the id was found."""
+        out = np.zeros(self.asked, bool)
+        out[self.index] = True
+        return out
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
 
     @classmethod
     def of_block(cls, blk: Block) -> Handles:
         """Every row of a resident block."""
         rows = np.arange(blk.count)
-        return cls(np.ones(rows.size, bool), [blk], np.zeros(rows.size, np.int64), rows)
+        return cls(rows.size, [blk], np.array([0, rows.size]), rows, rows)
 
-    def groups(self) -> Iterator[tuple[Block, np.ndarray, np.ndarray]]:
-        """(block, positions among the found entries, rows in the block) per block."""
-        order = np.argsort(self.block, kind="stable")
-        bounds = np.searchsorted(self.block[order], np.arange(len(self.blocks) + 1))
-        for i, blk in enumerate(self.blocks):
-            sel = order[bounds[i]:bounds[i + 1]]
-            if sel.size:
-                yield blk, sel, self.row[sel]
+    def subset(self, entries: np.ndarray) -> Handles:
+        """The handles of some of these entries (sorted positions among them)."""
+        entries = np.asarray(entries, np.int64)
+        bounds = np.searchsorted(entries, self.bounds)
+        return Handles(self.asked, self.blocks, bounds, self.rows[entries], self.index[entries])
+
+    def groups(self) -> Iterator[tuple[Block, slice, np.ndarray]]:
+        """(block, its entries, their rows in the block) per block."""
+        for g, blk in enumerate(self.blocks):
+            a, b = int(self.bounds[g]), int(self.bounds[g + 1])
+            if b > a:
+                yield blk, slice(a, b), self.rows[a:b]
 
 
 class BlockStore:
@@ -255,22 +271,24 @@ class BlockStore:
         return int(sum(np.dtype(d).itemsize * int(np.prod(s, dtype=np.int64)) for d, s, _ in self._schema.values()))
 
     # -- adding -------------------------------------------------------------------------------
-    def append(self, **values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def append(self, **values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Add Gaussians (fields not given get their fill value; ids are assigned in order) to the
-        blocks their means fall in. Returns (uint32 ids [M], int64 block key [M])."""
+        blocks their means fall in. Returns (uint32 ids [M], int64 block key [M], row in the block [M])."""
         n = len(values["means"])
         if self._next_uid + n > _UID_LIMIT:
             raise OverflowError("the map has used up its 2^32 Gaussian ids")
         uids = np.arange(self._next_uid, self._next_uid + n, dtype=np.uint32)
         self._next_uid += n
         keys = block_keys(values["means"], self.block_size)
-        self._insert(keys, {**values, "uid": uids})
-        return uids, keys
+        rows = self._insert(keys, {**values, "uid": uids})
+        return uids, keys, rows
 
-    def _insert(self, keys: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        """Put rows (with ids) into the blocks of ``keys``, keeping each block in id order."""
+    def _insert(self, keys: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Put rows (with ids) into the blocks of ``keys``, keeping each block in id order; returns
+        the row each got (-1 where a block had to be re-sorted)."""
+        rows = np.full(keys.size, -1, np.int64)
         if not keys.size:
-            return
+            return rows
         order = np.argsort(keys, kind="stable")
         uniq, starts = np.unique(keys[order], return_index=True)
         bounds = np.append(starts, keys.size)
@@ -286,14 +304,16 @@ class BlockStore:
             assert g is not None
             uid = values["uid"][sel]
             in_order = not len(g) or int(uid.min()) > int(g["uid"][-1])
-            g.append(**{name: arr[sel] for name, arr in values.items()})
+            rows[sel] = g.append(**{name: arr[sel] for name, arr in values.items()})
             if not in_order:  # rows moved in from another block: keep ids increasing
                 g.restore({name: arr[np.argsort(g["uid"], kind="stable")] for name, arr in g.to_arrays().items()})
+                rows[sel] = -1
             if anchors is not None:
                 blk.anchors.update(np.unique(anchors[sel]).tolist())
             self._grow_bounds(blk, values["means"][sel])
             blk.dirty, blk.summary = True, None
         self._changed(geometry=True)
+        return rows
 
     def _grow_bounds(self, blk: Block, means: np.ndarray) -> None:
         assert blk.gaussians is not None
@@ -443,53 +463,67 @@ class BlockStore:
             self._resident(blk)
         return BlockView(self, blocks)
 
-    def locate(self, uids: np.ndarray, keys: np.ndarray) -> Handles:
-        """Find Gaussians by id in the blocks of ``keys`` (one per id, where each was recorded);
-        ids no longer there (removed, or moved by a pose correction) are not found."""
+    def locate(self, uids: np.ndarray, keys: np.ndarray, rows: np.ndarray | None = None) -> Handles:
+        """Find Gaussians by id in the blocks of ``keys`` (one per id, where each was recorded;
+        ``rows``: where each was then, checked first); ids no longer there (removed, or moved by a
+        pose correction) are not found."""
         uids = np.asarray(uids, np.uint32)
         keys = np.asarray(keys, np.int64)
-        found = np.zeros(uids.size, bool)
         blocks: list[Block] = []
-        block_idx = np.zeros(uids.size, np.int64)
-        rows = np.zeros(uids.size, np.int64)
-        if not uids.size:
-            return Handles(found, blocks, block_idx[:0], rows[:0])
-        order = np.argsort(keys, kind="stable")
-        uniq, starts = np.unique(keys[order], return_index=True)
-        bounds = np.append(starts, keys.size)
-        for i, key in enumerate(uniq.tolist()):
-            blk = self._blocks.get(key)
+        bounds, found_rows, found_index = [0], [], []
+        order = np.argsort(keys, kind="stable")  # runs of one key: nearly linear
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if keys.size else np.zeros(0, np.int64)
+        for a, b in zip(starts.tolist(), np.append(starts[1:], keys.size).tolist()):
+            blk = self._blocks.get(int(sorted_keys[a]))
             if blk is None or not blk.count:
                 continue
             self._resident(blk)
             assert blk.gaussians is not None
-            sel = order[bounds[i]:bounds[i + 1]]
+            sel = order[a:b]
             live = blk.gaussians["uid"]
-            r = np.searchsorted(live, uids[sel])
-            ok = r < live.size
-            ok[ok] = live[r[ok]] == uids[sel][ok]
-            found[sel[ok]] = True
-            block_idx[sel[ok]] = len(blocks)
-            rows[sel[ok]] = r[ok]
-            blocks.append(blk)
-        return Handles(found, blocks, block_idx[found], rows[found])
+            want = uids[sel]
+            r = np.full(sel.size, -1, np.int64)
+            if rows is not None:  # where it was: right unless the block lost rows or took moved ones since
+                hint = rows[sel]
+                ok = (hint >= 0) & (hint < live.size)
+                ok[ok] = live[hint[ok]] == want[ok]
+                r[ok] = hint[ok]
+            missing = np.flatnonzero(r < 0)
+            if missing.size:
+                pos = np.searchsorted(live, want[missing])
+                ok = pos < live.size
+                ok[ok] = live[pos[ok]] == want[missing][ok]
+                r[missing[ok]] = pos[ok]
+            hit = r >= 0
+            if hit.any():
+                blocks.append(blk)
+                found_rows.append(r[hit])
+                found_index.append(sel[hit])
+                bounds.append(bounds[-1] + int(hit.sum()))
+        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64))
+        return Handles(int(uids.size), blocks, np.asarray(bounds, np.int64), cat(found_rows), cat(found_index))
+
+    def keys_of_handles(self, handles: Handles) -> np.ndarray:
+        """int64 block key of each entry of ``handles``."""
+        return np.repeat(np.array([b.key for b in handles.blocks], np.int64), np.diff(handles.bounds))
 
     def gather(self, handles: Handles, names: list[str]) -> dict[str, np.ndarray]:
-        """Copies of ``names`` at the found Gaussians of ``handles`` (in their order)."""
-        n = int(handles.found.sum())
+        """Copies of ``names`` at the Gaussians of ``handles``, in the handles' order."""
+        n = len(handles)
         out = {name: np.empty((n, *self._schema[name][1]), self._schema[name][0]) for name in names}
-        for blk, pos, rows in handles.groups():
+        for blk, part, rows in handles.groups():
             assert blk.gaussians is not None
             for name in names:
-                out[name][pos] = blk.gaussians[name][rows]
+                np.take(blk.gaussians[name], rows, axis=0, out=out[name][part])
         return out
 
     def scatter(self, handles: Handles, values: dict[str, np.ndarray]) -> None:
-        """Write ``values`` (fields -> arrays over the found Gaussians) back to their rows."""
-        for blk, pos, rows in handles.groups():
+        """Write ``values`` (fields -> arrays in the handles' order) back to their rows."""
+        for blk, part, rows in handles.groups():
             assert blk.gaussians is not None
             for name, arr in values.items():
-                blk.gaussians[name][rows] = arr[pos]
+                blk.gaussians[name][rows] = arr[part]
             blk.dirty = True
             if self.summary_fields & values.keys():
                 blk.summary = None
@@ -499,7 +533,7 @@ class BlockStore:
         self._changed(geometry="means" in values)
 
     def remove_uids(self, handles: Handles) -> int:
-        """Delete the found Gaussians of ``handles``; returns how many."""
+        """Delete the Gaussians of ``handles``; returns how many."""
         removed = 0
         for blk, _, rows in handles.groups():
             assert blk.gaussians is not None
@@ -568,7 +602,7 @@ class BlockStore:
         order = np.argsort(region.uids)
         pos = order[np.searchsorted(region.uids, uid[old], sorter=order)]
         handles = self.locate(uid[old], region.keys[pos])
-        self.scatter(handles, {name: sub[name][old][handles.found] for name in names})
+        self.scatter(handles, {name: sub[name][old][handles.index] for name in names})
         gone = np.ones(region.uids.size, bool)
         gone[pos] = False
         if gone.any():
@@ -774,10 +808,12 @@ class BlockView:
         """Index into :attr:`blocks` of each of ``rows``."""
         return np.searchsorted(self.offsets, rows, side="right") - 1
 
-    def keys_of(self, rows: np.ndarray) -> np.ndarray:
-        """int64 block key of each of ``rows``."""
-        keys = np.array(self.keys, np.int64)
-        return keys[self.block_of(rows)] if keys.size else np.zeros(len(rows), np.int64)
+    def keys_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 block key, row within that block) of each of ``rows``."""
+        if not self.blocks:
+            return np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64)
+        block = self.block_of(rows)
+        return np.array(self.keys, np.int64)[block], rows - self.offsets[block]
 
     def remove(self, rows: np.ndarray) -> None:
         """Delete these rows at :meth:`commit`."""

@@ -33,12 +33,12 @@ no weight, so thin objects seen only near their outline still get semantics.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import MutableMapping
 
 import cv2
 import numpy as np
-from scipy.ndimage import minimum_filter
 
 from langgs_ros.config import MappingConfig
 from langgs_ros.mapping.block_store import Block, BlockStore
@@ -93,7 +93,9 @@ def behind_silhouette(depth: np.ndarray, radius_px: int, jump: float) -> np.ndar
     d = np.where(np.isfinite(depth) & (depth > 0), depth, np.inf).astype(np.float32)
     if radius_px <= 0:
         return np.zeros(d.shape, bool)
-    return d > minimum_filter(d, size=2 * radius_px + 1) * np.float32(1 + jump)
+    side = 2 * radius_px + 1  # a minimum filter (an erosion); replicated edges change no minimum
+    nearest = cv2.erode(d, np.ones((side, side), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    return d > nearest * np.float32(1 + jump)
 
 
 class BlockScorer(ABC):
@@ -121,6 +123,9 @@ class SemanticField(ABC):
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
+        self.lock = threading.RLock()
+        """Guards the field's own state (codebook, tracks): fusion updates it without the map lock
+        while queries read it."""
 
     @abstractmethod
     def attach(self, gmap: GaussianMap | BlockStore) -> None:
@@ -206,12 +211,13 @@ class CodebookField(SemanticField):
         return out
 
     def scorer(self, store: BlockStore, query: np.ndarray, negatives: np.ndarray) -> BlockScorer:
-        protos = self.codebook.normalized()
-        code_of_track = []
-        for level in range(N_LEVELS):
-            codes = self.track_codes(level, np.arange(len(self.track_counts[level])), protos)
-            codes[self.gone_tracks(level)] = -1  # its object was seen gone: no answer there
-            code_of_track.append(codes)
+        with self.lock:  # a consistent codebook and track table, even while fusion runs
+            protos = self.codebook.normalized()
+            code_of_track = []
+            for level in range(N_LEVELS):
+                codes = self.track_codes(level, np.arange(len(self.track_counts[level])), protos)
+                codes[self.gone_tracks(level)] = -1  # its object was seen gone: no answer there
+                code_of_track.append(codes)
         summaries = [store.summary(blk) for blk in store.blocks if blk.count]
         present = np.zeros((N_LEVELS, self.codebook.size + 1), bool)  # last column: code -1
         for summary in summaries:
@@ -300,6 +306,12 @@ class CodebookField(SemanticField):
     def integrate(self, gmap: Columns, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
                   judges_presence: bool = True, relabel: np.ndarray | None = None) -> list[np.ndarray | None]:
+        with self.lock:
+            return self._integrate(gmap, seg, idx, u, v, is_new, abstain, judges_presence, relabel)
+
+    def _integrate(self, gmap: Columns, seg: Segmentation, idx: np.ndarray, u: np.ndarray, v: np.ndarray,
+                   is_new: np.ndarray, abstain: np.ndarray | None, judges_presence: bool,
+                   relabel: np.ndarray | None) -> list[np.ndarray | None]:
         tracks_all, track_votes = gmap["tracks"], gmap["track_votes"]
         listen = np.ones(idx.size, bool) if abstain is None else ~abstain
         may_relabel = listen if relabel is None else listen & relabel
@@ -379,8 +391,10 @@ class CodebookField(SemanticField):
         return np.stack(self._resolve(gmap)[0], axis=1).astype(np.int16)
 
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
-        codes, present = self._resolve(gmap)
-        margins = kind_margins(self.codebook.normalized(), query, negatives)
+        with self.lock:
+            codes, present = self._resolve(gmap)
+            protos = self.codebook.normalized()
+        margins = kind_margins(protos, query, negatives)
         code_margin = margins[best_kind(margins, np.logical_or.reduce(present))]
         return CodeRelevance(code_margin, present, codes)
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from langgs_ros.mapping.pose_correction import CorrectionStats
-from langgs_ros.semantics.backend import SegmentationGuidance
+from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance
 from langgs_ros.types import Frame
 
-__all__ = ["IntegrationStats", "PendingKeyframe"]
+__all__ = ["IntegrationStats", "PendingKeyframe", "FusionWork"]
 
 
 @dataclass
@@ -45,6 +45,8 @@ class PendingKeyframe:
     """uint32 [M] ids of the Gaussians the view saw (visible ones first, then those it created)."""
     keys: np.ndarray
     """int64 [M] block of each (where fusion finds it)."""
+    rows: np.ndarray
+    """int64 [M] row of each in its block then (checked first; -1: unknown)."""
     u: np.ndarray
     """int [M] pixel column of each, in ``frame``."""
     v: np.ndarray
@@ -63,3 +65,24 @@ class PendingKeyframe:
     disagreement: float = 0.0
     """Fraction of the confirmed Gaussians the view met that it saw through (see
     :meth:`~langgs_ros.mapping.visibility.Visibility.disagreement`)."""
+
+
+@dataclass
+class FusionWork:
+    """A keyframe's semantic fusion between its steps (:meth:`Mapper.begin_fusion`,
+    ``compute_fusion``, ``finish_fusion``): a copy of the semantics of the Gaussians it saw."""
+
+    pending: PendingKeyframe
+    segmentation: Segmentation
+    index: np.ndarray
+    """Positions in ``pending`` of the observations whose Gaussians were found, grouped by block."""
+    keys: np.ndarray
+    """int64 block of each found Gaussian."""
+    rows: np.ndarray
+    """Its row in that block when copied."""
+    columns: dict[str, np.ndarray]
+    """The semantic field's per-Gaussian arrays and ``labelled_views`` of those Gaussians (voted into)."""
+    codes_before: np.ndarray | None
+    """``codes`` as copied (only changed codes are written back), None for a field without codes."""
+    segment_tracks: list[np.ndarray | None] | None = None
+    """Per level, the map track each segment was associated with (after ``compute_fusion``)."""

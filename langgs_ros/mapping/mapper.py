@@ -46,7 +46,7 @@ from langgs_ros.io.camera_check import frame_problem
 from langgs_ros.mapping.block_store import BlockStore, BlockView
 from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixel_gaussians
 from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary_band, create_field
-from langgs_ros.mapping.integration import IntegrationStats, PendingKeyframe
+from langgs_ros.mapping.integration import FusionWork, IntegrationStats, PendingKeyframe
 from langgs_ros.mapping.keyframe_log import KeyframeLog
 from langgs_ros.mapping.keyframes import KeyframeSelector
 from langgs_ros.mapping.pose_correction import CorrectionStats, PoseGraph, correct_map, reanchor_map
@@ -243,31 +243,60 @@ class Mapper:
     def fuse_semantics(self, pending: PendingKeyframe, segmentation: Segmentation) -> int:
         """Fuse a keyframe's segments into the Gaussians it saw when its geometry was integrated
         (those removed since are skipped); returns how many received them. Segments from elsewhere
-        (split mode) are checked by the caller with :meth:`check_segmentation` before the geometry."""
+        (split mode) are checked by the caller with :meth:`check_segmentation` before the geometry.
+        The same as :meth:`begin_fusion`, :meth:`compute_fusion` and :meth:`finish_fusion` in a row."""
+        work = self.begin_fusion(pending, segmentation)
+        self.compute_fusion(work)
+        return self.finish_fusion(work)
+
+    def begin_fusion(self, pending: PendingKeyframe, segmentation: Segmentation) -> FusionWork:
+        """Step 1 of fusion (reads the map: hold the map lock): copy the semantics of the Gaussians
+        the keyframe saw that are still there."""
         if self.field is None:
             raise InputError("segments were given to a map without semantics")
-        handles = self.store.locate(pending.uids, pending.keys)
-        ok = handles.found
+        handles = self.store.locate(pending.uids, pending.keys, pending.rows)
         columns = self.store.gather(handles, [*self.field.columns, "labelled_views"])
-        idx = np.arange(int(ok.sum()))
+        return FusionWork(pending, segmentation, handles.index, self.store.keys_of_handles(handles), handles.rows,
+                          columns, columns["codes"].copy() if "codes" in columns else None)
+
+    def compute_fusion(self, work: FusionWork) -> None:
+        """Step 2 (no map access: the map lock need not be held): vote the segments into the copy
+        and train the semantic field (which guards its own state from concurrent queries)."""
+        assert self.field is not None
+        pending, seg, ok = work.pending, work.segmentation, work.index
         abstain = None if pending.abstain is None else pending.abstain[ok]
-        if segmentation.abstain is not None:  # the backend prompted this surface sparsely: no evidence
-            quiet = segmentation.abstain[pending.v[ok], pending.u[ok]]
+        if seg.abstain is not None:  # the backend prompted this surface sparsely: no evidence
+            quiet = seg.abstain[pending.v[ok], pending.u[ok]]
             abstain = quiet if abstain is None else abstain | quiet
         relabel = None
         if self.config.relabel_window > 0 and pending.disagreement > self.config.relabel_max_disagreement:
             anchor = self.keyframes.anchors(pending.uids[ok])
             relabel = (anchor < 0) | (np.abs(anchor - pending.keyframe) <= self.config.relabel_window)
-        segment_tracks = self.field.integrate(columns, segmentation, idx, pending.u[ok], pending.v[ok],
-                                              pending.is_new[ok], abstain, pending.agrees_with_map, relabel)
-        columns["labelled_views"] = np.minimum(columns["labelled_views"].astype(np.int16) + 1, 255).astype(np.uint8)
-        self.store.scatter(handles, columns)
+        work.segment_tracks = self.field.integrate(work.columns, seg, np.arange(ok.size), pending.u[ok], pending.v[ok],
+                                                   pending.is_new[ok], abstain, pending.agrees_with_map, relabel)
+        views = work.columns["labelled_views"]
+        work.columns["labelled_views"] = np.minimum(views.astype(np.int16) + 1, 255).astype(np.uint8)
+
+    def finish_fusion(self, work: FusionWork) -> int:
+        """Step 3 (writes the map: hold the map lock): put the votes back into the Gaussians still
+        there (geometry may have carved some meanwhile); returns how many received them. A code is
+        written only where fusion changed it (geometry may have cleared a fill meanwhile)."""
+        assert self.field is not None
+        uids = work.pending.uids[work.index]
+        handles = self.store.locate(uids, work.keys, work.rows)
+        values = {name: col[handles.index] for name, col in work.columns.items() if name != "codes"}
+        self.store.scatter(handles, values)
+        if work.codes_before is not None:
+            changed = np.flatnonzero((work.columns["codes"][handles.index] != work.codes_before[handles.index]).any(axis=1))
+            if changed.size:
+                sub = handles.subset(changed)
+                self.store.scatter(sub, {"codes": work.columns["codes"][handles.index][changed]})
         if self.views.maxlen:
-            tracks = self._track_maps(segmentation, segment_tracks)
-            view = next((v for v in self.views if v.keyframe == pending.keyframe), None)
+            tracks = self._track_maps(work.segmentation, work.segment_tracks)
+            view = next((v for v in self.views if v.keyframe == work.pending.keyframe), None)
             if tracks is not None and view is not None:
                 set_view_tracks(view, tracks)
-        return int(idx.size)
+        return len(handles)
 
     def refine_keys(self, views: list[TrainingView]) -> list[int]:
         """Blocks in the frustums of refinement views (up to their farthest depth; without depth,
@@ -290,9 +319,11 @@ class Mapper:
         """bool per id in ``uids`` (recorded in blocks ``keys``): the Gaussian has semantics from a
         fused view, or is gone from the map (what segmenting a pending keyframe would add nothing to)."""
         handles = self.store.locate(uids, keys)
-        out = ~handles.found
+        out = np.ones(len(uids), bool)
         if "labelled_views" in self.store:
-            out[handles.found] = self.store.gather(handles, ["labelled_views"])["labelled_views"] > 0
+            out[handles.index] = self.store.gather(handles, ["labelled_views"])["labelled_views"] > 0
+        else:
+            out[handles.index] = False
         return out
 
     def check_segmentation(self, shape: tuple[int, int], segmentation: Segmentation) -> None:
@@ -374,7 +405,7 @@ class Mapper:
         if self.backend is not None and self.backend.uses_depth_guidance:
             guidance = self._guidance(frame, view, vis, new_u, new_v)
         visible_uids = view.read("uid")[vis.visible_idx]
-        visible_keys = view.keys_of(vis.visible_idx)
+        visible_keys, visible_rows = view.keys_of(vis.visible_idx)
         removed = self._carve(view, vis, agrees)
         view.commit()
         # the keyframe is logged before its Gaussians are added: their ids name it as their anchor
@@ -389,7 +420,7 @@ class Mapper:
         fields["last_seen"] = np.full(new_cells.size, kf, np.int32)
         if "min_depth" in self.store:
             fields["min_depth"] = px.depth.reshape(-1)[new_cells].astype(np.float16)
-        new_uids, new_keys = self.store.append(**fields)
+        new_uids, new_keys, new_rows = self.store.append(**fields)
         u = np.concatenate([vis.visible_u, new_u])
         v = np.concatenate([vis.visible_v, new_v])
         is_new = np.zeros(u.size, bool)
@@ -401,8 +432,9 @@ class Mapper:
         if filled is not None:  # a plane fill shapes free space and obstacles, but a guess carries no labels
             abstain = filled[v, u] if abstain is None else abstain | filled[v, u]
         pending = PendingKeyframe(kf, frame, np.concatenate([visible_uids, new_uids]),
-                                  np.concatenate([visible_keys, new_keys]), u, v, is_new, abstain, guidance,
-                                  time.monotonic(), agrees_with_map=agrees, disagreement=disagreement)
+                                  np.concatenate([visible_keys, new_keys]), np.concatenate([visible_rows, new_rows]),
+                                  u, v, is_new, abstain, guidance, time.monotonic(), agrees_with_map=agrees,
+                                  disagreement=disagreement)
         if self.views.maxlen:
             assert self.refine_config is not None
             self.views.append(training_view(frame, self.refine_config.scale, kf))

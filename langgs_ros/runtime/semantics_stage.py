@@ -2,8 +2,8 @@
 
 The mapping worker integrates each keyframe's geometry at once and hands the stage a
 :class:`~langgs_ros.mapping.mapper.PendingKeyframe`; the stage segments it with the backend
-(outside the map lock: the slow part) and fuses the result into the Gaussians that view saw, under
-the map lock. In split mode the segments come with the keyframe (from the semantics node) and the
+(outside the map lock: the slow part) and fuses the result into the Gaussians that view saw: the
+map lock is held only to copy their semantics and to write the votes back. In split mode the segments come with the keyframe (from the semantics node) and the
 stage only fuses them: one path either way.
 
 At most ``semantics.max_pending`` keyframes wait. When full, the waiting keyframe (or the new one)
@@ -111,10 +111,17 @@ class SemanticsStage(QueueWorker):
         start = time.perf_counter()
         try:
             seg = item.segmentation if item.segmentation is not None else mapper.segment(item.pending)
+            # the map lock only to copy the semantics of the view's Gaussians and to write the votes
+            # back: voting and codebook training run beside mapping and queries
             with self._map_lock:
                 if self.mapper is not mapper:
                     return  # the map was reset or reloaded meanwhile
-                mapper.fuse_semantics(item.pending, seg)
+                work = mapper.begin_fusion(item.pending, seg)
+            mapper.compute_fusion(work)
+            with self._map_lock:
+                if self.mapper is not mapper:
+                    return
+                mapper.finish_fusion(work)
                 for waiting in self._queue.items():  # their views may now be labelled
                     waiting.labelled = mapper.labelled_mask(  # type: ignore[attr-defined]
                         waiting.pending.uids[::SAMPLE], waiting.pending.keys[::SAMPLE])  # type: ignore[attr-defined]
