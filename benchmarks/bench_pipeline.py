@@ -42,6 +42,7 @@ from langgs_ros.config import OracleNoiseConfig, PipelineConfig
 from langgs_ros.errors import InputError
 from langgs_ros.evaluation import evaluate_queries, load_ground_truth
 from langgs_ros.io.bag_reader import BagFrameReader
+from langgs_ros.mapping.block_store import BlockStore
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.map_io import MapData
 from langgs_ros.mapping.mapper import Mapper
@@ -82,7 +83,7 @@ def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str
         if stats.keyframe:
             kf_ms.append(1000 * stats.seconds)
             sem_ms.append(1000 * stats.semantics_seconds)
-    engine = QueryEngine(MapData(gmap=mapper.store, field=mapper.field, semantics="oracle",
+    engine = QueryEngine(MapData(store=mapper.store, field=mapper.field, semantics="oracle",
                                  floor_z=mapper.floor_z()), config.query)
     scores = evaluate_queries(engine, truth)
     ious = {s.label: round(s.iou, 3) for s in scores}
@@ -109,14 +110,15 @@ def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str
 
 def tiled(mapper: Mapper, target: int) -> MapData:
     """The map repeated side by side (7 m apart in x) until it holds >= ``target`` Gaussians."""
-    base = mapper.store.to_arrays()
+    base = mapper.store.snapshot().to_arrays()
     copies = int(np.ceil(target / len(mapper.store)))
     arrays = {}
     for name, arr in base.items():
         arrays[name] = np.concatenate([arr] * copies)
     offsets = np.repeat(np.arange(copies, dtype=np.float32) * 7.0, len(mapper.store))
     arrays["means"][:, 0] += offsets
-    return MapData(gmap=GaussianMap.from_arrays(arrays), field=mapper.field, semantics="oracle")
+    del arrays["uid"]  # each copy's Gaussians get ids of their own
+    return MapData.of_gaussians(GaussianMap.from_arrays(arrays), mapper.field, semantics="oracle")
 
 
 def time_queries(data: MapData, labels: list[str], reps: int) -> dict:
@@ -130,7 +132,7 @@ def time_queries(data: MapData, labels: list[str], reps: int) -> dict:
             t = time.perf_counter()
             engine.query(label)
             times.append(1000 * (time.perf_counter() - t))
-    return {"gaussians": len(data.gmap), "queries": len(times), "p50_ms": round(float(np.median(times)), 1),
+    return {"gaussians": len(data.store), "queries": len(times), "p50_ms": round(float(np.median(times)), 1),
             "p95_ms": round(float(np.percentile(times, 95)), 1), "max_ms": round(float(np.max(times)), 1)}
 
 
@@ -194,7 +196,7 @@ def moved_object_row(work: Path, spec: SynthSpec, label: str = "red mug") -> dic
         for n, frame in enumerate(source.frames()):
             if not mapper.integrate(frame).keyframe:
                 continue
-            answer = QueryEngine(MapData(gmap=mapper.store, field=mapper.field, semantics="oracle"),
+            answer = QueryEngine(MapData(store=mapper.store, field=mapper.field, semantics="oracle"),
                                  config.query).query(label)
             stale = sum(_inside(o.points, old["bbox_min"], old["bbox_max"]).mean() > 0.5 for o in answer.objects)
             fresh = sum(_inside(o.points, new["bbox_min"], new["bbox_max"]).mean() > 0.5 for o in answer.objects)
@@ -203,7 +205,7 @@ def moved_object_row(work: Path, spec: SynthSpec, label: str = "red mug") -> dic
     after = [t for t in timeline if t[1]]
     cleared = next((i for i, t in enumerate(after) if all(u[2] == 0 for u in after[i:])), None)
     truth = load_ground_truth(out.ground_truth)
-    engine = QueryEngine(MapData(gmap=mapper.store, field=mapper.field, semantics="oracle"), config.query)
+    engine = QueryEngine(MapData(store=mapper.store, field=mapper.field, semantics="oracle"), config.query)
     return {"scene": f"moved object ({label})", "keyframes_before_move": len(before),
             "stale_answers_at_move": before[-1][2] if before else None, "stale_answers_at_end": after[-1][2],
             "new_place_answered_at_end": after[-1][3] > 0,
@@ -235,7 +237,7 @@ def pose_error_rows(work: Path, spec: SynthSpec, free_map: Path, truth: list) ->
                      "mean_iou_corrected": mean_iou(work / f"{scene}_corrected"), "corrections": len(c),
                      "gaussians_moved": [x.gaussians_moved for x in c],
                      "correction_ms": [round(1000 * x.seconds, 1) for x in c],
-                     "bytes_per_gaussian": load_map(work / f"{scene}_corrected").gmap.bytes_per_gaussian()})
+                     "bytes_per_gaussian": load_map(work / f"{scene}_corrected").store.bytes_per_gaussian()})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -248,8 +250,9 @@ def correction_at_scale(gaussians: int = 1_000_000, keyframes: int = 100, reps: 
     from langgs_ros.mapping.pose_correction import PoseGraph, correct_map
 
     rng = np.random.default_rng(0)
-    gmap, log = GaussianMap(), KeyframeLog()
-    gmap.enable_uids()
+    log = KeyframeLog()
+    gmap = BlockStore()
+    gmap.anchor_of = log.anchors
     per = gaussians // keyframes
     for k in range(keyframes):
         pose = np.eye(4)

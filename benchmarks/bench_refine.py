@@ -44,7 +44,7 @@ def held_out_quality(mapper: Mapper, frames: list) -> tuple[float, float]:
     """(mean PSNR dB, mean of per-view median |depth error| m) of the map rendered at ``frames``."""
     psnrs, errors = [], []
     for f in frames:
-        rgb, depth = render_view(mapper.store, f, 1.0)
+        rgb, depth = render_view(mapper.store.snapshot(), f, 1.0)
         psnrs.append(psnr(rgb, f.rgb / 255.0))
         ok = np.isfinite(f.depth) & (depth > 0)
         errors.append(float(np.median(np.abs(depth[ok] - f.depth[ok]))))
@@ -52,7 +52,7 @@ def held_out_quality(mapper: Mapper, frames: list) -> tuple[float, float]:
 
 
 def mean_iou(mapper: Mapper, truth: list[dict], config: PipelineConfig) -> tuple[float, dict[str, float]]:
-    engine = QueryEngine(MapData(gmap=mapper.store, field=mapper.field, semantics="oracle"), config.query)
+    engine = QueryEngine(MapData(store=mapper.store, field=mapper.field, semantics="oracle"), config.query)
     ious = {s.label: round(s.iou, 3) for s in evaluate_queries(engine, truth)}
     return float(np.mean(list(ious.values()))), ious
 
@@ -158,7 +158,10 @@ def semantic_refinement(bag: Path, truth: list[dict], pixel_stride: int, iterati
         mapper.integrate(f)
     before, ious_before = mean_iou(mapper, truth, config)
     refiner = Refiner(refine, mapper.field)
-    stats = refiner.refine(mapper.store, list(mapper.views), iterations)
+    refiner.semantics.attach(mapper.store)
+    gm, region = mapper.store.extract([b.key for b in mapper.store.blocks])  # the refiner works on a copy
+    stats = refiner.refine(gm, list(mapper.views), iterations)
+    mapper.store.merge(region, gm, refiner.written_fields)
     after, ious_after = mean_iou(mapper, truth, config)
     return {"semantic_iterations": stats.iterations, "semantic_views": len(mapper.views),
             "semantic_s_per_iteration": round(stats.seconds / max(1, stats.iterations), 2),
@@ -208,8 +211,10 @@ def main() -> None:
     mapper = Mapper(config.mapping, None)
     keyframes = [f for f in train if mapper.integrate(f).keyframe]
     before = held_out_quality(mapper, held)
-    stats = refine_map(mapper.store, keyframes, RefineConfig(iterations=args.iterations, scale=1.0,
-                                                              time_budget_s=1e9))
+    config = RefineConfig(iterations=args.iterations, scale=1.0, time_budget_s=1e9)
+    gm, region = mapper.store.extract([b.key for b in mapper.store.blocks])  # the refiner works on a copy
+    stats = refine_map(gm, keyframes, config)
+    mapper.store.merge(region, gm, Refiner(config).written_fields)
     after = held_out_quality(mapper, held)
 
     # RGB-only: plane-sweep depth of each training frame from the frames before it

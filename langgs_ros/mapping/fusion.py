@@ -193,6 +193,8 @@ class CodebookField(SemanticField):
         # (id(gmap), revision, per level: code of each Gaussian [N], codes present [codebook size])
         self._resolved: tuple[int, int, list[np.ndarray], list[np.ndarray]] | None = None
         self._external: list[dict[int, int]] = [{} for _ in LEVELS]  # tracker id -> track, per level
+        self._version = 0  # bumped whenever fusion or a load changes the codebook or the tracks
+        self._codes_of_tracks: tuple[tuple, np.ndarray, list[np.ndarray]] | None = None
 
     def attach(self, gmap: GaussianMap | BlockStore) -> None:
         gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
@@ -210,14 +212,24 @@ class CodebookField(SemanticField):
             out[f"codes_{level}"] = np.unique(own[own >= 0]).astype(np.int16)
         return out
 
-    def scorer(self, store: BlockStore, query: np.ndarray, negatives: np.ndarray) -> BlockScorer:
+    def code_of_tracks(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(unit prototypes, per level the code of every track: -1 where none or its object was seen
+        gone), kept until fusion or a load changes the field (queries between keyframes share it)."""
         with self.lock:  # a consistent codebook and track table, even while fusion runs
-            protos = self.codebook.normalized()
-            code_of_track = []
-            for level in range(N_LEVELS):
-                codes = self.track_codes(level, np.arange(len(self.track_counts[level])), protos)
-                codes[self.gone_tracks(level)] = -1  # its object was seen gone: no answer there
-                code_of_track.append(codes)
+            key = (self._version, self.codebook.size, tuple(map(id, self.track_counts)),
+                   tuple(map(len, self.track_counts)))
+            if self._codes_of_tracks is None or self._codes_of_tracks[0] != key:
+                protos = self.codebook.normalized()
+                code_of_track = []
+                for level in range(N_LEVELS):
+                    codes = self.track_codes(level, np.arange(len(self.track_counts[level])), protos)
+                    codes[self.gone_tracks(level)] = -1  # its object was seen gone: no answer there
+                    code_of_track.append(codes)
+                self._codes_of_tracks = (key, protos, code_of_track)
+            return self._codes_of_tracks[1], self._codes_of_tracks[2]
+
+    def scorer(self, store: BlockStore, query: np.ndarray, negatives: np.ndarray) -> BlockScorer:
+        protos, code_of_track = self.code_of_tracks()
         summaries = [store.summary(blk) for blk in store.blocks if blk.count]
         present = np.zeros((N_LEVELS, self.codebook.size + 1), bool)  # last column: code -1
         for summary in summaries:
@@ -263,12 +275,22 @@ class CodebookField(SemanticField):
     def _new_tracks(self, assigned: np.ndarray, level: int) -> np.ndarray:
         """Give every -1 entry of ``assigned`` a new track of ``level``."""
         new = np.flatnonzero(assigned < 0)
-        assigned[new] = len(self.track_counts[level]) + np.arange(new.size)
+        n = len(self.track_counts[level])
+        assigned[new] = n + np.arange(new.size)
         if new.size:
-            grown = np.zeros((new.size, self.config.codebook_size), np.int32)
-            self.track_counts[level] = np.vstack([self.track_counts[level], grown])
-            self.track_contradicted[level] = np.concatenate([self.track_contradicted[level],
-                                                             np.zeros(new.size, np.int32)])
+            # the tables grow into spare rows (doubling): a building's thousands of tracks are not
+            # copied on every keyframe that makes a new one
+            counts, contradicted = self.track_counts[level], self.track_contradicted[level]
+            if (counts.base is None or contradicted.base is None or counts.base.shape[0] < n + new.size
+                    or contradicted.base.shape[0] < n + new.size or counts.base.shape[1] != counts.shape[1]):
+                spare = max(64, 2 * (n + new.size))
+                grown = np.zeros((spare, counts.shape[1]), np.int32)
+                grown[:n] = counts
+                grown_c = np.zeros(spare, np.int32)
+                grown_c[:n] = contradicted
+                counts, contradicted = grown[:n], grown_c[:n]
+            self.track_counts[level] = counts.base[: n + new.size]
+            self.track_contradicted[level] = contradicted.base[: n + new.size]
         return assigned
 
     def _note_contradictions(self, level: int, tracks: np.ndarray, observed: np.ndarray, voting: np.ndarray) -> None:
@@ -353,6 +375,7 @@ class CodebookField(SemanticField):
             if fill.size:
                 gmap["codes"][idx[fill], level] = self.track_codes(level, observed[fill])
         self.codebook.train(self.config.codebook_steps, self.config.codebook_batch)
+        self._version += 1
         return segment_tracks
 
     def forget_fills(self, gmap: Columns, idx: np.ndarray) -> None:
@@ -406,6 +429,7 @@ class CodebookField(SemanticField):
         return state
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._version += 1
         self.codebook.load_state(arrays["codebook_prototypes"])
         self.track_counts = [arrays[f"track_counts_{name}"].astype(np.int32) for name in LEVELS]
         # maps saved before this count: every track counts as seen

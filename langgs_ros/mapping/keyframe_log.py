@@ -48,6 +48,7 @@ class KeyframeLog:
     mounts: list[np.ndarray | None] = field(default_factory=list)
     odom: list[np.ndarray | None] = field(default_factory=list)
     times_known: bool = True
+    _first_uids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.poses)
@@ -64,7 +65,9 @@ class KeyframeLog:
 
     def anchors(self, uids: np.ndarray) -> np.ndarray:
         """Index of the keyframe that created each Gaussian of ``uids`` (int64; -1 before the log)."""
-        return np.searchsorted(np.asarray(self.first_uids, np.int64), np.asarray(uids, np.int64), side="right") - 1
+        if len(self._first_uids) != len(self.first_uids):  # the list grew (or was replaced) since
+            self._first_uids = np.asarray(self.first_uids, np.int64)
+        return np.searchsorted(self._first_uids, np.asarray(uids, np.int64), side="right") - 1
 
     @property
     def newest_ns(self) -> int | None:

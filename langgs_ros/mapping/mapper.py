@@ -96,6 +96,15 @@ class Mapper:
         self.base_heights: list[float] = []
         """z (m, fixed frame) of the robot's base frame at keyframes whose frame had it (TF)."""
 
+    @staticmethod
+    def warm_up() -> None:
+        """Compile (or load from numba's cache) the per-keyframe kernels now, not on the first
+        keyframe (a node does this at configure: otherwise its first frames wait about a second)."""
+        K = CameraIntrinsics(8, 8, 8.0, 8.0, 3.5, 3.5)
+        frame = Frame(0, "warm-up", np.zeros((8, 8, 3), np.uint8), K, np.eye(4), depth=np.ones((8, 8), np.float32))
+        px = pixel_gaussians(frame, 2)
+        map_visibility(px.means_world.reshape(-1, 3), frame, px, 0.02)
+
     @property
     def n_keyframes(self) -> int:
         """Keyframes integrated into this map (a loaded map's included)."""

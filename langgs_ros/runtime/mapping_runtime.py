@@ -77,6 +77,7 @@ class MappingRuntime(QueueWorker):
             backend = create_backend(self.semantics, self._noise, self.config.models,
                                      self.config.mapping.association_iou)
         self._map_dir = Path(map_path) if map_path else None
+        Mapper.warm_up()
         mapper = self._new_mapper(backend)
         note = "new empty map"
         data = None

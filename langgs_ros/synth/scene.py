@@ -196,12 +196,9 @@ class Scene:
         normal[np.arange(len(d)), axis] = -np.sign(d[np.arange(len(d)), axis])
         return t, normal
 
-    def _in_range(self, part: Primitive, origins: np.ndarray) -> bool:
-        """Whether ``part`` may lie within ``max_range_m`` of the rays' origins."""
-        if not np.isfinite(self.max_range_m):
-            return True
+    def _in_range(self, part: Primitive, o_lo: np.ndarray, o_hi: np.ndarray) -> bool:
+        """Whether ``part`` may lie within ``max_range_m`` of ray origins in the box ``o_lo``..``o_hi``."""
         lo, hi = part.bounds()
-        o_lo, o_hi = origins.min(axis=0), origins.max(axis=0)
         gap = np.maximum(np.maximum(lo - o_hi, o_lo - hi), 0.0)
         return float(np.linalg.norm(gap)) <= self.max_range_m
 
@@ -211,8 +208,10 @@ class Scene:
         t, normal = self._room(origins, dirs)
         instance = np.zeros(len(dirs), np.uint16)
         parts = [(0, wall) for wall in self.walls] + [(obj.id, part) for obj in self.objects for part in obj.parts]
+        ranged = np.isfinite(self.max_range_m)
+        o_lo, o_hi = (origins.min(axis=0), origins.max(axis=0)) if ranged else (None, None)
         for obj_id, part in parts:
-            if not self._in_range(part, origins):
+            if ranged and not self._in_range(part, o_lo, o_hi):
                 continue
             cand = _rays_near(part, origins, dirs)
             tp, npart = part.intersect(origins[cand], dirs[cand])
