@@ -29,6 +29,7 @@ __all__ = [
     "SemanticsConfig",
     "PipelineConfig",
     "load_config",
+    "override",
     "config_to_dict",
     "RANGES",
     "field_range",
@@ -82,6 +83,16 @@ class InputConfig:
     """Depth beyond this range (metres) is treated as invalid."""
     min_depth_m: float = 0.1
     """Depth below this range (metres) is treated as invalid."""
+    max_speed_mps: float = 10.0
+    """A camera pose that moved faster than this since the last accepted frame (m/s; over at least
+    0.1 s) is a glitch (a TF sample far off, a localizer's jump): the frame is skipped and counted.
+    A new place that 3 frames in a row agree on is accepted (relocalisation). Lenient on purpose
+    (robots drive and people walk below 2 m/s): it catches glitches, not fast driving. 0 = no check."""
+    max_turn_rate_dps: float = 720.0
+    """...or turned faster than this (degrees per second). 0 = no check."""
+    max_gap_s: float = 10.0
+    """``langgs replay --realtime``: a jump of the image stamps longer than this (s) is reported and
+    skipped over, the replay clock jumping with it, instead of sleeping through it."""
     max_image_pixels: int = 16_777_216
     """Images declaring more pixels than this (width x height, e.g. 4096 x 4096) are skipped
     before decoding, so a corrupt header cannot exhaust memory."""
@@ -438,7 +449,8 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "input": {
         "sync_tolerance_s": (0.0, 10.0), "tf_tolerance_s": (0.0, 10.0), "camera_info_tolerance_s": (-1.0, 3600.0),
         "max_depth_m": (0.01, 1000.0), "min_depth_m": (0.0, 100.0), "max_image_pixels": (1, 1 << 28),
-        "reanchor_on_map_odom_jump_m": (0.0, 1000.0),
+        "reanchor_on_map_odom_jump_m": (0.0, 1000.0), "max_speed_mps": (0.0, 1000.0),
+        "max_turn_rate_dps": (0.0, 100_000.0), "max_gap_s": (0.01, 1.0e6),
     },
     "mapping": {
         "pixel_stride": (1, 64), "keyframe_translation_m": (0.0, 100.0), "keyframe_rotation_deg": (0.0, 180.0),
@@ -548,22 +560,42 @@ def _update_dataclass(obj: Any, values: dict[str, Any], where: str) -> None:
         setattr(obj, key, value)
 
 
+def _yaml_load(text: str) -> Any:
+    """YAML with numbers as ROS 2 parameter files read them: ``1e-3`` and ``1.0e9`` are floats
+    (PyYAML follows YAML 1.1, which wants a dot and a signed exponent, and reads them as strings)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Defaults, updated from a YAML/JSON file (if given) and then from ``overrides``."""
     config = PipelineConfig()
     if path is not None:
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_bytes().decode("utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                              "save it as UTF-8 YAML or JSON") from None
+        if "\0" in text:
+            raise ConfigError(f"config file {path} holds NUL bytes: it is not a text file")
         try:
             if path.suffix == ".json":
                 values = json.loads(text)
             else:
-                import yaml
-
-                values = yaml.safe_load(text)
+                values = _yaml_load(text)
         except Exception as exc:  # noqa: BLE001 - any parser error is a config error
             raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {exc}") from None
         if values is None:
@@ -573,6 +605,14 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         _update_dataclass(config, values, "")
     if overrides:
         _update_dataclass(config, overrides, "")
+    validate_config(config)
+    return config
+
+
+def override(config: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:
+    """``config`` updated in place with ``values`` (sections of fields, as a file's), checked
+    against the ranges; raises ConfigError naming a bad key or value."""
+    _update_dataclass(config, values, "")
     validate_config(config)
     return config
 

@@ -60,16 +60,28 @@ class ReplaySummary:
 
 
 def open_source(path: str | Path, config: PipelineConfig, with_instances: bool,
-                exclude: set[str] | None = None) -> FrameSource:
-    """A frame source for a rosbag2 directory or a 7-Scenes style frame folder."""
+                exclude: set[str] | None = None, flags: dict[str, str] | None = None,
+                report: Callable[[str], None] | None = None) -> FrameSource:
+    """A frame source for a bag (rosbag2 directory or ROS 1 ``.bag``) or a 7-Scenes style frame
+    folder. ``report`` gets, line by line, what the recording holds and what the replay uses of it
+    (read before any frame); ``flags``: the command-line flag of each ``input.*`` setting, for errors."""
     path = Path(path)
     if classify_input(path) == "folder":
         if with_instances:
             raise InputError(f"{path} is a frame folder without ground-truth instances; "
                              "use --semantics none")
-        return FrameFolderReader(path, max_depth_m=config.input.max_depth_m,
-                                 min_depth_m=config.input.min_depth_m, exclude=exclude)
-    return BagFrameReader(path, config.input, with_instances=with_instances)
+        source: FrameSource = FrameFolderReader(path, max_depth_m=config.input.max_depth_m,
+                                                min_depth_m=config.input.min_depth_m, exclude=exclude)
+    else:
+        source = BagFrameReader(path, config.input, with_instances=with_instances, flags=flags)
+    if report is not None:
+        try:
+            for line in source.inspect():
+                report(line)
+        except BaseException:
+            source.close()
+            raise
+    return source
 
 
 def build_map(source: FrameSource, mapper: Mapper,
@@ -115,17 +127,20 @@ def build_map(source: FrameSource, mapper: Mapper,
 
 def replay(path: str | Path, out_dir: str | Path, semantics: str, config: PipelineConfig,
            progress: Callable[[ReplayProgress], None] | None = None, refine: bool = False,
-           refine_progress: Callable[[RefineProgress], None] | None = None) -> ReplaySummary:
+           refine_progress: Callable[[RefineProgress], None] | None = None,
+           report: Callable[[str], None] | None = None, flags: dict[str, str] | None = None) -> ReplaySummary:
     """Build a map from ``path`` with the ``semantics`` backend and save it to ``out_dir``; with
     ``refine``, then run ``config.refine.iterations`` of refinement on the last ``refine.window``
-    keyframes, judged on held-out non-keyframes (:func:`refine_in_rounds`)."""
+    keyframes, judged on held-out non-keyframes (:func:`refine_in_rounds`). ``report``: see
+    :func:`open_source` (the recording is inspected before any model is loaded)."""
     classify_input(path)  # a clear error for a wrong input path before any model is loaded
     check_output_dir(out_dir, "map directory", create=False)  # before the work, not after it
-    backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou)
-    with open_source(path, config, with_instances=semantics == "oracle") as source:
+    with open_source(path, config, with_instances=semantics == "oracle", flags=flags, report=report) as source:
+        backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou)
         # blocks beyond the RAM budget wait in the output map directory: the final save writes the rest
         mapper = Mapper(config.mapping, backend, seed=config.oracle.seed, refine=config.refine if refine else None,
-                        reanchor_jump_m=config.input.reanchor_on_map_odom_jump_m, directory=out_dir)
+                        reanchor_jump_m=config.input.reanchor_on_map_odom_jump_m, directory=out_dir,
+                        max_speed_mps=config.input.max_speed_mps, max_turn_rate_dps=config.input.max_turn_rate_dps)
         summary = build_map(source, mapper, progress)
         labels = dict(getattr(source, "labels", {}))
     if summary.keyframes == 0:
@@ -150,7 +165,7 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
                "skipped": dict(summary.source.skipped)},
         decoder=decoder)
     summary.map_path = save_map(out_dir, data)
-    summary.stage_seconds = dict(getattr(backend, "stage_seconds", {}))
+    summary.stage_seconds = dict(getattr(mapper.backend, "stage_seconds", {}))
     summary.peak_rss_mb, summary.peak_gpu_mb = peak_memory_mb()
     return summary
 

@@ -1,6 +1,9 @@
 """ros2 launch langgs_ros mapping.launch.py [semantics:=clip|oracle|none] [config:=FILE] [map_path:=DIR]
-[use_sim_time:=false] [color_topic:=...] [depth_topic:=...|''] [camera_info_topic:=...]
-[split:=false] [start_semantics:=true] [rviz:=false]
+[use_sim_time:=false] [camera:=realsense|oakd|zed|generic] [color_topic:=...] [depth_topic:=...|'']
+[camera_info_topic:=...] [split:=false] [start_semantics:=true] [rviz:=false]
+
+``camera:=`` takes the topics the driver publishes by default (langgs_ros/io/camera_presets.py);
+a topic argument given overrides it ('auto', the default, takes the preset's).
 
 Starts mapping_node (a lifecycle node) and drives it to active once: configure, then activate when
 configuring ends in inactive. Later transitions are the operator's (``ros2 lifecycle set
@@ -49,9 +52,11 @@ def generate_launch_description() -> LaunchDescription:
         "semantics": ("clip", "2D semantics: clip (SAM/SAM2 + OpenCLIP), oracle (synthetic data only), none"),
         "map_path": ("", "Map directory: loaded at start if it holds map.npz, written by ~/save_map"),
         "use_sim_time": ("false", "Use /clock (true when replaying a bag with --clock)"),
-        "color_topic": ("/camera/color/image_raw", "Color image (ends in /compressed for CompressedImage)"),
-        "depth_topic": ("/camera/aligned_depth_to_color/image_raw", "Depth registered to color; '' = color only"),
-        "camera_info_topic": ("/camera/color/camera_info", "CameraInfo of the color camera"),
+        "camera": ("generic", "Camera driver whose default topics to use: realsense, oakd, zed, generic"),
+        "color_topic": ("auto", "Color image (ends in /compressed for CompressedImage); auto = the camera's"),
+        "depth_topic": ("auto", "Depth registered to color (or its /compressedDepth); '' = color only; "
+                                "auto = the camera's"),
+        "camera_info_topic": ("auto", "CameraInfo of the color camera; auto = the camera's"),
         "split": ("false", "Run the 2D semantics in semantics_node and send SemanticFrame keyframes to mapping"),
         "start_semantics": ("true", "With split: also start semantics_node here (false: it runs elsewhere)"),
         "rviz": ("false", "Start RViz2 with config/langgs.rviz (map, query mask, boxes, goal)"),
@@ -65,6 +70,7 @@ def generate_launch_description() -> LaunchDescription:
     camera = {
         "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
         "semantics": text("semantics"),
+        "camera": text("camera"),
         "input.color_topic": text("color_topic"),
         "input.depth_topic": text("depth_topic"),
         "input.camera_info_topic": text("camera_info_topic"),

@@ -35,8 +35,15 @@ def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8"
                     tf: bool = True, depth: bool = True, storage: str = "mcap", pose_topic: str | None = None,
                     distortion: list[float] | None = None, compressed: bool = False,
                     camera_matrix: "np.ndarray | None" = None, distortion_model: str = "plumb_bob",
-                    depth_value: int = 2000) -> Path:
-    """A tiny bag (64x48, a wall 2 m ahead) with the chosen defects, via the project's BagWriter."""
+                    depth_value: int = 2000, depth_topic: str = "/camera/aligned_depth_to_color/image_raw",
+                    compressed_depth: str = "", image_stamp=None, tf_ghost_at: int | None = None,
+                    path_topic: str = "") -> Path:
+    """A tiny bag (64x48, a wall 2 m ahead) with the chosen defects, via the project's BagWriter.
+
+    ``compressed_depth`` (png, rvl): depth only on ``<depth_topic>/compressedDepth``, as
+    image_transport writes it; ``image_stamp(i, stamp)``: the stamp image ``i`` gets (broken
+    clocks); ``tf_ghost_at``: one TF sample of that frame 50 km off; ``path_topic``: a nav_msgs/Path
+    of the base poses after the last image."""
     import numpy as np
 
     from langgs_ros.geometry import make_transform
@@ -52,12 +59,14 @@ def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8"
             stamp = t0 + (i + 1) * 100_000_000
             pose = make_transform(np.eye(3), [0.2 * i, 0, 0])
             if tf:
-                tfs = [bag.transform("map", "base", pose, stamp - 10_000_000),
-                       bag.transform("map", "base", pose, stamp + 10_000_000)]
+                ghost = make_transform(np.eye(3), [50_000.0, 0, 0]) if tf_ghost_at == i else pose
+                tfs = [bag.transform("map", "base", ghost, stamp - 10_000_000),
+                       bag.transform("map", "base", ghost, stamp + 10_000_000)]
                 for t in tfs:
                     bag.write("/tf", bag.tf_message([t]), t.header.stamp.sec * 10**9 + t.header.stamp.nanosec)
             if pose_topic:
                 bag.write(pose_topic, bag.pose_stamped(pose, stamp, "map"), stamp)
+            stamp = image_stamp(i, stamp) if image_stamp is not None else stamp
             rgb = np.zeros((h, w, 3), np.uint8)
             rgb[..., 0] = np.arange(w, dtype=np.uint8)[None] * 4
             rgb[..., 1] = 100
@@ -71,7 +80,16 @@ def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8"
                 bag.write("/camera/color/image_raw", bag.image(rgb[..., :2].copy(), color_encoding, stamp, frame), stamp)
             if depth:
                 d = np.full((h, w), depth_value, np.uint16)
-                bag.write("/camera/aligned_depth_to_color/image_raw", bag.image(d, "16UC1", stamp, frame), stamp)
+                if compressed_depth:
+                    bag.write(depth_topic + "/compressedDepth",
+                              bag.compressed_depth(d, "16UC1", compressed_depth, stamp, frame), stamp)
+                else:
+                    bag.write(depth_topic, bag.image(d, "16UC1", stamp, frame), stamp)
+        if path_topic:
+            end = t0 + (frames + 1) * 100_000_000
+            poses = [make_transform(np.eye(3), [0.2 * i, 0, 0]) for i in range(frames)]
+            bag.write(path_topic, bag.path_message(poses, [t0 + (i + 1) * 100_000_000 for i in range(frames)], end,
+                                                   "map"), end)
     return path
 
 

@@ -50,11 +50,16 @@ def test_input_paths_that_are_not_a_bag_or_frame_folder(tmp_path, small_bag):
     proc = replay(root, tmp_path / "m")
     assert_clean_failure(proc, "seq-01 (frame folder)", "bag1 (bag)", "pass one of them")
 
-    crashed = small_bag("crashed")  # a recorder killed before writing metadata.yaml
+    crashed = small_bag("crashed", storage="sqlite3")  # a recorder killed before writing metadata.yaml
     (crashed / "metadata.yaml").unlink()
     assert_clean_failure(replay(crashed, tmp_path / "m"), "no metadata.yaml", "ros2 bag reindex")
-    mcap = next(crashed.glob("*.mcap"))
-    assert_clean_failure(replay(mcap, tmp_path / "m"), "ros2 bag reindex")
+    db3 = next(crashed.glob("*.db3"))
+    assert_clean_failure(replay(db3, tmp_path / "m"), "ros2 bag reindex")
+    # an MCAP bag without it is read from the MCAP data (test_recordings.py), without reindex advice
+    crashed_mcap = small_bag("crashed_mcap")
+    (crashed_mcap / "metadata.yaml").unlink()
+    proc = replay(crashed_mcap, tmp_path / "m_mcap")
+    assert proc.returncode == 0 and "rebuilt from the MCAP data" in proc.stderr and "reindex" not in proc.stderr
 
     file = tmp_path / "notes.txt"
     file.write_text("hello")
@@ -156,6 +161,6 @@ def test_query_png_paths(small_bag, tmp_path):
         assert_clean_failure(run_cli("query", tmp_path / "map", "mug", "--png", ro / "top.png"),
                              "read-only file system")
     good = tmp_path / "top.png"
-    proc = run_cli("query", tmp_path / "map", "mug", "--png", good)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("query", tmp_path / "map", "mug", "--png", good)  # a geometry map: drawn, the text refused
+    assert proc.returncode == 2 and "no semantics" in proc.stderr, proc.stderr
     assert good.read_bytes()[:4] == b"\x89PNG" and oct(os.stat(good).st_mode & 0o777) == "0o644"

@@ -19,42 +19,50 @@ import numpy as np
 
 from langgs_ros.config import InputConfig
 from langgs_ros.errors import BagError, InputError
+from langgs_ros.io.bag_salvage import SalvagedBag, needs_salvage, salvage_mcap_bag
 from langgs_ros.io.frame_source import SourceStats
 from langgs_ros.io.frame_builder import build_frame
 from langgs_ros.io.image_codec import CameraModel, camera_model_from_info, stamp_to_ns
 from langgs_ros.io.input_paths import classify_input
 from langgs_ros.io.mcap_check import McapReport, check_mcap
 from langgs_ros.io.path_message import pose_graph_from_path
+from langgs_ros.io.stamp_check import StampCheck
 from langgs_ros.io.tf_buffer import POSE_CHILD, TransformBuffer, TransformLookupError
+from langgs_ros.io.topic_selection import select_topics
 from langgs_ros.mapping.pose_correction import PoseGraph
 from langgs_ros.types import Frame
 
 __all__ = ["BagFrameReader"]
 
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-TF = "tf2_msgs/msg/TFMessage"
-POSE_TYPES = ("geometry_msgs/msg/PoseStamped", "nav_msgs/msg/Odometry")
-PATH = "nav_msgs/msg/Path"
 _PAIR_WINDOW_NS = 1_000_000_000  # how long (log time) a color image waits for its depth
 
 
-def _open_reader(path: Path) -> Any:
+def _open_reader(path: Path) -> tuple[Any, SalvagedBag | None]:
+    """(an open rosbags AnyReader, the salvaged copy it reads if the bag ended badly)."""
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
     kind = classify_input(path)  # raises a clear error for anything but a bag
     if kind != "bag":
         raise BagError(f"{path} is a frame folder, not a bag")
-    if path.is_file():
-        path = path.parent
+    salvaged = None
+    if path.suffix == ".bag":  # ROS 1: rosbags reads it, with the message definitions it carries
+        target = path
+    else:
+        target = path.parent if path.is_file() else path
+        if needs_salvage(target):
+            try:
+                salvaged = salvage_mcap_bag(target)
+            except Exception as exc:  # noqa: BLE001 - rosbags' scan raises many types for garbage
+                raise BagError(_open_failure(target, exc)) from None
     try:
-        reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+        reader = AnyReader([salvaged.path if salvaged else target], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
         reader.open()
     except Exception as exc:  # noqa: BLE001 - rosbags raises many types for corrupt input
-        raise BagError(_open_failure(path, exc)) from None
-    return reader
+        if salvaged is not None:
+            salvaged.cleanup()
+        raise BagError(_open_failure(target, exc)) from None
+    return reader, salvaged
 
 
 def _open_failure(path: Path, exc: Exception) -> str:
@@ -74,31 +82,39 @@ def _open_failure(path: Path, exc: Exception) -> str:
                         f"{report.truncated_at} of {size} (an interrupted recording or copy)")
         elif size < 100:
             return f"cannot open bag {path}: {file.name} is {size} bytes, too short for an SQLite bag"
-    if "metadata" in detail.lower() or "yaml" in detail.lower():
+    sqlite = any(file.suffix == ".db3" for file in storage)
+    if sqlite and ("metadata" in detail.lower() or "yaml" in detail.lower()):
         return (f"cannot open bag {path}: its metadata.yaml is unreadable or does not match the storage files "
                 f"({detail}); 'ros2 bag reindex {path}' rebuilds it")
-    return (f"cannot open bag {path}: {detail}. If the recorder crashed, 'ros2 bag reindex {path}' rebuilds "
-            "metadata.yaml")
+    return f"cannot open bag {path}: {detail}"
 
 
 class BagFrameReader:
     """Iterate posed, undistorted frames of a bag; ``stats`` says what was skipped and why."""
 
-    def __init__(self, path: str | Path, config: InputConfig, *, with_instances: bool = False) -> None:
+    def __init__(self, path: str | Path, config: InputConfig, *, with_instances: bool = False,
+                 flags: dict[str, str] | None = None) -> None:
+        """``flags``: the command-line flag of each ``input.*`` setting, named in errors."""
         self.path = Path(path)
         self.config = config
         self.with_instances = with_instances
+        self.flags = flags or {}
+        self.report: list[str] = []
+        """What the replay uses and what it does not (:mod:`langgs_ros.io.topic_selection`)."""
         self.stats = SourceStats()
         self.labels: dict[int, str] = {}
         self.corrupt_messages: Counter[str] = Counter()
         """Messages per topic skipped because they do not deserialise (corrupt bytes)."""
         self._pose_graph: PoseGraph | None = None
-        self._reader = _open_reader(self.path)
+        self._reader, self._salvaged = _open_reader(self.path)
+        if self._salvaged is not None:
+            self.stats.notes.extend(self._salvaged.notes)
+            self.report.extend(f"salvaged: {note}" for note in self._salvaged.notes)
         try:
             self.integrity = self._check_integrity()
             self._resolve_topics()
         except BaseException:
-            self._reader.close()
+            self.close()
             raise
 
     def _check_integrity(self) -> list[McapReport]:
@@ -123,65 +139,27 @@ class BagFrameReader:
         info = self._reader.topics.get(name)
         return info.msgtype if info is not None else None
 
-    def _available(self, *types: str) -> str:
-        names = [n for n, i in self._reader.topics.items() if not types or i.msgtype in types]
-        return ", ".join(sorted(names)) or "none"
+    def _first_encoding(self, topic: str) -> str | None:
+        """Encoding of the first Image message of ``topic`` (None if it cannot be read)."""
+        conns = [c for c in self._reader.connections if c.topic == topic]
+        try:
+            for conn, _, raw in self._reader.messages(connections=conns):
+                return str(self._reader.deserialize(raw, conn.msgtype).encoding)
+        except Exception:  # noqa: BLE001 - an unreadable topic is simply not a candidate
+            return None
+        return None
 
     def _resolve_topics(self) -> None:
-        cfg = self.config
-        if not self._reader.topics:
-            raise InputError(f"bag {self.path} contains no topics")
-        color = cfg.color_topic
-        if self._topic_type(color) not in (IMAGE, COMPRESSED):
-            alt = color.rstrip("/") + "/compressed"
-            if self._topic_type(alt) == COMPRESSED:
-                color = alt
-            else:
-                raise InputError(
-                    f"no color image topic '{cfg.color_topic}' (or '{alt}') in the bag; "
-                    f"image topics: {self._available(IMAGE, COMPRESSED)}"
-                )
-        self.color_topic = color
-        self._color_compressed = self._topic_type(color) == COMPRESSED
-        if self._topic_type(cfg.camera_info_topic) != CAMERA_INFO:
-            raise InputError(
-                f"no CameraInfo topic '{cfg.camera_info_topic}' in the bag; "
-                f"CameraInfo topics: {self._available(CAMERA_INFO)}"
-            )
-        self.depth_topic = cfg.depth_topic if self._topic_type(cfg.depth_topic) == IMAGE else None
-        self.instances_topic = None
-        if self.with_instances:
-            if self._topic_type(cfg.instances_topic) != IMAGE:
-                raise InputError(
-                    f"the oracle backend needs ground-truth instances on '{cfg.instances_topic}', "
-                    "which the bag lacks; use --semantics none for geometry only"
-                )
-            self.instances_topic = cfg.instances_topic
-        self.pose_graph_topic = None
-        if cfg.pose_graph_topic:
-            kind = self._topic_type(cfg.pose_graph_topic)
-            if kind is None:
-                self.stats.notes.append(f"no pose graph topic '{cfg.pose_graph_topic}' in the bag: poses are not corrected")
-            elif kind != PATH:
-                raise InputError(f"pose graph topic '{cfg.pose_graph_topic}' is {kind}, not nav_msgs/Path; "
-                                 f"Path topics: {self._available(PATH)}")
-            else:
-                self.pose_graph_topic = cfg.pose_graph_topic
-        if cfg.pose_topic:
-            if self._topic_type(cfg.pose_topic) not in POSE_TYPES:
-                raise InputError(
-                    f"pose topic '{cfg.pose_topic}' is missing or not PoseStamped/Odometry; "
-                    f"pose topics: {self._available(*POSE_TYPES)}"
-                )
-        elif self._topic_type("/tf") != TF and self._topic_type("/tf_static") != TF:
-            raise InputError(
-                "the bag has no camera poses: no /tf or /tf_static, and no pose_topic configured "
-                f"(pose topics in the bag: {self._available(*POSE_TYPES)})"
-            )
+        topics = {name: (info.msgtype, int(info.msgcount)) for name, info in self._reader.topics.items()}
+        choice = select_topics(topics, self.config, self.with_instances, self._first_encoding, self.flags)
+        self.color_topic, self._color_compressed = choice.color, choice.color_compressed
+        self.depth_topic, self.instances_topic = choice.depth, choice.instances
+        self.pose_graph_topic = choice.pose_graph
+        self.report.extend(choice.report)
 
     @property
     def has_depth(self) -> bool:
-        """Whether the bag holds the configured depth topic."""
+        """Whether the recording holds depth the replay uses."""
         return self.depth_topic is not None
 
     # -- pass 1: small messages -------------------------------------------------------------
@@ -208,7 +186,27 @@ class BagFrameReader:
         except Exception as exc:  # noqa: BLE001 - corrupt chunks surface as many types
             raise BagError(f"bag {self.path} is corrupt or truncated: {exc or type(exc).__name__}") from None
 
+    def inspect(self) -> list[str]:
+        """Read the small messages (TF, CameraInfo, labels) and the first color image's header, and
+        add to :attr:`report` whether TF connects the fixed frame to the camera; returns the report."""
+        self._read_static_data()
+        first = next((msg for _, _, msg in self._messages([self.color_topic])), None)
+        if first is not None:
+            frame_id = str(first.header.frame_id).lstrip("/")
+            source = POSE_CHILD if self.config.pose_topic and getattr(self, "_pose_child", None) == POSE_CHILD else frame_id
+            stamp = stamp_to_ns(first.header.stamp)
+            try:
+                self.tf.lookup(self.config.fixed_frame, source, stamp)
+                self.report.append(f"TF: '{self.config.fixed_frame}' -> '{frame_id}' (the images' frame) found")
+            except TransformLookupError as exc:
+                known = ", ".join(sorted(self.tf.frames)[:12]) or "none"
+                self.report.append(f"TF: no pose of the first image ('{frame_id}' in '{self.config.fixed_frame}' at "
+                                   f"{stamp / 1e9:.3f} s): {exc}; frames in TF: {known} (set input.fixed_frame)")
+        return self.report
+
     def _read_static_data(self) -> None:
+        if getattr(self, "tf", None) is not None:
+            return  # read by inspect() already
         cfg = self.config
         self.tf = TransformBuffer(tolerance_ns=int(cfg.tf_tolerance_s * 1e9))
         self.camera_infos: list[tuple[int, CameraModel | InputError]] = []
@@ -306,6 +304,7 @@ class BagFrameReader:
         """Yield usable frames in stamp order; skipped ones are counted in ``stats``; pose graphs
         read meanwhile wait in :meth:`take_pose_graph`."""
         self._read_static_data()
+        stamps = StampCheck()
         tol = int(self.config.sync_tolerance_s * 1e9)
         partners = [t for t in (self.depth_topic, self.instances_topic) if t]
         buffers: dict[str, deque[tuple[int, int, Any]]] = {t: deque() for t in partners}
@@ -344,7 +343,12 @@ class BagFrameReader:
                 self._add_pose_graph(msg, logtime)
             elif topic == self.color_topic:
                 self.stats.frames_seen += 1
-                pending.append((logtime, stamp_to_ns(msg.header.stamp), msg))
+                stamp = stamp_to_ns(msg.header.stamp)
+                problem = stamps.add(stamp)
+                if problem:  # posed like the image before it: it cannot be placed apart from it
+                    self.stats.skip(problem)
+                    continue
+                pending.append((logtime, stamp, msg))
             else:
                 buf = buffers[topic]
                 buf.append((logtime, stamp_to_ns(msg.header.stamp), msg))
@@ -352,13 +356,17 @@ class BagFrameReader:
                     buf.popleft()
             yield from flush(logtime, final=False)
         yield from flush(0, final=True)
+        self.stats.notes.extend(stamps.notes())
+        stamps.raise_if_all_equal()
         others = {t: n for t, n in self.corrupt_messages.items() if t != self.color_topic}
         if others:
             self.stats.notes.append("corrupt messages skipped: " + ", ".join(f"{n} on {t}" for t, n in others.items()))
 
     def close(self) -> None:
-        """Close the bag."""
+        """Close the bag (and remove a salvaged copy)."""
         self._reader.close()
+        if self._salvaged is not None:
+            self._salvaged.cleanup()
 
     def __enter__(self) -> BagFrameReader:
         return self

@@ -97,6 +97,15 @@ class BagWriter:
         return self.types["sensor_msgs/msg/CompressedImage"](
             header=self.header(stamp_ns, frame_id), format=fmt, data=buf.reshape(-1))
 
+    def compressed_depth(self, depth: np.ndarray, encoding: str, codec: str, stamp_ns: int, frame_id: str) -> Any:
+        """sensor_msgs/CompressedImage of a depth image (32FC1 metres or 16UC1 millimetres) as
+        image_transport's compressedDepth publisher writes it (``codec`` png or rvl)."""
+        from langgs_ros.io.depth_codec import encode_compressed_depth
+
+        fmt, data = encode_compressed_depth(depth, encoding, codec)
+        return self.types["sensor_msgs/msg/CompressedImage"](
+            header=self.header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, np.uint8))
+
     def camera_info(self, K: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str,  # noqa: N803
                     D: np.ndarray | None = None, model: str = "plumb_bob") -> Any:  # noqa: N803
         """sensor_msgs/CameraInfo with camera matrix K and distortion D (zeros by default)."""

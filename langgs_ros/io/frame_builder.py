@@ -12,6 +12,7 @@ import numpy as np
 from langgs_ros.config import InputConfig
 from langgs_ros.errors import InputError
 from langgs_ros.io.camera_check import distortion_problem, frame_problem, intrinsics_problem, pose_problem
+from langgs_ros.io.depth_codec import decode_compressed_depth, is_compressed_depth
 from langgs_ros.io.image_codec import (CameraModel, check_image_size, decode_color, decode_compressed_color,
                                        decode_depth, decode_instances, stamp_to_ns)
 from langgs_ros.types import Frame
@@ -24,7 +25,8 @@ def build_frame(color_msg: Any, depth_msg: Any | None, inst_msg: Any | None, mod
                 T_cam_base: np.ndarray | None = None, T_world_odom: np.ndarray | None = None) -> Frame | str:  # noqa: N803
     """Decode and undistort; returns the frame, or a one-line reason why the input is unusable.
 
-    ``color_msg`` is a sensor_msgs/Image or CompressedImage (told apart by its ``format`` field);
+    ``color_msg`` is a sensor_msgs/Image or CompressedImage (told apart by its ``format`` field),
+    ``depth_msg`` an Image or an image_transport compressedDepth CompressedImage;
     ``T_world_cam`` [4, 4] is the pose of the image's optical frame in the fixed frame;
     ``T_cam_base`` [4, 4], if known, the pose of the robot base frame in the optical frame;
     ``T_world_odom`` [4, 4], if known, the odometry frame in the fixed frame (kept if it is rigid).
@@ -48,8 +50,12 @@ def build_frame(color_msg: Any, depth_msg: Any | None, inst_msg: Any | None, mod
     depth = instances = None
     if depth_msg is not None:
         try:
-            check_image_size(depth_msg, config.max_image_pixels)
-            depth = decode_depth(depth_msg, config.min_depth_m, config.max_depth_m)
+            if is_compressed_depth(depth_msg):  # image_transport's compressedDepth
+                depth = decode_compressed_depth(depth_msg, config.max_image_pixels, config.min_depth_m,
+                                                config.max_depth_m)
+            else:
+                check_image_size(depth_msg, config.max_image_pixels)
+                depth = decode_depth(depth_msg, config.min_depth_m, config.max_depth_m)
         except InputError as exc:
             return f"depth: {exc}"
         if depth.shape != rgb.shape[:2]:

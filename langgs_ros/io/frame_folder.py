@@ -53,10 +53,12 @@ class FrameFolderReader:
         self.folder = Path(folder)
         if not is_frame_folder(self.folder):
             raise InputError(f"{self.folder} holds no frame-*.color.png images")
-        self.K = _read_matrix(_find_intrinsics(self.folder), (3, 3))
+        self._intrinsics_path = _find_intrinsics(self.folder)
+        self.K = _read_matrix(self._intrinsics_path, (3, 3))
         self.max_depth_m, self.min_depth_m, self.depth_scale = max_depth_m, min_depth_m, depth_scale
         self.frame_id, self.frame_rate_hz = frame_id, frame_rate_hz
         self.exclude = exclude or set()
+        self._size: tuple[int, int] | None = None
         self.stats = SourceStats()
         self.labels: dict[int, str] = {}
         self.names: list[str] = []
@@ -99,6 +101,11 @@ class FrameFolderReader:
             raise InputError(f"{name}.depth.png: no valid pixel (all 0 or outside "
                              f"{self.min_depth_m:g}..{self.max_depth_m:g} m)")
         h, w = depth.shape
+        if self._size is None:
+            self._size = (w, h)
+        elif (w, h) != self._size:  # one intrinsics file: it cannot fit images of two sizes
+            raise InputError(f"{name}: image is {w}x{h}, the folder's first frame {self._size[0]}x{self._size[1]} "
+                             "(one intrinsics file fits one image size)")
         K = CameraIntrinsics(width=w, height=h, fx=self.K[0, 0], fy=self.K[1, 1], cx=self.K[0, 2], cy=self.K[1, 2])
         problem = intrinsics_problem(K)
         if problem:
@@ -120,6 +127,14 @@ class FrameFolderReader:
                 continue
             self.stats.frames_used += 1
             yield frame
+
+    def inspect(self) -> list[str]:
+        """What the replay uses: the frames, the intrinsics file, the depth convention."""
+        K = self.K
+        return [f"frames: {len(self.names)} in {self.folder} (frame-*.color / .depth.png / .pose.txt)",
+                f"intrinsics: {self._intrinsics_path} (fx {K[0, 0]:g}, fy {K[1, 1]:g}, cx {K[0, 2]:g}, cy {K[1, 2]:g})",
+                f"depth: 16-bit PNG x {self.depth_scale:g} m, valid {self.min_depth_m:g}..{self.max_depth_m:g} m; "
+                f"poses: *.pose.txt (T_world_cam); stamps: frame number at {self.frame_rate_hz:g} Hz"]
 
     def take_pose_graph(self) -> None:
         """A frame folder carries no pose graph (the bag reader's counterpart returns SLAM's)."""

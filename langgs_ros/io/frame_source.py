@@ -46,6 +46,10 @@ class FrameSource(Protocol):
         """Usable frames in time order; the others are counted in :attr:`stats` with their reason."""
         ...
 
+    def inspect(self) -> list[str]:
+        """Lines saying what the recording holds, what a replay uses of it and what it does not."""
+        ...
+
     def take_pose_graph(self) -> PoseGraph | None:
         """The newest pose graph read since the last call (SLAM's correction), or None."""
         ...

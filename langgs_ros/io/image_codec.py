@@ -219,8 +219,9 @@ class CameraModel:
 
 
 def camera_model_from_info(msg: Any) -> CameraModel:
-    """sensor_msgs/CameraInfo -> CameraModel. Raises InputError for unusable values."""
-    K = np.asarray(msg.k, dtype=np.float64).reshape(-1)
+    """sensor_msgs/CameraInfo -> CameraModel (ROS 2's ``k``, ``d`` or ROS 1's ``K``, ``D``).
+    Raises InputError for unusable values."""
+    K = np.asarray(msg.k if hasattr(msg, "k") else msg.K, dtype=np.float64).reshape(-1)
     if K.size != 9:
         raise InputError(f"CameraInfo.k has {K.size} values, expected 9")
     intrinsics = CameraIntrinsics(
@@ -231,7 +232,7 @@ def camera_model_from_info(msg: Any) -> CameraModel:
     if problem:
         raise InputError(f"CameraInfo is not a usable camera: {problem}")
     model = str(msg.distortion_model)
-    D = np.asarray(msg.d, dtype=np.float64).reshape(-1)
+    D = np.asarray(msg.d if hasattr(msg, "d") else msg.D, dtype=np.float64).reshape(-1)
     problem = distortion_problem(model, D)
     if problem:
         raise InputError(f"CameraInfo is not a usable camera: {problem}")

@@ -56,13 +56,16 @@ def _candidates(root: Path) -> list[str]:
 
 
 def classify_input(path: str | Path) -> Literal["bag", "folder"]:
-    """``"bag"`` for a rosbag2 directory (or a file inside one), ``"folder"`` for a frame folder;
+    """``"bag"`` for a rosbag2 directory (or a file inside one) or a ROS 1 ``.bag``, ``"folder"`` for a frame folder;
     otherwise raises InputError/BagError saying what the path is and what was expected."""
     path = Path(path)
-    expected = "a rosbag2 directory (with metadata.yaml) or a frame folder (frame-*.color.png, *.depth.png, *.pose.txt)"
+    expected = ("a rosbag2 directory (with metadata.yaml), a ROS 1 .bag file or a frame folder (frame-*.color.png, "
+                "*.depth.png, *.pose.txt)")
     if not path.exists():
         raise InputError(f"input {path} does not exist; expected {expected}")
     if path.is_file():
+        if path.suffix == ".bag" or path.suffix == ".mcap":  # ROS 1 bag; an MCAP file is read (salvaged) as is
+            return "bag"
         if path.suffix in BAG_STORAGE_SUFFIXES and (path.parent / "metadata.yaml").is_file():
             return "bag"
         if path.suffix in BAG_STORAGE_SUFFIXES:
@@ -80,6 +83,8 @@ def classify_input(path: str | Path) -> Literal["bag", "folder"]:
     if not entries:
         raise InputError(f"input directory {path} is empty; expected {expected}")
     storage = _storage_files(path)
+    if any(p.suffix == ".mcap" for p in storage):
+        return "bag"  # without metadata.yaml: rebuilt from the MCAP data when read (io.bag_salvage)
     if storage:
         names = ", ".join(p.name for p in storage[:3])
         raise BagError(f"{path} holds bag storage ({names}) but no metadata.yaml: the recorder probably "

@@ -17,7 +17,8 @@ from typing import BinaryIO
 
 from langgs_ros.errors import OutputError
 
-__all__ = ["check_output_dir", "check_output_file", "atomic_write", "remove_stale_temporaries", "os_reason"]
+__all__ = ["check_output_dir", "check_output_file", "check_not_an_input", "atomic_write", "remove_stale_temporaries",
+           "os_reason"]
 
 
 def os_reason(exc: OSError) -> str:
@@ -84,6 +85,21 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
         raise OutputError(f"cannot write {what} {path}: {parent} is not a directory")
     check_output_dir(parent, what=f"directory of the {what}")
     return path
+
+
+def check_not_an_input(output: str | Path, inputs: list[str | Path | None], what: str) -> None:
+    """Refuse (OutputError) an output path that is one of ``inputs`` (a map file, a bag, a config)
+    or the directory of a bag among them, before any work: nothing is ever written over an input."""
+    out = Path(output).resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        path = Path(item).resolve()
+        bag_dir = path if path.is_dir() else path.parent if path.suffix in (".mcap", ".db3") else None
+        if out == path or (bag_dir is not None and out == bag_dir and (bag_dir / "metadata.yaml").exists()):
+            raise OutputError(f"{what} {output} is an input ({item}): it would be written over; choose another path")
+        if path.is_dir() and out.is_relative_to(path) and (path / "metadata.yaml").exists():
+            raise OutputError(f"{what} {output} lies inside the bag {item}; choose a path outside it")
 
 
 def remove_stale_temporaries(directory: Path, pattern: str) -> int:

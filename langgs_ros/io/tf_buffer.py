@@ -45,6 +45,8 @@ class TransformBuffer:
         self._edges: dict[str, _Edge] = {}
         self.rejected = 0
         """Samples dropped: non-finite values or a child that changed parent."""
+        self.rejected_why: dict[tuple[str, str], str] = {}
+        """(parent, child) -> why its samples were dropped (the first reason)."""
 
     def add(
         self,
@@ -62,12 +64,16 @@ class TransformBuffer:
         norm = np.linalg.norm(q)
         if not (np.all(np.isfinite(t)) and np.isfinite(norm) and norm > 1e-6) or parent == child:
             self.rejected += 1
+            why = ("a frame its own parent" if parent == child else "non-finite translation" if not np.all(np.isfinite(t))
+                   else "a NaN quaternion" if not np.isfinite(norm) else "a zero quaternion")
+            self.rejected_why.setdefault((parent, child), why)
             return
         edge = self._edges.get(child)
         if edge is None:
             edge = self._edges[child] = _Edge(parent=parent, static=static)
         if edge.parent != parent:
             self.rejected += 1
+            self.rejected_why.setdefault((parent, child), f"'{child}' already has the parent '{edge.parent}'")
             return
         if static:
             edge.static = True
@@ -174,7 +180,9 @@ class TransformBuffer:
         known = self.frames
         for name in (target, source):
             if name not in known:
-                raise TransformLookupError(f"frame '{name}' does not appear in TF")
+                dropped = [f"{p} -> {c}: {why}" for (p, c), why in self.rejected_why.items() if name in (p, c)]
+                raise TransformLookupError(f"frame '{name}' does not appear in TF" + (
+                    f" (its samples were rejected: {'; '.join(dropped)})" if dropped else ""))
         source_chain, target_chain = self._chain(source), self._chain(target)
         common = next((f for f in source_chain if f in target_chain), None)
         if common is None:

@@ -43,6 +43,7 @@ from langgs_ros.config import MappingConfig, RefineConfig
 from langgs_ros.errors import InputError
 from langgs_ros.geometry import invert_transform
 from langgs_ros.io.camera_check import frame_problem
+from langgs_ros.io.pose_check import PoseJumpFilter
 from langgs_ros.mapping.block_store import BlockStore, BlockView
 from langgs_ros.mapping.feedforward import PixelGaussians, gaussian_fields, pixel_gaussians
 from langgs_ros.mapping.fusion import SemanticField, behind_silhouette, boundary_band, create_field
@@ -68,10 +69,13 @@ class Mapper:
 
     def __init__(self, config: MappingConfig, backend: SemanticBackend | None, seed: int = 0,
                  refine: RefineConfig | None = None, reanchor_jump_m: float = 0.0,
-                 directory: str | Path | None = None) -> None:
+                 directory: str | Path | None = None, max_speed_mps: float = 10.0,
+                 max_turn_rate_dps: float = 720.0) -> None:
         """``directory``: the map directory whose ``blocks/`` hold blocks paged out of RAM (None: a
-        temporary one, made when first needed)."""
+        temporary one, made when first needed); ``max_speed_mps``, ``max_turn_rate_dps``: frames
+        whose pose jumps faster are skipped (``input.*``, :class:`~langgs_ros.io.pose_check.PoseJumpFilter`)."""
         self.config = config
+        self.pose_filter = PoseJumpFilter(max_speed_mps, max_turn_rate_dps)
         self.reanchor_jump_m = reanchor_jump_m
         """``input.reanchor_on_map_odom_jump_m``: re-express keyframes that map -> odom moves this far (m); 0 = off."""
         self._odom_checked: np.ndarray | None = None  # map -> odom the keyframes were last checked against
@@ -361,6 +365,9 @@ class Mapper:
         if problem:
             raise InputError(problem)
         graph_posed = None if self._graph is None else self._graph.pose_frame(frame)
+        jump = self.pose_filter.check(frame.stamp_ns, frame.T_world_cam if graph_posed is None else graph_posed.T_world_cam)
+        if jump:
+            raise InputError(jump)
         if graph_posed is not None:  # its map -> odom predates the graph: no re-anchoring on it
             frame, reanchored = graph_posed, None
         else:

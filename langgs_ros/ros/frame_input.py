@@ -93,11 +93,23 @@ class FrameInput:
         self._color_topics = [t for _, t in candidates]
         self._names = ["color"]
         self.filters: list[Any] = [self._color]
+        # Depth: the raw topic, or image_transport's <topic>/compressedDepth when only that one publishes
+        self.depth_source: str | None = None
+        self._depth_topics: list[str] = []
         if config.depth_topic:
             self._names.append("depth")
-            self.filters.append(message_filters.Subscriber(node, Image, config.depth_topic,
-                                                           qos_profile=qos_profile_sensor_data,
-                                                           callback_group=callback_group))
+            self._depth = SimpleFilter()
+            self.filters.append(self._depth)
+            if config.depth_topic.endswith("/compressedDepth"):
+                depth_candidates = [(CompressedImage, config.depth_topic)]
+            else:
+                depth_candidates = [(Image, config.depth_topic),
+                                    (CompressedImage, config.depth_topic.rstrip("/") + "/compressedDepth")]
+            for msg_type, topic in depth_candidates:
+                self.handles.append(node.create_subscription(
+                    msg_type, topic, lambda msg, t=topic: self._on_depth(t, msg), qos_profile_sensor_data,
+                    callback_group=callback_group))
+            self._depth_topics = [t for _, t in depth_candidates]
         if with_instances:
             self._names.append("instances")
             self.filters.append(message_filters.Subscriber(node, Image, config.instances_topic,
@@ -105,7 +117,8 @@ class FrameInput:
                                                            callback_group=callback_group))
             self.handles.append(node.create_subscription(String, config.labels_topic, self._on_labels, LATCHED))
         for name, sub in zip(self._names[1:], self.filters[1:]):
-            sub.registerCallback(lambda *_, n=name: self._seen(n))
+            if name != "depth":  # depth is counted by _on_depth
+                sub.registerCallback(lambda *_, n=name: self._seen(n))
         if len(self.filters) == 1:
             self.filters[0].registerCallback(self._on_images)
             self._sync = None
@@ -128,7 +141,7 @@ class FrameInput:
     def describe(self) -> str:
         """One line naming the topics in use."""
         pose = f"pose topic {self.config.pose_topic}" if self.poses else f"TF {self.config.fixed_frame} -> image frame"
-        depth = self.config.depth_topic or "none (color only: plane-sweep depth)"
+        depth = " or ".join(self._depth_topics) or "none (color only: plane-sweep depth)"
         color = " or ".join(self._color_topics)
         return f"color {color}, depth {depth}, camera_info {self.config.camera_info_topic}, {pose}"
 
@@ -137,7 +150,7 @@ class FrameInput:
         now = time.monotonic()
         topics = {"color": " or ".join(self._color_topics), "camera_info": self.config.camera_info_topic}
         if self.config.depth_topic:
-            topics["depth"] = self.config.depth_topic
+            topics["depth"] = " or ".join(self._depth_topics)
         return [f"nothing on {topic} for {now - self.last_seen.get(name, self.started):.0f} s"
                 for name, topic in topics.items() if now - self.last_seen.get(name, self.started) > after_s]
 
@@ -153,6 +166,15 @@ class FrameInput:
             return  # both raw and compressed publish: keep the first one
         self._seen("color")
         self._color.signalMessage(msg)
+
+    def _on_depth(self, topic: str, msg: Any) -> None:
+        if self.depth_source is None:
+            self.depth_source = topic
+            self.node.get_logger().info(f"depth images from {topic}")
+        if topic != self.depth_source:
+            return  # both raw and compressedDepth publish: keep the first one
+        self._seen("depth")
+        self._depth.signalMessage(msg)
 
     def destroy(self) -> None:
         """Remove the subscriptions from the node."""

@@ -12,6 +12,7 @@ from typing import Any
 from langgs_ros.config import (InputConfig, MappingConfig, ModelsConfig, PipelineConfig, QueryConfig, RefineConfig,
                                SemanticsConfig, field_range, load_config)
 from langgs_ros.errors import ConfigError
+from langgs_ros.io.camera_presets import PRESETS
 
 __all__ = ["NODE_PARAMETERS", "NODE_RANGES", "parameter_table", "parameter_range", "check_node_parameters",
            "config_from_parameters", "semantics_parameter_table"]
@@ -22,6 +23,8 @@ SECTIONS: dict[str, type] = {"input": InputConfig, "mapping": MappingConfig, "qu
 NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     "semantics": ("clip", "2D semantics backend: clip (SAM/SAM2 + OpenCLIP), oracle (ground-truth "
                           "instances, synthetic data only) or none (geometry only)"),
+    "camera": ("generic", "Camera driver whose default topics input.color_topic, input.depth_topic and "
+                          "input.camera_info_topic take where they are 'auto': realsense, oakd, zed or generic"),
     "map_path": ("", "Directory of map.npz: loaded at configure if present, written by ~/save_map"),
     "save_on_shutdown": (False, "Save the map to map_path when the node is cleaned up or shut down"),
     "queue_size": (2, "Frames waiting for the mapping worker; when full the oldest is dropped"),
@@ -32,7 +35,7 @@ NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     "status_rate_hz": (1.0, "Rate of the JSON status on ~/status"),
     "publish_occupancy_grid": (False, "Publish the mapped obstacles as nav_msgs/OccupancyGrid on ~/occupancy"),
     "default_threshold": (0.0, "Least relevancy (0..1) of a mask Gaussian when a request gives 0; 0 = config"),
-    "default_max_objects": (5, "Objects per answer when a request gives 0"),
+    "default_max_objects": (50, "Objects per answer when a request gives 0 (a building may hold one per room)"),
     "answer_max_points": (5000, "Most points per object in answers"),
     "sync_slop_s": (0.02, "Approximate-time pairing window of color and depth, seconds"),
     "input_timeout_s": (5.0, "/diagnostics turns WARN when nothing arrives on an input topic for this long, s"),
@@ -50,7 +53,10 @@ NODE_RANGES: dict[str, tuple[float, float]] = {
     "input_timeout_s": (0.1, 3600.0),
 }
 """Valid range (inclusive) of each numeric node setting; config fields use :data:`config.RANGES`."""
-_CHOICES: dict[str, tuple[str, ...]] = {"semantics": ("clip", "oracle", "none"), "pose_topic_type": ("odometry", "pose")}
+_CHOICES: dict[str, tuple[str, ...]] = {"semantics": ("clip", "oracle", "none"), "pose_topic_type": ("odometry", "pose"),
+                                        "camera": tuple(PRESETS)}
+AUTO = "auto"
+"""Value of a topic parameter that takes the ``camera`` preset's topic."""
 
 
 def parameter_range(name: str) -> tuple[float, float] | None:
@@ -93,7 +99,7 @@ def parameter_table(config: PipelineConfig | None = None) -> list[tuple[str, Any
     return rows
 
 
-_SEMANTICS_NODE = ("semantics", "queue_size", "tf_timeout_s", "sync_slop_s", "pose_topic_type",
+_SEMANTICS_NODE = ("semantics", "camera", "queue_size", "tf_timeout_s", "sync_slop_s", "pose_topic_type",
                    "semantic_frames_topic", "status_rate_hz")
 
 
@@ -105,11 +111,17 @@ def semantics_parameter_table() -> list[tuple[str, Any, str]]:
 
 
 def config_from_parameters(values: dict[str, Any]) -> PipelineConfig:
-    """PipelineConfig from ``section.field`` parameter values; raises ConfigError on bad values."""
+    """PipelineConfig from ``section.field`` parameter values (topics that are 'auto' take the
+    ``camera`` preset's); raises ConfigError on bad values."""
     nested: dict[str, dict[str, Any]] = {}
+    preset = PRESETS.get(str(values.get("camera", "generic")))
+    if preset is None:
+        raise ConfigError(f"parameter 'camera' must be one of {', '.join(PRESETS)}, got {values.get('camera')!r}")
     for name, value in values.items():
         section, _, key = name.partition(".")
         if section in SECTIONS and key:
+            if section == "input" and value == AUTO and hasattr(preset, key):
+                value = getattr(preset, key)
             nested.setdefault(section, {})[key] = list(value) if isinstance(value, (list, tuple)) else value
     return load_config(None, nested)
 

@@ -103,7 +103,9 @@ class MappingRuntime(QueueWorker):
     def _new_mapper(self, backend: object) -> Mapper:
         """A mapper whose blocks beyond the RAM budget wait in ``map_path`` (a temporary directory without)."""
         return Mapper(self.config.mapping, backend, refine=self.config.refine,  # type: ignore[arg-type]
-                      reanchor_jump_m=self.config.input.reanchor_on_map_odom_jump_m, directory=self._map_dir)
+                      reanchor_jump_m=self.config.input.reanchor_on_map_odom_jump_m, directory=self._map_dir,
+                      max_speed_mps=self.config.input.max_speed_mps,
+                      max_turn_rate_dps=self.config.input.max_turn_rate_dps)
 
     def _new_refiner(self, mapper: Mapper) -> Refiner | None:
         if self.config.refine.window <= 0:

@@ -39,6 +39,8 @@ class RealtimeSummary:
     drain_seconds: float = 0.0
     lag_samples: list[float] = field(default_factory=list)
     """Semantic lag (recorded s) sampled once per wall second while the bag played."""
+    gaps_skipped_s: float = 0.0
+    """Recorded time skipped over in stamp gaps longer than ``input.max_gap_s``."""
     map_path: Path | None = None
 
     def lag_percentiles(self) -> tuple[float, float, float]:
@@ -51,57 +53,82 @@ class RealtimeSummary:
 
 def replay_realtime(path: str | Path, out_dir: str | Path, semantics: str, config: PipelineConfig,
                     rate: float = 1.0, drain: bool = True, queue_size: int = 2,
-                    progress: Callable[[str], None] | None = None) -> RealtimeSummary:
+                    progress: Callable[[str], None] | None = None, report: Callable[[str], None] | None = None,
+                    flags: dict[str, str] | None = None, clock: WallClock | None = None) -> RealtimeSummary:
     """Play ``path`` (bag or frame folder) at ``rate`` x its recorded speed into a
     :class:`MappingRuntime`, then (``drain``) wait until every accepted keyframe is labelled, and
-    save the map to ``out_dir``. ``progress`` gets a line about once a second."""
+    save the map to ``out_dir``. ``progress`` gets a line about once a second (and one per stamp
+    gap longer than ``input.max_gap_s``, which is skipped over); ``report``, ``flags``: see
+    :func:`~langgs_ros.pipeline.open_source`; ``clock``: the time it plays by (default the wall's)."""
     from langgs_ros.pipeline import open_source
 
     if not rate > 0:
         raise InputError(f"--rate must be positive, got {rate}")
     classify_input(path)
     check_output_dir(out_dir, "map directory", create=False)
-    runtime = MappingRuntime(config, semantics, queue_size=queue_size, noise=config.oracle)
-    runtime.configure()
+    clock = clock or WallClock()
     say = progress or (lambda _line: None)
+    max_gap_ns = int(config.input.max_gap_s * 1e9)
     lags: list[float] = []
-    start = last = time.monotonic()
-    first_ns = last_ns = None
-    runtime.start()
-    try:
-        with open_source(path, config, with_instances=semantics == "oracle") as source:
+    # the recording is inspected (and refused if unusable) before any model is loaded
+    with open_source(path, config, with_instances=semantics == "oracle", flags=flags, report=report) as source:
+        runtime = MappingRuntime(config, semantics, queue_size=queue_size, noise=config.oracle)
+        runtime.configure()
+        start = last = clock.now()
+        first_ns = last_ns = None
+        skipped_ns = 0  # stamp gaps longer than input.max_gap_s, jumped over
+        runtime.start()
+        try:
             for frame in source.frames():
                 if first_ns is None:
-                    first_ns, start = frame.stamp_ns, time.monotonic()
+                    first_ns, start = frame.stamp_ns, clock.now()
+                elif frame.stamp_ns - last_ns > max_gap_ns:
+                    gap = frame.stamp_ns - last_ns
+                    skipped_ns += gap
+                    say(f"the image stamps jump {gap / 1e9:.1f} s at {(last_ns - first_ns) / 1e9:.1f} s into the "
+                        f"recording (more than input.max_gap_s {config.input.max_gap_s:g}): skipped over, not waited for")
                 last_ns = frame.stamp_ns
-                due = start + (frame.stamp_ns - first_ns) / 1e9 / rate
-                time.sleep(max(0.0, due - time.monotonic()))
+                due = start + (frame.stamp_ns - first_ns - skipped_ns) / 1e9 / rate
+                clock.sleep(max(0.0, due - clock.now()))
                 runtime.submit(frame)
                 _correct(runtime, source, say)
-                if time.monotonic() - last >= 1.0:
-                    last = time.monotonic()
+                if clock.now() - last >= 1.0:
+                    last = clock.now()
                     lags.append(runtime.refresh_status().semantic_lag_s)
                     say(_line(runtime.status, "playing"))
             _correct(runtime, source, say)
             stats = source.stats
-        bag_end = time.monotonic()
-        while drain and not runtime.settled():
-            time.sleep(0.05)
-            if time.monotonic() - last >= 1.0:
-                last = time.monotonic()
-                say(_line(runtime.refresh_status(), "draining"))
-        drain_seconds = time.monotonic() - bag_end
-    finally:
-        # without draining, a keyframe may be inside the backend for minutes: do not wait for it
-        runtime.stop(timeout=30.0 if drain else 2.0)
+            bag_end = clock.now()
+            while drain and not runtime.settled():
+                clock.sleep(0.05)
+                if clock.now() - last >= 1.0:
+                    last = clock.now()
+                    say(_line(runtime.refresh_status(), "draining"))
+            drain_seconds = clock.now() - bag_end
+        finally:
+            # without draining, a keyframe may be inside the backend for minutes: do not wait for it
+            runtime.stop(timeout=30.0 if drain else 2.0)
     status = runtime.refresh_status()
     if status.keyframes == 0:
         raise InputError(f"no usable frames in {path}:\n{stats.summary()}")
     summary = RealtimeSummary(source=stats, status=status,
                               bag_seconds=0.0 if first_ns is None else (last_ns - first_ns) / 1e9,
-                              seconds=time.monotonic() - start, drain_seconds=drain_seconds, lag_samples=lags)
+                              seconds=clock.now() - start, drain_seconds=drain_seconds, lag_samples=lags,
+                              gaps_skipped_s=skipped_ns / 1e9)
     summary.map_path = runtime.save(out_dir)
     return summary
+
+
+class WallClock:
+    """The replay's clock: monotonic seconds and sleeping (tests substitute a simulated one)."""
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
 
 
 def _correct(runtime: MappingRuntime, source: FrameSource, say: Callable[[str], None]) -> None:

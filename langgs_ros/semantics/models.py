@@ -291,7 +291,29 @@ def model_files(config: ModelsConfig) -> list[ModelFile]:
         clip_path = _clip_weights_file(config)
         files.append(ModelFile("embeddings (OpenCLIP)", f"{config.clip_model}/{config.clip_pretrained}",
                                str(clip_path), clip_path.is_file(), "local file or open_clip cache"))
-    except (BackendUnavailableError, ConfigError) as exc:
+    except ConfigError as exc:
         files.append(ModelFile("embeddings (OpenCLIP)", f"{config.clip_model}/{config.clip_pretrained}",
                                "-", False, str(exc)))
+    except BackendUnavailableError:
+        files.append(ModelFile("embeddings (OpenCLIP)", f"{config.clip_model}/{config.clip_pretrained}",
+                               f"(looked in {_clip_cache_description(config)})", False, _clip_source(config)))
     return files
+
+
+def _clip_cache_description(config: ModelsConfig) -> str:
+    """The caches the configured open_clip tag is looked up in."""
+    if config.clip_cache_dir:
+        return str(_expand(config.clip_cache_dir))
+    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
+    return f"{hub} and ~/.cache/clip"
+
+
+def _clip_source(config: ModelsConfig) -> str:
+    """Where the configured open_clip tag comes from, and what to do with it offline."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(config.clip_model, config.clip_pretrained) or {}
+    where = cfg.get("hf_hub", "") or cfg.get("url", "") or "the open_clip hub"
+    return (f"{where} (download it on a connected machine into that cache, e.g. huggingface-cli download, "
+            "or set models.clip_pretrained to a local file)")

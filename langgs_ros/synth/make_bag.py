@@ -83,6 +83,9 @@ class SynthSpec:
     frame, then jumps to the true one (odometry itself is exact), as AMCL converging late."""
     rooms: int = 1
     """Rooms of the building (1: the bundled room); ``frames`` images per room loop."""
+    compressed_depth: str = ""
+    """Depth only as ``<depth topic>/compressedDepth`` (image_transport's format, codec ``png`` or
+    ``rvl``), as a robot recording through image_transport; empty: raw 32FC1 images."""
 
 
 @dataclass
@@ -147,6 +150,8 @@ def make_synthetic_bag(out_dir: str | Path, spec: SynthSpec | None = None, scene
     spec = spec or SynthSpec()
     if spec.frames < 1 or spec.width < 16 or spec.height < 16:
         raise InputError("synthetic bag needs at least 1 frame of at least 16x16 pixels")
+    if spec.compressed_depth not in ("", "png", "rvl"):
+        raise InputError(f"compressedDepth codec must be png or rvl, got '{spec.compressed_depth}'")
     if not 1 <= spec.rooms <= MAX_ROOMS:
         raise InputError(f"--rooms must be 1 to {MAX_ROOMS}, got {spec.rooms}")
     if spec.rooms > 1 and spec.move:
@@ -220,7 +225,12 @@ def _write_synthetic_bag(out: Path, bag_path: Path, spec: SynthSpec, scene: Scen
                           stamp)
             else:
                 bag.write("/camera/color/image_raw", bag.image(rgb, "rgb8", stamp, OPTICAL_FRAME), stamp)
-            bag.write("/camera/aligned_depth_to_color/image_raw", bag.image(depth, "32FC1", stamp, OPTICAL_FRAME), stamp)
+            if spec.compressed_depth:
+                bag.write("/camera/aligned_depth_to_color/image_raw/compressedDepth",
+                          bag.compressed_depth(depth, "32FC1", spec.compressed_depth, stamp, OPTICAL_FRAME), stamp)
+            else:
+                bag.write("/camera/aligned_depth_to_color/image_raw", bag.image(depth, "32FC1", stamp, OPTICAL_FRAME),
+                          stamp)
             bag.write("/camera/instances", bag.image(inst, "16UC1", stamp, OPTICAL_FRAME), stamp)
             _accumulate_surface(surface, depth, inst, K, T_map_cam)
             if progress:

@@ -82,7 +82,7 @@ def test_langgs_models_lists_files_and_checks_them(tiny_models, tmp_path, capsys
 
     missing = dataclasses.replace(tiny_models, sam_checkpoint=str(tmp_path / "gone.pth"))
     config.write_text(yaml.safe_dump({"models": dataclasses.asdict(missing)}))
-    assert main(["models", "--config", str(config)]) == 1
+    assert main(["models", "--config", str(config)]) == 2  # a file missing: the README's exit status
     out = capsys.readouterr().out
     assert "MISSING" in out and "gone.pth" in out
     assert main(["models", "--config", str(config), "--check"]) == 2
