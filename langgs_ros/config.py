@@ -428,6 +428,14 @@ class SemanticsConfig:
     lag_warn_s: float = 30.0
     """Status turns WARN when the newest labelled keyframe is this much older than the newest mapped
     one (recorded time, s)."""
+    prompts: Literal["geometry", "grid"] = "geometry"
+    """Where the clip backend prompts SAM: one prompt per geometric segment of the keyframe's depth,
+    new or unlabelled surface first (geometry; :mod:`langgs_ros.semantics.prompt_planner`), or the
+    models.points_per_side grid with GAGS density (grid)."""
+    max_prompts: int = 48
+    """Most prompts per keyframe with ``prompts: geometry`` (the mask decoder's cost is per prompt).
+    48 covered 99 % of the visible objects of the synthetic room and building
+    (benchmarks/bench_prompts.py)."""
 
 
 @dataclass
@@ -473,7 +481,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "boundary_px": (0, 100), "split_prob": (0.0, 1.0), "merge_prob": (0.0, 1.0), "drop_prob": (0.0, 1.0),
         "delay_s": (0.0, 600.0),
     },
-    "semantics": {"max_pending": (1, 1000), "lag_warn_s": (0.0, _BIG)},
+    "semantics": {"max_pending": (1, 1000), "lag_warn_s": (0.0, _BIG), "max_prompts": (1, 4096)},
     "query": {
         "temperature": (1e-4, 10.0), "min_margin": (-2.0, 2.0), "keep_ratio": (0.0, 1.0),
         "level_margin_tolerance": (0.0, 2.0), "rank_margin_tolerance": (0.0, 2.0), "cluster_voxel_m": (0.005, 10.0),

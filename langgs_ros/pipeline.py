@@ -136,7 +136,8 @@ def replay(path: str | Path, out_dir: str | Path, semantics: str, config: Pipeli
     classify_input(path)  # a clear error for a wrong input path before any model is loaded
     check_output_dir(out_dir, "map directory", create=False)  # before the work, not after it
     with open_source(path, config, with_instances=semantics == "oracle", flags=flags, report=report) as source:
-        backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou)
+        backend = create_backend(semantics, config.oracle, config.models, config.mapping.association_iou,
+                                 config.semantics)
         # blocks beyond the RAM budget wait in the output map directory: the final save writes the rest
         mapper = Mapper(config.mapping, backend, seed=config.oracle.seed, refine=config.refine if refine else None,
                         reanchor_jump_m=config.input.reanchor_on_map_odom_jump_m, directory=out_dir,

@@ -49,6 +49,17 @@ _UID_LIMIT = np.iinfo(np.uint32).max
 _PREVIEW_POINTS = 2048
 
 
+def _arrays_in(value: object) -> list[np.ndarray]:
+    """The numpy arrays in a derived value (an array, or tuples / lists / dicts of them)."""
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [a for v in value for a in _arrays_in(v)]
+    return []
+
+
 def block_keys(points: np.ndarray, size: float) -> np.ndarray:
     """int64 key of the block holding each of ``points`` [N, 3] (m); blocks are ``size`` m cubes."""
     ijk = np.floor(np.asarray(points, np.float64) / size).astype(np.int64) + _OFFSET
@@ -88,14 +99,28 @@ class Block:
     """What the semantic field says of its Gaussians (for queries); None: to be recomputed."""
     preview: tuple[np.ndarray, np.ndarray] | None = None
     """(means, colors) of a few of its Gaussians, kept while it is on disk (the map cloud)."""
+    version: int = 0
+    """Bumped by every change of its Gaussians (keys of derived caches)."""
+    cache: dict[str, tuple[int, object]] = field(default_factory=dict)
+    """Derived data (name -> (version it was made at, value)): query indexes, navigation columns."""
+
+    def touch(self, semantics: bool = True) -> None:
+        """Note a change: to be written, derived data stale (``semantics``: its query summary too)."""
+        self.dirty = True
+        self.version += 1
+        if semantics:
+            self.summary = None
 
     @property
     def resident(self) -> bool:
         return self.gaussians is not None
 
     def nbytes(self) -> int:
-        """Bytes its arrays hold in RAM (0 on disk)."""
-        return 0 if self.gaussians is None else self.gaussians.nbytes()
+        """Bytes its arrays and derived data hold in RAM (0 on disk)."""
+        if self.gaussians is None:
+            return 0
+        derived = sum(a.nbytes for _, value in self.cache.values() for a in _arrays_in(value))
+        return self.gaussians.nbytes() + derived
 
     def refresh_bounds(self) -> None:
         """Recompute box and id range from the resident rows."""
@@ -213,7 +238,7 @@ class BlockStore:
         for blk in self._blocks.values():
             if blk.gaussians is not None:
                 blk.gaussians.add_field(name, dtype, shape, fill)
-                blk.dirty = True
+                blk.touch()
         self.version += 1
 
     def drop_field(self, name: str) -> None:
@@ -222,7 +247,7 @@ class BlockStore:
         for blk in self._blocks.values():
             if blk.gaussians is not None and name in blk.gaussians:
                 blk.gaussians.drop_field(name)
-                blk.dirty = True
+                blk.touch()
         self.version += 1
 
     @property
@@ -311,7 +336,7 @@ class BlockStore:
             if anchors is not None:
                 blk.anchors.update(np.unique(anchors[sel]).tolist())
             self._grow_bounds(blk, values["means"][sel])
-            blk.dirty, blk.summary = True, None
+            blk.touch()
         self._changed(geometry=True)
         return rows
 
@@ -413,6 +438,7 @@ class BlockStore:
         step = max(1, blk.count // _PREVIEW_POINTS)
         blk.preview = (blk.gaussians["means"][::step].copy(), blk.gaussians["colors"][::step].copy())
         blk.gaussians = None
+        blk.cache.clear()
         self.paged_out += 1
 
     def enforce_budget(self, protect: set[int] | None = None, max_blocks: int = 0) -> int:
@@ -443,6 +469,16 @@ class BlockStore:
         if blk.summary is None:
             blk.summary = self.summarize(self.columns_of(blk)) if self.summarize is not None else {}  # type: ignore[arg-type]
         return blk.summary
+
+    def derived(self, blk: Block, name: str, make: Callable[[GaussianMap], object]) -> object:
+        """``make(gaussians of blk)``, kept with the block until it changes (a query index, navigation
+        columns): a query on an unchanged block pays nothing for it again."""
+        hit = blk.cache.get(name)
+        if hit is not None and hit[0] == blk.version:
+            return hit[1]
+        value = make(self.columns_of(blk))
+        blk.cache[name] = (blk.version, value)
+        return value
 
     def columns_of(self, blk: Block) -> GaussianMap:
         """The resident arrays of ``blk`` (loaded if on disk; may go back to disk at the next budget check)."""
@@ -524,9 +560,7 @@ class BlockStore:
             assert blk.gaussians is not None
             for name, arr in values.items():
                 blk.gaussians[name][rows] = arr[part]
-            blk.dirty = True
-            if self.summary_fields & values.keys():
-                blk.summary = None
+            blk.touch(semantics=bool(self.summary_fields & values.keys()))
             if "means" in values:
                 blk.refresh_bounds()
                 self._table = None
@@ -549,7 +583,7 @@ class BlockStore:
         assert blk.gaussians is not None
         blk.gaussians.keep(keep)
         blk.refresh_bounds()
-        blk.dirty, blk.summary = True, None
+        blk.touch()
         self._table = None
 
     def rebucket(self, keys: list[int]) -> int:
@@ -837,9 +871,7 @@ class BlockView:
                 blk.refresh_bounds()
                 store._table = None  # noqa: SLF001
             if touched:
-                blk.dirty = True
-                if store.summary_fields & self._written:
-                    blk.summary = None
+                blk.touch(semantics=bool(store.summary_fields & self._written))
             lo, hi = np.searchsorted(removed, [a, b])
             if hi > lo:
                 keep = np.ones(b - a, bool)

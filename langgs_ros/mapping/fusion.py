@@ -24,7 +24,7 @@ Two modes behind one interface:
 Each field scores a text query (:mod:`langgs_ros.mapping.relevance`); the codebook scores its
 prototypes, not Gaussians, and keeps per map block the tracks and codes its Gaussians carry
 (:meth:`SemanticField.summarize`), so a query touches only the blocks that can match
-(:meth:`SemanticField.scorer`).
+(:meth:`SemanticField.scorer`, :mod:`langgs_ros.mapping.block_scoring`).
 
 Pixels within ``boundary_abstain_frac`` x image width of a segment boundary do not vote in either mode (masks bleed
 onto the background and erode at their edges); they only fill a Gaussian nobody has voted for yet, with
@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import MutableMapping
 
 import cv2
 import numpy as np
 
 from langgs_ros.config import MappingConfig
-from langgs_ros.mapping.block_store import Block, BlockStore
+from langgs_ros.mapping.block_scoring import AverageScorer, BlockScorer, CodebookScorer, Columns, average_margins
+from langgs_ros.mapping.block_store import BlockStore
 from langgs_ros.mapping.codebook import ContrastiveCodebook
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.relevance import CodeRelevance, Relevance, best_kind, kind_margins
@@ -49,9 +49,6 @@ from langgs_ros.semantics.backend import LEVELS, Segmentation
 
 __all__ = ["SemanticField", "CodebookField", "AverageField", "BlockScorer", "create_field", "boundary_band",
            "weighted_majority", "behind_silhouette", "Columns"]
-
-Columns = MutableMapping[str, np.ndarray]
-"""Per-Gaussian arrays by field name, rows aligned: a GaussianMap, a block view, or gathered rows."""
 
 N_LEVELS = len(LEVELS)
 VOTE_UNIT = 4
@@ -96,22 +93,6 @@ def behind_silhouette(depth: np.ndarray, radius_px: int, jump: float) -> np.ndar
     side = 2 * radius_px + 1  # a minimum filter (an erosion); replicated edges change no minimum
     nearest = cv2.erode(d, np.ones((side, side), np.uint8), borderType=cv2.BORDER_REPLICATE)
     return d > nearest * np.float32(1 + jump)
-
-
-class BlockScorer(ABC):
-    """A text query's LERF margins over a block-stored map, one block at a time."""
-
-    @abstractmethod
-    def best(self) -> np.ndarray:
-        """[levels] highest margin of any Gaussian per level (-inf: none has semantics there)."""
-
-    @abstractmethod
-    def may_match(self, blk: Block, thresholds: dict[int, float]) -> bool:
-        """Whether ``blk`` can hold a Gaussian reaching ``thresholds[level]`` at one of those levels."""
-
-    @abstractmethod
-    def margins(self, columns: Columns, level: int) -> np.ndarray:
-        """[N] float32 margin of each Gaussian of ``columns`` at ``level`` (-inf: no semantics)."""
 
 
 class SemanticField(ABC):
@@ -195,6 +176,7 @@ class CodebookField(SemanticField):
         self._external: list[dict[int, int]] = [{} for _ in LEVELS]  # tracker id -> track, per level
         self._version = 0  # bumped whenever fusion or a load changes the codebook or the tracks
         self._codes_of_tracks: tuple[tuple, np.ndarray, list[np.ndarray]] | None = None
+        self._postings: tuple[tuple, list[Block], list[tuple[np.ndarray, ...]]] | None = None
 
     def attach(self, gmap: GaussianMap | BlockStore) -> None:
         gmap.add_field("tracks", np.int32, (N_LEVELS,), fill=-1)
@@ -228,18 +210,35 @@ class CodebookField(SemanticField):
                 self._codes_of_tracks = (key, protos, code_of_track)
             return self._codes_of_tracks[1], self._codes_of_tracks[2]
 
+    def postings(self, store: BlockStore) -> tuple[list[Block], list[tuple[np.ndarray, ...]]]:
+        """(the non-empty blocks, per level (block index, track) and (block index, own code) pairs
+        of their summaries): which blocks hold which tracks, kept until the store changes."""
+        key = (id(store), store.version)
+        if self._postings is None or self._postings[0] != key:
+            blocks = [blk for blk in store.blocks if blk.count]
+            summaries = [store.summary(blk) for blk in blocks]
+            levels = []
+            for level in range(N_LEVELS):
+                pairs = []
+                for name in (f"tracks_{level}", f"codes_{level}"):
+                    values = [s[name] for s in summaries]
+                    index = np.repeat(np.arange(len(values), dtype=np.int64), [len(v) for v in values])
+                    pairs += [index, np.concatenate(values).astype(np.int64) if values else np.zeros(0, np.int64)]
+                levels.append(tuple(pairs))
+            self._postings = (key, blocks, levels)
+        return self._postings[1], self._postings[2]
+
     def scorer(self, store: BlockStore, query: np.ndarray, negatives: np.ndarray) -> BlockScorer:
         protos, code_of_track = self.code_of_tracks()
-        summaries = [store.summary(blk) for blk in store.blocks if blk.count]
+        blocks, postings = self.postings(store)
         present = np.zeros((N_LEVELS, self.codebook.size + 1), bool)  # last column: code -1
-        for summary in summaries:
-            for level in range(N_LEVELS):
-                present[level, code_of_track[level][summary[f"tracks_{level}"]]] = True
-                present[level, summary[f"codes_{level}"]] = True
+        for level, (_, tracks, _, codes) in enumerate(postings):
+            present[level, code_of_track[level][tracks]] = True
+            present[level, codes] = True
         present = present[:, :-1]
         margins = kind_margins(protos, query, negatives)
         code_margin = margins[best_kind(margins, np.logical_or.reduce(present))]
-        return _CodebookScorer(code_margin, present, code_of_track, store)
+        return CodebookScorer(code_margin, present, code_of_track, store, blocks, postings)
     def track_codes(self, level: int, tracks: np.ndarray, prototypes: np.ndarray | None = None) -> np.ndarray:
         """Codebook entry of each of ``tracks`` at ``level`` (-1: no votes yet).
 
@@ -462,7 +461,7 @@ class AverageField(SemanticField):
         gmap.add_field("weights", np.uint16, (N_LEVELS,))
 
     def scorer(self, store: BlockStore, query: np.ndarray, negatives: np.ndarray) -> BlockScorer:
-        return _AverageScorer(query, negatives, store)
+        return AverageScorer(query, negatives, store)
 
     def integrate(self, gmap: Columns, seg: Segmentation, idx: np.ndarray, u: np.ndarray,
                   v: np.ndarray, is_new: np.ndarray, abstain: np.ndarray | None = None,
@@ -492,7 +491,7 @@ class AverageField(SemanticField):
             weights[sel, level] = np.minimum(w[:, 0] + 1, 65535).astype(np.uint16)
 
     def relevance(self, gmap: GaussianMap, query: np.ndarray, negatives: np.ndarray) -> Relevance:
-        return Relevance([_average_margins(gmap, level, query, negatives) for level in range(N_LEVELS)])
+        return Relevance([average_margins(gmap, level, query, negatives) for level in range(N_LEVELS)])
 
     def forget_fills(self, gmap: Columns, idx: np.ndarray) -> None:
         unvoted = gmap["weights"][idx] == 0
@@ -504,78 +503,6 @@ class AverageField(SemanticField):
     def validate(self, gmap: GaussianMap) -> None:
         if "features" not in gmap or gmap["features"].shape[2:] != (self.dim,):
             raise ValueError(f"average map without [N, 3, {self.dim}] features")
-
-
-def _average_margins(columns: Columns, level: int, query: np.ndarray, negatives: np.ndarray) -> np.ndarray:
-    """[N] LERF margin of each Gaussian's averaged feature at ``level`` (the better feature kind;
-    -inf where the feature is zero: only ever seen in no segment)."""
-    features = columns["features"]
-    n = len(features)
-    kinds = features.shape[2] // query.shape[0]
-    margin = np.full((kinds, n), -np.inf, np.float32)
-    chunk = 65536
-    for start in range(0, n, chunk):
-        f = features[start : start + chunk, level].astype(np.float32)
-        norm = np.linalg.norm(f, axis=1, keepdims=True)
-        ok = norm[:, 0] > 1e-6
-        m = kind_margins(f / np.maximum(norm, 1e-6), query, negatives)
-        margin[:, start : start + chunk][:, ok] = m[:, ok]
-    return margin[best_kind(margin)]
-
-
-class _CodebookScorer(BlockScorer):
-    """Margins per codebook entry; a block's summary says which entries its Gaussians carry."""
-
-    def __init__(self, code_margin: np.ndarray, present: np.ndarray, code_of_track: list[np.ndarray],
-                 store: BlockStore) -> None:
-        self._margin = np.append(code_margin, -np.inf).astype(np.float32)  # last slot: code -1
-        self._present = present
-        self._code_of_track = code_of_track
-        self._store = store
-
-    def best(self) -> np.ndarray:
-        return np.array([self._margin[:-1][p].max() if p.any() else -np.inf for p in self._present])
-
-    def may_match(self, blk: Block, thresholds: dict[int, float]) -> bool:
-        summary = self._store.summary(blk)
-        for level, threshold in thresholds.items():
-            codes = self._code_of_track[level][summary[f"tracks_{level}"]]
-            if (self._margin[codes] >= threshold).any() or (self._margin[summary[f"codes_{level}"]] >= threshold).any():
-                return True
-        return False
-
-    def margins(self, columns: Columns, level: int) -> np.ndarray:
-        tracks = columns["tracks"][:, level]
-        code = columns["codes"][:, level].astype(np.int64)
-        has = tracks >= 0
-        code[has] = self._code_of_track[level][tracks[has]]
-        code[~has & (columns["track_votes"][:, level] > 0)] = -1  # "in no segment" won its vote
-        return self._margin[code]
-
-
-class _AverageScorer(BlockScorer):
-    """Margins of each Gaussian's own averaged embedding: every block is read (the baseline)."""
-
-    def __init__(self, query: np.ndarray, negatives: np.ndarray, store: BlockStore) -> None:
-        self._query, self._negatives, self._store = query, negatives, store
-        self._best: np.ndarray | None = None
-
-    def best(self) -> np.ndarray:
-        if self._best is None:
-            best = np.full(N_LEVELS, -np.inf)
-            for blk in self._store.blocks:
-                if blk.count:
-                    columns = self._store.columns_of(blk)
-                    for level in range(N_LEVELS):
-                        best[level] = max(best[level], float(self.margins(columns, level).max()))
-            self._best = best
-        return self._best
-
-    def may_match(self, blk: Block, thresholds: dict[int, float]) -> bool:
-        return True
-
-    def margins(self, columns: Columns, level: int) -> np.ndarray:
-        return _average_margins(columns, level, self._query, self._negatives)
 
 
 def create_field(mode: str, dim: int, config: MappingConfig, seed: int = 0) -> SemanticField:

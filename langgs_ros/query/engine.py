@@ -13,7 +13,7 @@ around it.
 
 The map is block-stored (:class:`~langgs_ros.mapping.block_store.BlockStore`): the semantic field
 scores its codebook entries once per query and each block's summary says which entries its
-Gaussians carry, so only blocks that can match are read (:class:`~langgs_ros.mapping.fusion.BlockScorer`).
+Gaussians carry, so only blocks that can match are read (:class:`~langgs_ros.mapping.block_scoring.BlockScorer`).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from langgs_ros.config import ModelsConfig, QueryConfig, load_config
 from langgs_ros.errors import ConfigError
 from langgs_ros.geometry import column_bounds, normals_from_quat_wxyz
 from langgs_ros.mapping.block_store import BlockStore
-from langgs_ros.mapping.fusion import BlockScorer
+from langgs_ros.mapping.block_scoring import BlockScorer
 from langgs_ros.mapping.keyframe_log import SeenTimes
 from langgs_ros.mapping.map_io import MapData
-from langgs_ros.query.instances import cluster_points
-from langgs_ros.query.navigation import GoalPose, NavigationGrid, plan_goal
+from langgs_ros.query.instances import cluster_by_region
+from langgs_ros.query.navigation import GoalPose, NavigationGrid, navigation_points, plan_goal
 from langgs_ros.semantics.backend import LEVELS, TextEncoder, create_text_encoder
 
 __all__ = ["ObjectResult", "QueryResult", "QueryEngine", "MAX_QUERY_CHARS"]
@@ -154,13 +154,16 @@ class _Mask:
     uid: np.ndarray
     last_seen: np.ndarray
     colors: np.ndarray
+    block: np.ndarray
+    """int64 key of the block each Gaussian lies in."""
 
     @classmethod
     def gather(cls, parts: list[dict[str, np.ndarray]]) -> _Mask:
-        names = ("means", "margin", "confidence", "uid", "last_seen", "colors")
+        names = ("means", "margin", "confidence", "uid", "last_seen", "colors", "block")
         empty = {"means": np.zeros((0, 3), np.float32), "margin": np.zeros(0, np.float32),
                  "confidence": np.zeros(0, np.uint8), "uid": np.zeros(0, np.uint32),
-                 "last_seen": np.zeros(0, np.int32), "colors": np.zeros((0, 3), np.uint8)}
+                 "last_seen": np.zeros(0, np.int32), "colors": np.zeros((0, 3), np.uint8),
+                 "block": np.zeros(0, np.int64)}
         return cls(**{n: np.concatenate([p[n] for p in parts]) if parts else empty[n] for n in names})
 
 
@@ -211,14 +214,22 @@ class QueryEngine:
         return means, normals
 
     def local_grid(self, points: np.ndarray) -> NavigationGrid:
-        """Navigation grid of the blocks within reach of a goal for an object at ``points`` [M, 3]."""
+        """Navigation grid of the blocks within reach of a goal for an object at ``points`` [M, 3],
+        from each block's navigation points (:func:`navigation_points`, kept with the block)."""
         cfg = self.config
         reach = cfg.standoff + cfg.robot_radius + 2.0
         lo, hi = points.min(axis=0) - reach, points.max(axis=0) + reach
         lo[2], hi[2] = -np.inf, np.inf
-        keys = self.store.keys_near(lo, hi)
-        means, normals = self._geometry([self.store.block(k) for k in keys])
-        return NavigationGrid.build(means, normals, cfg.grid_resolution_m, cfg.robot_height, floor_hint=self.data.floor_z)
+        res = cfg.grid_resolution_m
+
+        def columns(g: object) -> tuple[np.ndarray, np.ndarray]:
+            return navigation_points(g["means"], normals_from_quat_wxyz(g["quats"]), res)  # type: ignore[index]
+
+        parts = [self.store.derived(blk, f"navigation_{res:g}", columns)
+                 for blk in (self.store.block(k) for k in self.store.keys_near(lo, hi)) if blk is not None and blk.count]
+        means = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3), np.float32)  # type: ignore[index]
+        normals = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 3), np.float32)  # type: ignore[index]
+        return NavigationGrid.build(means, normals, res, cfg.robot_height, floor_hint=self.data.floor_z)
 
     def warm_up(self) -> None:
         """Build the caches a first query would otherwise pay for (text embeddings of the negatives
@@ -271,7 +282,7 @@ class QueryEngine:
         levels = [lv for lv in range(len(best)) if best[lv] >= max(top - cfg.level_margin_tolerance, cfg.min_margin)]
         result.level = "+".join(LEVELS[lv] for lv in levels)
         mask = self._consensus_mask(scorer, {lv: max(cfg.min_margin, cfg.keep_ratio * best[lv]) for lv in levels})
-        clusters = cluster_points(mask.means, cfg.cluster_voxel_m, cfg.min_instance_gaussians)
+        clusters = cluster_by_region(mask.means, mask.block, cfg.cluster_voxel_m, cfg.min_instance_gaussians)
         if not clusters:
             result.message = f"'{text}' matched only {mask.means.shape[0]} scattered Gaussians, no object"
             return result
@@ -324,19 +335,25 @@ class QueryEngine:
         margin), from the blocks whose summary allows a match; a Gaussian's margin is its highest
         over those levels."""
         parts = []
-        for blk in self.store.blocks:
-            if not blk.count or not scorer.may_match(blk, thresholds):
+        need = len(thresholds) // 2 + 1
+        for blk in scorer.candidates(thresholds):
+            hits = [scorer.matching(blk, level, threshold) for level, threshold in thresholds.items()]
+            rows = np.concatenate([r for r, _ in hits])
+            if not rows.size:
                 continue
+            margins = np.concatenate([m for _, m in hits]).astype(np.float32)
+            # a Gaussian matching at a majority of the levels, with its highest margin over them
+            order = np.lexsort((-margins, rows))
+            rows, margins = rows[order], margins[order]
+            first = np.r_[True, rows[1:] != rows[:-1]]
+            starts = np.flatnonzero(first)
+            votes = np.diff(np.append(starts, rows.size))
+            keep = starts[votes >= need]
+            if not keep.size:
+                continue
+            sel, margin = rows[keep], margins[keep]
             g = self.store.columns_of(blk)
-            votes = np.zeros(len(g), np.uint8)
-            margin = np.full(len(g), -np.inf, np.float32)
-            for level, threshold in thresholds.items():
-                m = scorer.margins(g, level)
-                match = m >= threshold
-                votes += match
-                np.maximum(margin, np.where(match, m, np.float32(-np.inf)), out=margin)
-            sel = np.flatnonzero(votes > len(thresholds) // 2)
-            if sel.size:
-                parts.append({"means": g["means"][sel], "margin": margin[sel], "confidence": g["confidence"][sel],
-                              "uid": g["uid"][sel], "last_seen": g["last_seen"][sel], "colors": g["colors"][sel]})
+            parts.append({"means": g["means"][sel], "margin": margin, "confidence": g["confidence"][sel],
+                          "uid": g["uid"][sel], "last_seen": g["last_seen"][sel], "colors": g["colors"][sel],
+                          "block": np.full(sel.size, blk.key, np.int64)})
         return _Mask.gather(parts)

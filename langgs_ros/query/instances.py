@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from langgs_ros.geometry import column_bounds
 
-__all__ = ["cluster_points"]
+__all__ = ["cluster_points", "cluster_by_region"]
 
 _MAX_CELLS = 32_000_000
 
@@ -38,4 +38,29 @@ def cluster_points(points: np.ndarray, voxel_m: float, min_size: int) -> list[np
     bounds = np.searchsorted(point_label[order], np.arange(1, n + 2))
     clusters = [order[bounds[i] : bounds[i + 1]] for i in range(n)]
     clusters = [c for c in clusters if c.size >= min_size]
+    return sorted(clusters, key=len, reverse=True)
+
+
+def cluster_by_region(points: np.ndarray, blocks: np.ndarray, voxel_m: float, min_size: int) -> list[np.ndarray]:
+    """:func:`cluster_points` of ``points`` [M, 3] run separately on each group of touching map
+    blocks (``blocks``: the int64 block key of each point; blocks touch when their coordinates
+    differ by at most one): a mask spread over a building is clustered in small grids, never one
+    the size of the building. Same result: 26-connected voxels never span blocks that do not touch."""
+    if len(points) == 0:
+        return []
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from langgs_ros.mapping.block_store import key_coords
+
+    keys, inverse = np.unique(blocks, return_inverse=True)
+    coords = key_coords(keys)
+    near = np.all(np.abs(coords[:, None, :] - coords[None, :, :]) <= 1, axis=2)
+    i, j = np.nonzero(near)
+    _, group = connected_components(coo_matrix((np.ones(i.size), (i, j)), shape=(keys.size, keys.size)), directed=False)
+    point_group = group[inverse]
+    clusters = []
+    for g in np.unique(point_group):
+        members = np.flatnonzero(point_group == g)
+        clusters += [members[c] for c in cluster_points(points[members], voxel_m, min_size)]
     return sorted(clusters, key=len, reverse=True)

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from langgs_ros.geometry import column_bounds, yaw_to_quat_xyzw
 
-__all__ = ["NavigationGrid", "GoalPose", "estimate_floor", "plan_goal"]
+__all__ = ["NavigationGrid", "GoalPose", "estimate_floor", "plan_goal", "navigation_points"]
 
 _OBSTACLE_MIN_HEIGHT = 0.05
 _FLOOR_BAND = 0.05
@@ -40,6 +40,25 @@ def estimate_floor(means: np.ndarray, normals: np.ndarray) -> float | None:
     centre = 0.5 * (edges[strong[0]] + edges[strong[0] + 1])
     near = z[np.abs(z - centre) < 0.03]
     return float(np.median(near))
+
+
+def navigation_points(means: np.ndarray, normals: np.ndarray, resolution: float) -> tuple[np.ndarray, np.ndarray]:
+    """(points [K, 3], normals [K, 3]) standing for Gaussians at ``means`` with ``normals`` in a
+    :class:`NavigationGrid` of ``resolution``: one per occupied (grid cell, 1 cm of height, kind of
+    surface), at the cell's centre. A grid built from them has the cells a grid of the Gaussians
+    has, from a fraction of the points (a map block's are kept with it between queries)."""
+    cell = np.floor(means[:, :2] / resolution).astype(np.int64)
+    zbin = np.floor(means[:, 2] / 0.01).astype(np.int64)
+    nz = np.abs(normals[:, 2])
+    kind = (nz > 0.8).astype(np.int64) + (nz > 0.9)  # 0 not horizontal, 1 floor-like, 2 level
+    key = np.stack([cell[:, 0], cell[:, 1], zbin, kind], axis=1)
+    uniq = np.unique(key, axis=0)
+    points = np.stack([(uniq[:, 0] + 0.5) * resolution, (uniq[:, 1] + 0.5) * resolution, (uniq[:, 2] + 0.5) * 0.01],
+                      axis=1).astype(np.float32)
+    out_normals = np.zeros((len(uniq), 3), np.float32)
+    out_normals[:, 0] = uniq[:, 3] == 0
+    out_normals[:, 2] = np.where(uniq[:, 3] == 2, 1.0, np.where(uniq[:, 3] == 1, 0.85, 0.0))
+    return points, out_normals
 
 
 @dataclass

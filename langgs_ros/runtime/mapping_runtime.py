@@ -75,7 +75,7 @@ class MappingRuntime(QueueWorker):
             backend = RemoteSegmentation(self.semantics, self.config.models)
         else:
             backend = create_backend(self.semantics, self._noise, self.config.models,
-                                     self.config.mapping.association_iou)
+                                     self.config.mapping.association_iou, self.config.semantics)
         self._map_dir = Path(map_path) if map_path else None
         Mapper.warm_up()
         mapper = self._new_mapper(backend)

@@ -51,7 +51,8 @@ class SemanticsRuntime(QueueWorker):
 
     def configure(self) -> str:
         """Load the backend; raises LangGSError with a clear message (e.g. missing weights)."""
-        backend = create_backend(self.semantics, self._noise, self.config.models, self.config.mapping.association_iou)
+        backend = create_backend(self.semantics, self._noise, self.config.models, self.config.mapping.association_iou,
+                                 self.config.semantics)
         if backend is None:
             raise ConfigError("the semantics node needs a backend: clip or oracle")
         self.backend = backend

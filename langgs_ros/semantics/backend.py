@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from langgs_ros.config import ModelsConfig, OracleNoiseConfig
+from langgs_ros.config import ModelsConfig, OracleNoiseConfig, SemanticsConfig
 from langgs_ros.errors import ConfigError
 from langgs_ros.types import Frame
 
@@ -120,7 +120,7 @@ def create_text_encoder(name: str, models: ModelsConfig | None = None) -> TextEn
 
 
 def create_backend(name: str, noise: OracleNoiseConfig | None = None, models: ModelsConfig | None = None,
-                   association_iou: float = 0.5) -> SemanticBackend | None:
+                   association_iou: float = 0.5, semantics: SemanticsConfig | None = None) -> SemanticBackend | None:
     """Backend by name: ``oracle``, ``clip`` (SAM/SAM2 + OpenCLIP) or ``none`` (returns None).
 
     Raises :class:`~langgs_ros.errors.BackendUnavailableError` naming the file when a model's weights are missing.
@@ -134,5 +134,6 @@ def create_backend(name: str, noise: OracleNoiseConfig | None = None, models: Mo
     if name == "clip":
         from langgs_ros.semantics.foundation import FoundationBackend
 
-        return FoundationBackend(models or ModelsConfig(), association_iou=association_iou)
+        return FoundationBackend(models or ModelsConfig(), association_iou=association_iou,
+                                 semantics=semantics or SemanticsConfig())
     raise ConfigError(f"unknown semantic backend '{name}' (choose from {', '.join(BACKEND_NAMES)})")

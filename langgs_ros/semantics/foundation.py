@@ -1,6 +1,7 @@
 """The real 2D semantic backend ('clip'): SAM or SAM 2 masks, OpenCLIP features, association.
 
-Per keyframe: prompt points (GAGS density when the map supplies a depth ratio) -> multimask
+Per keyframe: prompt points (one per geometric segment of the keyframe's depth, new surface first:
+:mod:`~langgs_ros.semantics.prompt_planner`; or a grid with GAGS density) -> multimask
 candidates -> CCL-LGS merged levels -> CLIP features of each distinct mask (region-specific and/or
 context-aware, GSemSplat) -> optional SAM 2 propagation ids. Time per stage is accumulated in
 :attr:`FoundationBackend.stage_seconds`.
@@ -14,8 +15,9 @@ from collections import defaultdict
 import cv2
 import numpy as np
 
-from langgs_ros.config import ModelsConfig
+from langgs_ros.config import ModelsConfig, SemanticsConfig
 from langgs_ros.semantics.backend import Segmentation, SegmentationGuidance, SemanticBackend
+from langgs_ros.semantics.prompt_planner import plan_prompts
 from langgs_ros.semantics.sam_masks import known_patches, merge_levels, patch_mask, prompt_points
 from langgs_ros.types import Frame
 
@@ -28,13 +30,15 @@ class FoundationBackend(SemanticBackend):
     name = "clip"
     uses_depth_guidance = True
 
-    def __init__(self, config: ModelsConfig, association_iou: float = 0.5) -> None:
+    def __init__(self, config: ModelsConfig, association_iou: float = 0.5,
+                 semantics: SemanticsConfig | None = None) -> None:
         from langgs_ros.semantics.association import Sam2Association
         from langgs_ros.semantics.clip_features import FEATURE_KINDS, ClipImageFeatures, ClipTextEncoder
         from langgs_ros.semantics.models import autocast_dtype, load_clip, load_sam, load_sam2, resolve_device
         from langgs_ros.semantics.sam_masks import PointPromptMasks
 
         self.config = config
+        self.prompting = semantics or SemanticsConfig()
         self.device = resolve_device(config.device)
         autocast = autocast_dtype(self.device, config.precision)
         clip, tokenizer = load_clip(config, self.device)
@@ -65,21 +69,16 @@ class FoundationBackend(SemanticBackend):
         rgb = frame.rgb if scale == 1.0 else cv2.resize(frame.rgb, (round(w * scale), round(h * scale)),
                                                          interpolation=cv2.INTER_AREA)
         sh, sw = rgb.shape[:2]
-        cfg = self.config
-        ratio = guidance.depth_ratio if guidance is not None else None
-        known = known_patches(guidance.labelled_views if guidance is not None and cfg.known_prompt_factor < 1 else None,
-                              cfg.prompt_patches, cfg.known_views)
         start = time.perf_counter()
-        points = prompt_points(sh, sw, cfg.points_per_side, ratio, cfg.prompt_patches, cfg.max_prompt_factor,
-                               known, cfg.known_prompt_factor)
+        points, quiet = self._prompts(frame, guidance, sh, sw)
         self.prompts += len(points)
         candidates = self.masks.generate(rgb, points)
         merged = merge_levels(candidates)
         start = self._tick("masks", start)
         abstain = None
-        if known.any():  # sparsely prompted, labelled surface outside every mask: no evidence either way
+        if quiet is not None and quiet.any():  # sparsely prompted, labelled surface outside every mask: no evidence
             covered = np.any([ids >= 0 for ids, _ in merged], axis=0)
-            abstain = patch_mask(known, h, w) & ~_resized(covered, w, h)
+            abstain = _resized(quiet, w, h) & ~_resized(covered, w, h)
         used = np.unique(np.concatenate([src for _, src in merged])) if merged else np.zeros(0, np.int64)
         emb = self.features.embed(rgb, candidates.masks[used]) if used.size else np.zeros((0, self.dim), np.float32)
         row = {int(m): i for i, m in enumerate(used)}
@@ -98,6 +97,24 @@ class FoundationBackend(SemanticBackend):
             self._tick("association", start)
         self.keyframes += 1
         return Segmentation(levels, embeddings, tracks, abstain)
+
+    def _prompts(self, frame: Frame, guidance: SegmentationGuidance | None, height: int,
+                 width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(prompt points [N, 2] in the segmentation image, bool [height, width] of labelled surface
+        left sparsely prompted, or None): from the keyframe's geometry (``semantics.prompts:
+        geometry``, when it has depth) or the GAGS grid."""
+        cfg = self.config
+        views = guidance.labelled_views if guidance is not None else None
+        if self.prompting.prompts == "geometry" and frame.depth is not None:
+            K = frame.intrinsics
+            plan = plan_prompts(frame.depth, K.fx, K.fy, height, width, self.prompting.max_prompts, views,
+                                cfg.known_views)
+            return plan.points, plan.known_unprompted
+        ratio = guidance.depth_ratio if guidance is not None else None
+        known = known_patches(views if cfg.known_prompt_factor < 1 else None, cfg.prompt_patches, cfg.known_views)
+        points = prompt_points(height, width, cfg.points_per_side, ratio, cfg.prompt_patches, cfg.max_prompt_factor,
+                               known, cfg.known_prompt_factor)
+        return points, patch_mask(known, height, width) if known.any() else None
 
 
 def _resized(mask: np.ndarray, width: int, height: int) -> np.ndarray:
