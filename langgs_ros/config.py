@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -279,6 +280,10 @@ class QueryConfig:
     """Preferred distance from the goal to the object's nearest point (m)."""
     grid_resolution_m: float = 0.05
     """Cell size of the navigation grid (m)."""
+    navigate_topic: str = "/goal_pose"
+    """Where the node publishes the goal of a request with ``navigate`` (geometry_msgs/PoseStamped;
+    /goal_pose is what Nav2's BT navigator and RViz's 2D Goal Pose use). Other answers publish
+    their goal only on /query/goal_pose."""
 
 
 @dataclass
@@ -532,6 +537,13 @@ def validate_config(config: PipelineConfig) -> None:
     for text in config.query.negatives:
         if not isinstance(text, str) or not text.strip():
             raise ConfigError("'query.negatives' must be non-empty phrases")
+    if not _TOPIC_NAME.fullmatch(config.query.navigate_topic):
+        raise ConfigError(f"'query.navigate_topic' must be a ROS topic name such as /goal_pose, got "
+                          f"{config.query.navigate_topic!r}")
+
+
+_TOPIC_NAME = re.compile(r"~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+"""A ROS 2 topic name (absolute, relative or private; no substitutions)."""
 
 
 REMOVED: dict[str, str] = {

@@ -70,6 +70,13 @@ def test_contradicting_pairs_are_refused():
         load_config(overrides={"input": {"min_depth_m": 5.0, "max_depth_m": 2.0}})
 
 
+@pytest.mark.parametrize("topic", ["", "goal pose", "/goal_pose/", "/1goal"])
+def test_a_navigate_topic_that_is_no_topic_name_is_refused(topic):
+    with pytest.raises(ConfigError, match="navigate_topic"):
+        load_config(overrides={"query": {"navigate_topic": topic}})
+    assert load_config(overrides={"query": {"navigate_topic": "/robot1/goal_pose"}}).query.navigate_topic
+
+
 def test_cli_reports_a_bad_range_before_any_work(small_bag, tmp_path):
     from test_cli_bad_input import assert_clean_failure, run_cli
 

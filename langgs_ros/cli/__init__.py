@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", type=float, default=0.0, metavar="S",
                    help="ignore objects not seen in the last S seconds before the map's newest keyframe "
                         "(default 0: no limit)")
+    p.add_argument("--navigate-from", type=xy, metavar="X,Y",
+                   help="the robot's position in the map frame (m): the goal approaches the object it reaches "
+                        "first by a path over the navigation grid, not the best-scored one")
     p.add_argument("--config", type=Path, help="YAML/JSON config file (query section)")
     p.set_defaults(func=cmd_query)
 

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from langgs_ros.cli.common import command_config, log
 from langgs_ros.config import PipelineConfig
 from langgs_ros.errors import InputError, MapFileError
@@ -28,14 +30,17 @@ def load_map_noted(map_dir: Path) -> Any:
 
 
 def answer(data: Any, text: str, config: PipelineConfig, png: Path | None = None, max_age_s: float = 0.0,
-           engine: Any = None) -> Any:
+           engine: Any = None, max_objects: int = 0, navigate_from: tuple[float, float] | None = None) -> Any:
     """The query result of ``text`` on the loaded map ``data``, ignoring objects not seen in the last
-    ``max_age_s`` seconds of the recording (0: none); draws ``png`` if given (its path checked
-    before: :func:`cmd_query`). ``engine``: a QueryEngine of ``data`` to reuse (its caches)."""
+    ``max_age_s`` seconds of the recording (0: none), at most ``max_objects`` (0: all), the goal
+    for the object reached first from ``navigate_from`` (x, y in the map frame, m) if given; draws
+    ``png`` if given (its path checked before: :func:`cmd_query`). ``engine``: a QueryEngine of
+    ``data`` to reuse (its caches)."""
     from langgs_ros.query.engine import QueryEngine
 
     engine = engine or QueryEngine(data, config.query)
-    result = engine.query(text, max_age_s)
+    result = engine.query(text, max_age_s, max_objects=max_objects,
+                          navigate_from=None if navigate_from is None else np.asarray(navigate_from, np.float64))
     if png is not None:
         from langgs_ros.viz import render_top_down, write_png
 
@@ -53,8 +58,9 @@ def print_answer(result: Any) -> None:
               + (f"  last seen {obj.age_s:.1f} s before the map's end" if obj.age_s is not None else ""))
     if result.goal_pose is not None:
         g = result.goal_pose
+        path = f", {g.path_length:.2f} m of path from the robot" if np.isfinite(g.path_length) else ""
         print(f"  goal: ({g.position[0]:.2f}, {g.position[1]:.2f}, {g.position[2]:.2f}) yaw {g.yaw:.2f} rad "
-              f"[{result.frame_id}], {g.distance_to_object:.2f} m from the object")
+              f"[{result.frame_id}], {g.distance_to_object:.2f} m from object #{result.goal_object + 1}{path}")
     elif result.objects:
         print("  goal: none")
 
@@ -79,15 +85,13 @@ def cmd_query(args: argparse.Namespace) -> int:
         data = load_map_noted(args.map)
         engine = QueryEngine(data, config.query)
         try:
-            results = [answer(data, text, config, args.png, args.max_age, engine) for text in args.text]
+            results = [answer(data, text, config, args.png, args.max_age, engine, args.max_objects,
+                              args.navigate_from) for text in args.text]
             break
         except MapFileError as exc:
             if attempt or "missing" not in str(exc):
                 raise
     log(f"[query] {len(args.text)} answer(s) in {time.perf_counter() - start:.2f} s (after start-up)")
-    for result in results:
-        if args.max_objects:
-            result.objects = result.objects[: args.max_objects]
     if args.json:
         answers = [r.to_json(config.query.max_points) for r in results]
         body = answers[0] if len(answers) == 1 else answers

@@ -103,7 +103,9 @@ class CodebookScorer(BlockScorer):
         until the block changes: a query costs what its answer holds, not the block's size."""
         keys, starts, order = self._store.derived(blk, "rows_by_track", rows_by_track)[level]
         # a key's margin: its track's code's, or (key <= -2) the own code -2 - key
-        codes = np.where(keys >= 0, self._code_of_track[level][np.maximum(keys, 0)], -2 - keys)
+        codes = -2 - keys
+        tracked = keys >= 0
+        codes[tracked] = self._code_of_track[level][keys[tracked]]
         good = np.flatnonzero(self._margin[codes] >= threshold)
         if not good.size:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)

@@ -33,6 +33,7 @@ from langgs_ros.mapping.keyframe_log import SeenTimes
 from langgs_ros.mapping.map_io import MapData
 from langgs_ros.query.instances import cluster_by_region
 from langgs_ros.query.navigation import GoalPose, NavigationGrid, navigation_points, plan_goal
+from langgs_ros.query.reachability import reach_from
 from langgs_ros.semantics.backend import LEVELS, TextEncoder, create_text_encoder
 
 __all__ = ["ObjectResult", "QueryResult", "QueryEngine", "MAX_QUERY_CHARS"]
@@ -86,6 +87,8 @@ class QueryResult:
     frame_id: str
     objects: list[ObjectResult] = field(default_factory=list)
     goal_pose: GoalPose | None = None
+    goal_object: int = -1
+    """Index in ``objects`` of the object ``goal_pose`` approaches (-1: no goal)."""
     message: str = ""
     level: str | None = None
     answered: bool = True
@@ -101,6 +104,7 @@ class QueryResult:
     def refuse(self, message: str) -> QueryResult:
         """This result, marked as not answered because of ``message``."""
         self.message, self.answered, self.objects, self.goal_pose = message, False, [], None
+        self.goal_object = -1
         return self
 
     def note_semantic_lag(self, pending: int, lag_s: float) -> QueryResult:
@@ -117,7 +121,9 @@ class QueryResult:
         goal = None
         if self.goal_pose is not None:
             goal = {"position": _r(self.goal_pose.position), "orientation": _r(self.goal_pose.orientation_xyzw),
-                    "frame_id": self.frame_id}
+                    "frame_id": self.frame_id, "object": self.goal_object,
+                    "path_length_m": (round(self.goal_pose.path_length, 3)
+                                      if np.isfinite(self.goal_pose.path_length) else None)}
         return {"query": self.query, "answered": self.answered, "frame_id": self.frame_id, "level": self.level,
                 "objects": [o.to_json(max_points) for o in self.objects], "goal_pose": goal,
                 "message": self.message,
@@ -214,12 +220,13 @@ class QueryEngine:
         return means, normals
 
     def local_grid(self, points: np.ndarray) -> NavigationGrid:
-        """Navigation grid of the blocks within reach of a goal for an object at ``points`` [M, 3],
-        from each block's navigation points (:func:`navigation_points`, kept with the block)."""
+        """Navigation grid of the blocks within reach of a goal for objects at ``points`` [M, 2 or
+        3] (fixed frame, m), from each block's navigation points (:func:`navigation_points`, kept
+        with the block)."""
         cfg = self.config
         reach = cfg.standoff + cfg.robot_radius + 2.0
-        lo, hi = points.min(axis=0) - reach, points.max(axis=0) + reach
-        lo[2], hi[2] = -np.inf, np.inf
+        lo, hi = np.full(3, -np.inf), np.full(3, np.inf)
+        lo[:2], hi[:2] = points[:, :2].min(axis=0) - reach, points[:, :2].max(axis=0) + reach
         res = cfg.grid_resolution_m
 
         def columns(g: object) -> tuple[np.ndarray, np.ndarray]:
@@ -238,18 +245,23 @@ class QueryEngine:
             if blk.count and self.data.field is not None:
                 self.store.summary(blk)
 
-    def query(self, text: str, max_age_s: float = 0.0, now_ns: int | None = None) -> QueryResult:
+    def query(self, text: str, max_age_s: float = 0.0, now_ns: int | None = None, max_objects: int = 0,
+              navigate_from: np.ndarray | None = None) -> QueryResult:
         """Answer ``text``; never raises for odd text, the message explains an empty answer. A map
         saved while semantics lagged says so (``semantics_pending`` in its metadata).
 
         ``max_age_s`` > 0 ignores objects last seen longer ago than that before ``now_ns`` (ROS
         time, ns; default: the newest keyframe's stamp, so a saved map answers as of its end).
+        ``max_objects`` > 0 keeps the best that many. The goal approaches the best object; with
+        ``navigate_from`` (the robot's x, y in the fixed frame, m) it approaches the object the
+        robot reaches first over the navigation grid (:mod:`langgs_ros.query.reachability`).
         """
         extra = self.data.extra or {}
-        return self._answer(text, max_age_s, now_ns).note_semantic_lag(
+        return self._answer(text, max_age_s, now_ns, max_objects, navigate_from).note_semantic_lag(
             int(extra.get("semantics_pending", 0) or 0), float(extra.get("semantic_lag_s", 0.0) or 0.0))
 
-    def _answer(self, text: str, max_age_s: float, now_ns: int | None) -> QueryResult:
+    def _answer(self, text: str, max_age_s: float, now_ns: int | None, max_objects: int = 0,
+                navigate_from: np.ndarray | None = None) -> QueryResult:
         cfg = self.config
         text = clean_query_text(text)
         result = QueryResult(query=text, frame_id=self.data.fixed_frame)
@@ -315,14 +327,45 @@ class QueryEngine:
         near = sorted((i for i, k in enumerate(rank_keys) if k[0] >= top), key=lambda i: rank_keys[i][1],
                       reverse=True)
         order = near + sorted(set(range(len(objects))) - set(near), key=lambda i: rank_keys[i], reverse=True)
-        result.objects = [objects[i] for i in order]
+        result.objects = [objects[i] for i in order][: max_objects or None]
         objects = result.objects
-        goal, why = plan_goal(self.local_grid(objects[0].points), objects[0].points, objects[0].centroid,
-                              cfg.robot_radius, cfg.standoff)
-        result.goal_pose = goal
+        if navigate_from is None:
+            goal, why = plan_goal(self.local_grid(objects[0].points), objects[0].points, objects[0].centroid,
+                                  cfg.robot_radius, cfg.standoff)
+            result.goal_pose, result.goal_object = goal, 0 if goal is not None else -1
+        else:
+            result.goal_pose, result.goal_object, why = self._nearest_goal(objects, navigate_from)
         where = f"the {result.level} level" + ("s" if len(levels) > 1 else "")
         result.message = f"{len(objects)} object(s) match '{text}' at {where}{ignored}; {why}"
         return result
+
+    def _nearest_goal(self, objects: list[ObjectResult], robot_xy: np.ndarray) -> tuple[GoalPose | None, int, str]:
+        """(goal, object index, why) for the object of ``objects`` with the shortest path from the
+        robot at ``robot_xy`` (fixed frame, m) to a goal facing it; (None, -1, why) if none is reachable."""
+        cfg = self.config
+        xy = np.asarray(robot_xy, np.float64).reshape(-1)[:2]
+        if xy.size != 2 or not np.all(np.isfinite(xy)):
+            return None, -1, f"navigate: the robot's position {robot_xy} is not a finite (x, y)"
+        points = np.concatenate([o.points[:, :2] for o in objects] + [xy[None, :]])
+        grid = self.local_grid(points)
+        reach = reach_from(grid, xy, cfg.robot_radius)
+        if reach.start is None:
+            return None, -1, f"navigate: {reach.message}"
+        best: tuple[GoalPose, int] | None = None
+        reasons = []
+        for i, obj in enumerate(objects):
+            goal, why = plan_goal(grid, obj.points, obj.centroid, cfg.robot_radius, cfg.standoff,
+                                  path_lengths=reach.lengths)
+            if goal is None:
+                reasons.append(f"#{i + 1}: {why}")
+            elif best is None or goal.path_length < best[0].path_length:
+                best = (goal, i)
+        if best is None:
+            return None, -1, (f"navigate: no object is reachable from the robot at ({xy[0]:.2f}, {xy[1]:.2f}) "
+                              f"({'; '.join(reasons[:3])})")
+        goal, i = best
+        return goal, i, (f"navigate: goal for object #{i + 1}, {goal.path_length:.2f} m of path from the robot, "
+                         f"{goal.distance_to_object:.2f} m from the object")
 
     def _confirmed(self, confidence: np.ndarray) -> np.ndarray:
         """Which Gaussians (``confidence`` of one instance's) an answer keeps: those confirmed by

@@ -23,6 +23,8 @@ __all__ = ["NavigationGrid", "GoalPose", "estimate_floor", "plan_goal", "navigat
 _OBSTACLE_MIN_HEIGHT = 0.05
 _FLOOR_BAND = 0.05
 _MAX_CELLS = 16_000_000
+_STANDOFF_SLACK = 0.15
+"""Goal cells within this (m) of the best standoff count as equally good when choosing by path length."""
 
 
 def estimate_floor(means: np.ndarray, normals: np.ndarray) -> float | None:
@@ -52,7 +54,22 @@ def navigation_points(means: np.ndarray, normals: np.ndarray, resolution: float)
     nz = np.abs(normals[:, 2])
     kind = (nz > 0.8).astype(np.int64) + (nz > 0.9)  # 0 not horizontal, 1 floor-like, 2 level
     key = np.stack([cell[:, 0], cell[:, 1], zbin, kind], axis=1)
-    uniq = np.unique(key, axis=0)
+    if not len(key):
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+    # one int64 per row (np.unique over rows sorts them as records: 40 ms for a block's 40k)
+    lo = key.min(axis=0)
+    span = key.max(axis=0) - lo + 1
+    if float(np.prod(span.astype(np.float64))) < 2.0**62:
+        packed = np.zeros(len(key), np.int64)
+        for col in range(4):
+            packed = packed * span[col] + (key[:, col] - lo[col])
+        packed = np.unique(packed)
+        uniq = np.empty((len(packed), 4), np.int64)
+        for col in range(3, -1, -1):
+            packed, uniq[:, col] = np.divmod(packed, span[col])
+        uniq += lo
+    else:
+        uniq = np.unique(key, axis=0)
     points = np.stack([(uniq[:, 0] + 0.5) * resolution, (uniq[:, 1] + 0.5) * resolution, (uniq[:, 2] + 0.5) * 0.01],
                       axis=1).astype(np.float32)
     out_normals = np.zeros((len(uniq), 3), np.float32)
@@ -70,6 +87,8 @@ class GoalPose:
     yaw: float
     distance_to_object: float
     clearance: float
+    path_length: float = float("nan")
+    """Length (m) of the robot's path to the goal over the grid; NaN when not planned from the robot."""
 
 
 @dataclass
@@ -103,6 +122,9 @@ class NavigationGrid:
             raise ValueError(f"grid resolution {resolution} m is not positive")
         while np.prod(np.ceil((hi - lo) / resolution) + 1) > _MAX_CELLS:
             resolution *= 2
+        # cell (i, j) spans [k, k + 1) x resolution for integer k: grids of different parts of the
+        # map agree cell by cell, and with navigation_points' cells
+        lo = (np.floor(lo / resolution) + 0.5) * resolution
         shape = tuple((np.ceil((hi - lo) / resolution) + 1).astype(int))
         cells = np.round((means[:, :2] - lo) / resolution).astype(np.int64)
         height = means[:, 2] - floor_z
@@ -119,6 +141,11 @@ class NavigationGrid:
                    obstacle=obstacle, observed_free=observed & ~obstacle, clearance=clearance,
                    floor_source=source if floor is not None else "assumed")
 
+    def traversable(self, robot_radius: float) -> np.ndarray:
+        """[nx, ny] bool: observed free floor with ``robot_radius`` (m) of clearance, plus half a
+        cell diagonal (the robot must clear the whole obstacle cell)."""
+        return self.observed_free & (self.clearance >= robot_radius + self.resolution / np.sqrt(2))
+
     def cell_of(self, xy: np.ndarray) -> np.ndarray:
         """Integer cells [N, 2] of points (x, y) [N, 2]."""
         return np.round((xy - self.origin) / self.resolution).astype(np.int64)
@@ -129,8 +156,13 @@ class NavigationGrid:
 
 
 def plan_goal(grid: NavigationGrid, object_points: np.ndarray, centroid: np.ndarray, robot_radius: float,
-              standoff: float, search_margin: float = 1.5) -> tuple[GoalPose | None, str]:
-    """Goal for approaching an object (points [M, 3] in the fixed frame); None and a reason if none."""
+              standoff: float, search_margin: float = 1.5,
+              path_lengths: np.ndarray | None = None) -> tuple[GoalPose | None, str]:
+    """Goal for approaching an object (points [M, 3] in the fixed frame); None and a reason if none.
+
+    With ``path_lengths`` ([nx, ny] m from the robot, inf unreachable:
+    :func:`~langgs_ros.query.reachability.reach_from`) only reachable cells qualify, and of those
+    within ``_STANDOFF_SLACK`` of the best standoff the one the robot reaches first wins."""
     shape = np.array(grid.obstacle.shape)
     obj_cells = grid.cell_of(object_points[:, :2])
     reach = int(np.ceil((standoff + robot_radius + search_margin) / grid.resolution))
@@ -142,22 +174,30 @@ def plan_goal(grid: NavigationGrid, object_points: np.ndarray, centroid: np.ndar
     local = np.clip(obj_cells - lo, 0, hi - lo - 1)
     obj[local[:, 0], local[:, 1]] = True
     dist_obj = ndimage.distance_transform_edt(~obj) * grid.resolution
-    # half a cell diagonal of margin: the robot must clear the whole obstacle cell
-    safe = grid.clearance[window] >= robot_radius + grid.resolution / np.sqrt(2)
-    candidates = grid.observed_free[window] & safe
+    candidates = grid.traversable(robot_radius)[window]
     if not candidates.any():
         if not grid.observed_free[window].any():
             return None, "no observed free floor near the object"
         return None, f"no observed free floor with {robot_radius:.2f} m clearance near the object"
+    lengths = None if path_lengths is None else path_lengths[window]
+    if lengths is not None:
+        candidates &= np.isfinite(lengths)
+        if not candidates.any():
+            return None, "no free floor near the object is reachable from the robot"
     cost = np.where(candidates, np.abs(dist_obj - standoff), np.inf)
     best_cost = cost.min()
-    ties = np.argwhere(cost <= best_cost + 1e-6)
-    pick = ties[np.argmax(grid.clearance[window][ties[:, 0], ties[:, 1]])]
+    if lengths is None:  # ties: the most clearance
+        ties = np.argwhere(cost <= best_cost + 1e-6)
+        pick = ties[np.argmax(grid.clearance[window][ties[:, 0], ties[:, 1]])]
+    else:  # about as far as the best: the one reached first
+        near = np.argwhere(cost <= best_cost + _STANDOFF_SLACK)
+        pick = near[np.argmin(lengths[near[:, 0], near[:, 1]])]
     xy = grid.centre_of(pick + lo)
     yaw = float(np.arctan2(centroid[1] - xy[1], centroid[0] - xy[0]))
     goal = GoalPose(position=np.array([xy[0], xy[1], grid.floor_z]), orientation_xyzw=yaw_to_quat_xyzw(yaw),
                     yaw=yaw, distance_to_object=float(dist_obj[tuple(pick)]),
-                    clearance=float(grid.clearance[window][tuple(pick)]))
+                    clearance=float(grid.clearance[window][tuple(pick)]),
+                    path_length=float(lengths[tuple(pick)]) if lengths is not None else float("nan"))
     note = {"map": "", "base frame": " (floor height from the robot's base frame)"}.get(
         grid.floor_source, " (floor not found in the map; assumed z = 0)")
     return goal, f"goal {goal.distance_to_object:.2f} m from the object{note}"

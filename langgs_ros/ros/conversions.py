@@ -133,8 +133,10 @@ def query_response(f: MessageFactory, result: QueryResult, stamp_ns: int, releva
     goal = result.goal_pose
     goal_msg = (pose_stamped(f, hdr, goal.position, goal.orientation_xyzw) if goal is not None
                 else f.make("geometry_msgs/msg/PoseStamped", header=hdr))
+    path = goal.path_length if goal is not None and np.isfinite(goal.path_length) else 0.0
     return f.make("langgs_ros/srv/Query_Response", success=result.answered, message=result.message, objects=objects,
-                  has_goal=goal is not None, goal_pose=goal_msg)
+                  has_goal=goal is not None, goal_pose=goal_msg, goal_object=int(result.goal_object),
+                  path_length_m=float(path))
 
 
 def marker_array(f: MessageFactory, hdr: Any, result: QueryResult, namespace: str = "query") -> Any:

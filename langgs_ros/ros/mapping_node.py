@@ -22,12 +22,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 
 from langgs_ros.errors import LangGSError
 from langgs_ros.io.path_message import pose_graph_from_path
@@ -54,6 +56,7 @@ class MappingNode(LifecycleNode):
         self._input: FrameInput | None = None
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)  # timers that run on when a bag's /clock stops
         self._corrections_logged = 0
+        self._tf: tuple[Any, Any] | None = None  # (Buffer, TransformListener) for the robot's pose
 
     # -- lifecycle --------------------------------------------------------------------------
     def _param(self, name: str) -> Any:
@@ -144,11 +147,14 @@ class MappingNode(LifecycleNode):
         self.pub_objects = self.create_publisher(MarkerArray, "/query/objects", latched)
         self.pub_mask = self.create_publisher(PointCloud2, "/query/mask", latched)
         self.pub_goal = self.create_publisher(PoseStamped, "/query/goal_pose", latched)
+        # Nav2's bt_navigator and RViz's "2D Goal Pose" use a volatile, reliable /goal_pose
+        self.pub_navigate = self.create_publisher(PoseStamped, self.config.query.navigate_topic, 10)
         self.pub_mask_image = self.create_publisher(Image, "/query/mask_image", latched)
         self.pub_grid = (self.create_publisher(OccupancyGrid, "~/occupancy", latched)
                          if self._param("publish_occupancy_grid") else None)
         self._publishers = [p for p in (self.pub_map, self.pub_status, self.pub_diagnostics, self.pub_objects, self.pub_mask,
-                                        self.pub_goal, self.pub_mask_image, self.pub_grid) if p is not None]
+                                        self.pub_goal, self.pub_navigate, self.pub_mask_image, self.pub_grid)
+                            if p is not None]
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         if self.runtime is not None:
@@ -247,10 +253,36 @@ class MappingNode(LifecycleNode):
         self.pub_diagnostics.publish(cv.diagnostics(self.messages, hdr, f"langgs_ros: {self.get_name()}",
                                                     s.level(), s.summary(), s.to_json()))
 
-    def _answer(self, text: str, threshold: float, max_objects: int, max_age_s: float = 0.0) -> Any:
+    def _robot_xy(self) -> tuple[np.ndarray | None, str]:
+        """(x, y) of ``input.base_frame`` in the fixed frame from TF (the newest), or None and why."""
+        cfg = self.config.input
+        if not cfg.base_frame:
+            return None, "input.base_frame is empty, so the robot's position is unknown"
+        if self._input is not None:
+            buffer = self._input.tf_buffer
+        else:  # split mode: the node listens to TF only for this
+            if self._tf is None:
+                from tf2_ros import Buffer, TransformListener
+
+                own = Buffer()
+                self._tf = (own, TransformListener(own, self))
+            buffer = self._tf[0]
+        try:
+            t = buffer.lookup_transform(cfg.fixed_frame, cfg.base_frame, Time()).transform.translation
+        except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
+            return None, f"no pose of {cfg.base_frame} in {cfg.fixed_frame} from TF ({type(exc).__name__})"
+        return np.array([t.x, t.y]), ""
+
+    def _answer(self, text: str, threshold: float, max_objects: int, max_age_s: float = 0.0,
+                navigate: bool = False) -> Any:
         threshold = threshold or float(self._param("default_threshold"))
         max_objects = max_objects or int(self._param("default_max_objects"))
-        result = self.runtime.query(text, threshold, max_objects, max_age_s, now_ns=self._stamp_ns())
+        robot, why = self._robot_xy() if navigate else (None, "")
+        result = self.runtime.query(text, threshold, max_objects, max_age_s, now_ns=self._stamp_ns(),
+                                    navigate_from=robot)
+        if navigate and robot is None and result.answered:  # no goal rather than one not planned from the robot
+            result.goal_pose, result.goal_object = None, -1
+            result.message += f"; navigate: {why}"
         relevance = [o.relevance for o in result.objects]
         stamp = self._stamp_ns()
         f = self.messages
@@ -262,6 +294,8 @@ class MappingNode(LifecycleNode):
             self.pub_mask.publish(cv.pointcloud2(f, hdr, best.points, best.colors))
         if result.goal_pose is not None:
             self.pub_goal.publish(response.goal_pose)
+            if navigate:  # only an explicit request drives the robot
+                self.pub_navigate.publish(response.goal_pose)
         view = self.runtime.mask_in_last_view(result)
         if view is not None:
             mask, frame = view
@@ -272,12 +306,12 @@ class MappingNode(LifecycleNode):
     def _on_query(self, request: Any, response: Any) -> Any:
         try:
             answer = self._answer(request.text, float(request.threshold), int(request.max_objects),
-                                  float(request.max_age_s))
+                                  float(request.max_age_s), bool(request.navigate))
         except Exception as exc:  # noqa: BLE001 - a failing query answers; it never takes the service down
             self.get_logger().error(f"query '{request.text[:80]}' failed: {type(exc).__name__}: {exc}")
             response.success, response.message = False, f"the query failed: {type(exc).__name__}: {exc}"
             return response
-        for name in ("success", "message", "objects", "has_goal", "goal_pose"):
+        for name in ("success", "message", "objects", "has_goal", "goal_pose", "goal_object", "path_length_m"):
             setattr(response, name, getattr(answer, name))
         return response
 

@@ -264,11 +264,12 @@ class MappingRuntime(QueueWorker):
                        extra={"config": config_to_dict(self.config)})
 
     def query(self, text: str, threshold: float = 0.0, max_objects: int = 0, max_age_s: float = 0.0,
-              now_ns: int | None = None) -> QueryResult:
+              now_ns: int | None = None, navigate_from: np.ndarray | None = None) -> QueryResult:
         """Answer ``text`` on the current map. ``threshold``: least relevancy (0..1) of a mask
         Gaussian, 0 = configured default; ``max_objects``: 0 = all; ``max_age_s``: ignore objects
         not seen for longer than that before ``now_ns`` (ROS time, ns; default the newest
-        keyframe), 0 = no limit."""
+        keyframe), 0 = no limit; ``navigate_from``: the robot's (x, y) in the fixed frame (m), for
+        a goal at the object it reaches first."""
         frame_id = self.config.input.fixed_frame
         if not 0.0 <= threshold < 1.0 or not math.isfinite(threshold):
             return QueryResult(query=str(text), frame_id=frame_id).refuse(f"threshold {threshold} outside [0, 1)")
@@ -282,13 +283,11 @@ class MappingRuntime(QueueWorker):
                 if threshold > 0:  # relevancy = sigmoid(margin / T)  =>  margin = T * logit(threshold)
                     margin = engine.config.temperature * math.log(threshold / (1 - threshold))
                     engine = QueryEngine(engine.data, replace(engine.config, min_margin=margin), engine.encoder)
-                result = engine.query(text, max_age_s, now_ns)
+                result = engine.query(text, max_age_s, now_ns, max_objects, navigate_from)
         except Exception as exc:  # noqa: BLE001 - a failing query answers, it never takes the node down
             self._failed(exc)
             return QueryResult(query=str(text), frame_id=frame_id).refuse(
                 f"the query failed: {type(exc).__name__}: {exc}")
-        if max_objects > 0:
-            result.objects = result.objects[:max_objects]
         return result.note_semantic_lag(*self.semantic_lag())
 
     def _engine_for_map(self) -> QueryEngine:
