@@ -5,7 +5,8 @@ an object is measurable here. Each keyframe is mapped (oracle semantics fused, s
 ``labelled_views`` grow as in a run) and prompted by the geometry planner
 (:mod:`langgs_ros.semantics.prompt_planner`, at each ``--max-prompts``) and by the 8x8 and 32x32
 grids. Per method: prompts per keyframe; the share of the ground-truth instances visible with at
-least 400 pixels that receive a prompt inside them; the same for the small ones (visible area
+least 400 pixels of valid depth that receive a prompt inside them (a mask where the keyframe has no
+depth labels nothing: fusion reaches only Gaussians the view's depth sees); the same for the small ones (visible area
 below 2 % of the image: the synthetic objects' parts are not labelled apart, so small instances
 stand for them); the share of prompts on surface the map had labelled from ``known_views`` views;
 the planner's time per keyframe.
@@ -55,12 +56,13 @@ class Tally:
         self.on_known = 0
         self.seconds: list[float] = []
 
-    def add(self, points: np.ndarray, instances: np.ndarray, known: np.ndarray, seconds: float = 0.0) -> None:
+    def add(self, points: np.ndarray, instances: np.ndarray, depth: np.ndarray, known: np.ndarray,
+            seconds: float = 0.0) -> None:
         h, w = instances.shape
         cols = np.clip(np.round(points[:, 0]).astype(int), 0, w - 1)
         rows = np.clip(np.round(points[:, 1]).astype(int), 0, h - 1)
         hit = set(np.unique(instances[rows, cols]).tolist())
-        ids, counts = np.unique(instances[instances > 0], return_counts=True)
+        ids, counts = np.unique(instances[(instances > 0) & np.isfinite(depth) & (depth > 0)], return_counts=True)
         for inst, n in zip(ids.tolist(), counts.tolist()):
             if n < MIN_PIXELS:
                 continue
@@ -104,9 +106,9 @@ def bag_rows(bag: Path, caps: list[int], limit: int | None) -> dict:
             for cap in caps:
                 start = time.perf_counter()
                 plan = plan_prompts(f.depth, f.intrinsics.fx, f.intrinsics.fy, h, w, cap, views, known_views)
-                tallies[f"geometry_{cap}"].add(plan.points, f.instances, known, time.perf_counter() - start)
-            tallies["grid_8x8"].add(grid(8, h, w), f.instances, known)
-            tallies["grid_32x32"].add(grid(32, h, w), f.instances, known)
+                tallies[f"geometry_{cap}"].add(plan.points, f.instances, f.depth, known, time.perf_counter() - start)
+            tallies["grid_8x8"].add(grid(8, h, w), f.instances, f.depth, known)
+            tallies["grid_32x32"].add(grid(32, h, w), f.instances, f.depth, known)
             mapper.fuse_semantics(pending, mapper.segment(pending))
             keyframes += 1
             if limit and keyframes >= limit:
