@@ -5,7 +5,8 @@
 Gaussians elsewhere (copies of the room 12 m apart along +x, out of view), through the node's runtime
 at the bag's recorded rate: geometry per keyframe (the mapping worker) and semantic fusion's map-lock
 time per keyframe (copy and write-back; voting and codebook training run outside the lock), p50 and
-p95, frames dropped and keyframes mapped.
+p95, frames dropped and keyframes mapped; then in-process query times on that map (each copy of the
+room has every label's instance, so an answer extracts instances in all of them).
 
 ``--building BAG`` (a ``langgs synth --rooms 20`` bag): the same runtime through the whole building at
 the recorded rate with ``mapping.ram_budget_mb`` (``--budget``): RSS once a second against the budget,
@@ -131,10 +132,26 @@ def fill(runtime: MappingRuntime, room: dict[str, np.ndarray], target: int) -> i
     return added
 
 
-def sizes_rows(work: Path, sizes: list[int]) -> list[dict]:
+def time_queries(runtime: MappingRuntime, labels: list[str], reps: int) -> dict[str, float]:
+    """In-process query times (ms) on the runtime's live map, after one warm-up answer per label
+    (text encodings, block summaries); every copy of the room holds an instance of each label, so
+    the answers extract instances in all of them."""
+    for label in labels:
+        runtime.query(label)
+    times = []
+    for _ in range(reps):
+        for label in labels:
+            start = time.perf_counter()
+            runtime.query(label)
+            times.append(1000 * (time.perf_counter() - start))
+    return percentiles(times)
+
+
+def sizes_rows(work: Path, sizes: list[int], query_reps: int = 10) -> list[dict]:
     bag = work / "room" / "synth_bag"
     if not (bag / "metadata.yaml").exists():
         make_synthetic_bag(work / "room", SynthSpec(seed=0, width=640, height=480, frames=72))
+    labels = sorted({o["label"] for o in load_ground_truth(bag.parent / "ground_truth.json")})
     config = PipelineConfig()
     config.mapping.ram_budget_mb = 0.0  # compute against size; paging is measured with --building
     with BagFrameReader(bag, config.input, with_instances=True) as source:
@@ -157,11 +174,12 @@ def sizes_rows(work: Path, sizes: list[int]) -> list[dict]:
         finally:
             runtime.stop()
         s = runtime.refresh_status()
+        query_ms = time_queries(runtime, labels, query_reps)
         row = {"filler_gaussians": filled, "gaussians_at_end": s.gaussians, "wall_s": round(seconds, 1),
                "frames": len(frames), "frames_dropped": s.frames_dropped, "keyframes_mapped": s.keyframes,
                "keyframes_offline": probe.status.keyframes, "keyframes_segmented": s.keyframes_segmented,
                "geometry_ms": percentiles(timed.geometry[1:]), "fusion_lock_ms": percentiles(timed.fusion_lock),
-               "rss_mb": round(rss_mb())}
+               "query_ms": query_ms, "rss_mb": round(rss_mb())}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -249,7 +267,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("out/bench_scale"))
     parser.add_argument("--sizes", action="store_true", help="per-keyframe cost against map size")
-    parser.add_argument("--size-list", default="100000,1000000,5000000,20000000")
+    parser.add_argument("--size-list", default="100000,1000000,5000000,10000000,20000000")
     parser.add_argument("--building", type=Path, help="a langgs synth --rooms N bag")
     parser.add_argument("--budget", type=float, default=256.0, help="mapping.ram_budget_mb of the building run")
     parser.add_argument("--query-reps", type=int, default=10)
@@ -257,7 +275,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     result: dict = {}
     if args.sizes:
-        result["sizes"] = sizes_rows(args.work, [int(s) for s in args.size_list.split(",")])
+        result["sizes"] = sizes_rows(args.work, [int(s) for s in args.size_list.split(",")], args.query_reps)
     if args.building:
         result["building"] = building_rows(args.building, args.work, args.budget, args.query_reps)
     out = args.work / "bench_scale.json"

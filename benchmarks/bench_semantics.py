@@ -1,14 +1,21 @@
 """Benchmark: per-keyframe time of the 'clip' semantic backend, per stage, on the synthetic scene.
 
 Stages: masks (prompted SAM/SAM 2 multimask + merging), embeddings (OpenCLIP region and context
-features), association (SAM 2 propagation, when selected); prompts decoded per keyframe (fewer
-where the map labels the surface already: ``models.known_prompt_factor``). Weights are random (speed does not
+features), association (SAM 2 propagation, when selected); prompts decoded per keyframe (from the
+keyframe's geometry, ``--prompts geometry`` capped by ``--max-prompts``, or the GAGS grid). Against
+the image encoders alone (SAM's ``set_image`` and one OpenCLIP forward of the whole image: the part
+of a keyframe no prompt count changes) as ``clip_step_over_encoders``. Weights are random (speed does not
 depend on them): ``--arch tiny`` uses the tiny_test architectures, ``--arch real`` SAM vit_b /
 SAM 2.1 hiera tiny and OpenCLIP ViT-B-16. Each is saved as a checkpoint and loaded through the
-same loader users hit. Runs on CUDA when present (models.device auto), else CPU.
+same loader users hit. Runs on CUDA when present (``--device auto``), else CPU.
+
+``--realtime``: then ``langgs replay --realtime --semantics clip`` with the same models and prompts
+through the node's runtime on the same 15 Hz bag: keyframes mapped and segmented, semantic lag
+p50/p95 (whether semantics keep up with the camera).
 
     python benchmarks/bench_semantics.py [--arch tiny|real] [--mask-model sam|sam2]
-        [--association geometric|sam2] [--frames 12] [--work out/bench_semantics]
+        [--association geometric|sam2] [--prompts geometry|grid] [--max-prompts 48] [--frames 12]
+        [--device auto|cpu|cuda] [--realtime] [--work out/bench_semantics]
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from langgs_ros.config import ModelsConfig, PipelineConfig
+from langgs_ros.config import ModelsConfig, PipelineConfig, SemanticsConfig
 from langgs_ros.io.bag_reader import BagFrameReader
 from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.pipeline import peak_memory_mb
@@ -50,12 +57,33 @@ def random_checkpoints(arch: str, out: Path) -> ModelsConfig:
                         sam2_checkpoint=str(paths["sam2"]), clip_model=clip_name, clip_pretrained=str(paths["clip"]))
 
 
+def realtime_row(bag: Path, out: Path, config: PipelineConfig, prompting: SemanticsConfig) -> dict:
+    """``replay --realtime --semantics clip`` of ``bag`` with ``config``'s models: what kept up."""
+    from langgs_ros.runtime.realtime_replay import replay_realtime
+
+    config = dataclasses.replace(config, semantics=dataclasses.replace(config.semantics, prompts=prompting.prompts,
+                                                                       max_prompts=prompting.max_prompts))
+    config.mapping = dataclasses.replace(config.mapping, keyframe_translation_m=PipelineConfig().mapping.keyframe_translation_m)
+    summary = replay_realtime(bag, out, "clip", config, progress=lambda line: print(f"[realtime] {line}", flush=True))
+    s = summary.status
+    p50, p95, worst = summary.lag_percentiles()
+    return {"bag_seconds": round(summary.bag_seconds, 1), "seconds": round(summary.seconds, 1),
+            "drain_seconds": round(summary.drain_seconds, 1), "frames_in": s.frames_in, "frames_dropped": s.frames_dropped,
+            "keyframes_mapped": s.keyframes, "keyframes_segmented": s.keyframes_segmented,
+            "semantics_dropped": s.semantics_dropped, "lag_s_p50": round(p50, 2), "lag_s_p95": round(p95, 2),
+            "lag_s_max": round(worst, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=sorted(ARCHS), default="tiny")
     parser.add_argument("--mask-model", choices=["sam", "sam2"], default="sam2")
     parser.add_argument("--association", choices=["geometric", "sam2"], default="geometric")
-    parser.add_argument("--points-per-side", type=int, default=32)
+    parser.add_argument("--points-per-side", type=int, default=32, help="grid prompts per side (--prompts grid)")
+    parser.add_argument("--prompts", choices=["geometry", "grid"], default="geometry")
+    parser.add_argument("--max-prompts", type=int, default=SemanticsConfig.max_prompts)
+    parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--realtime", action="store_true", help="also replay the bag in real time (see above)")
     parser.add_argument("--frames", type=int, default=12, help="frames of the synthetic bag (640x480)")
     parser.add_argument("--work", type=Path, default=Path("out/bench_semantics"))
     args = parser.parse_args()
@@ -66,32 +94,54 @@ def main() -> None:
     config = PipelineConfig()
     config.models = dataclasses.replace(random_checkpoints(args.arch, args.work / "weights"),
                                         mask_model=args.mask_model, association=args.association,
+                                        device=args.device,
                                         points_per_side=args.points_per_side,
                                         pred_iou_thresh=0.0, stability_score_thresh=0.0)  # random weights
     config.mapping.keyframe_translation_m = 0.0  # every frame is a keyframe
     start = time.perf_counter()
-    backend = create_backend("clip", models=config.models)
+    prompting = SemanticsConfig(prompts=args.prompts, max_prompts=args.max_prompts)
+    backend = create_backend("clip", models=config.models, semantics=prompting)
     load_s = time.perf_counter() - start
     mapper = Mapper(config.mapping, backend)
-    kf_ms, segments = [], []
+    kf_ms = []
+    last_rgb = None
     with BagFrameReader(bag, config.input) as source:
         for frame in source.frames():
             stats = mapper.integrate(frame)
             kf_ms.append(1000 * stats.seconds)
+            last_rgb = frame.rgb
             print(f"keyframe {len(kf_ms)}: {kf_ms[-1]:.0f} ms, {stats.total} Gaussians", flush=True)
     n = max(1, backend.keyframes)
+    sam_encoder_s = backend.masks.encoder_seconds / n
+    clip_encoder_s = float("nan")
+    if last_rgb is not None:  # one forward of the whole image (what 'context' features run once per keyframe)
+        backend.features.dense(last_rgb)  # warm
+        start = time.perf_counter()
+        for _ in range(3):
+            backend.features.dense(last_rgb)
+        clip_encoder_s = (time.perf_counter() - start) / 3
+    step_s = sum(backend.stage_seconds.values()) / n
+    encoders_s = sam_encoder_s + clip_encoder_s
     rss, gpu = peak_memory_mb()
     row = {
         "arch": args.arch, "mask_model": args.mask_model, "association": args.association,
-        "device": str(backend.device), "points_per_side": args.points_per_side, "image": "640x480",
+        "device": str(backend.device), "prompts": args.prompts,
+        "max_prompts" if args.prompts == "geometry" else "points_per_side":
+            args.max_prompts if args.prompts == "geometry" else args.points_per_side, "image": "640x480",
         "keyframes": backend.keyframes, "model_load_s": round(load_s, 2),
         "prompts_per_keyframe": round(getattr(backend, "prompts", 0) / n, 1),
         "stage_ms_per_keyframe": {k: round(1000 * v / n, 1) for k, v in backend.stage_seconds.items()},
+        "clip_step_ms_per_keyframe": round(1000 * step_s, 1),
+        "encoders_ms": {"sam_image_encoder": round(1000 * sam_encoder_s, 1), "clip_image": round(1000 * clip_encoder_s, 1)},
+        "clip_step_over_encoders": round(step_s / encoders_s, 2) if encoders_s > 0 else None,
+        "keyframes_per_minute": round(60.0 / step_s, 1) if step_s > 0 else None,
         "ingest_ms_p50": round(float(np.median(kf_ms)), 1), "ingest_ms_max": round(float(np.max(kf_ms)), 1),
         "peak_rss_mb": round(rss), "peak_gpu_mb": round(gpu),
     }
+    if args.realtime:
+        row["realtime"] = realtime_row(bag, args.work / "realtime_map", config, prompting)
     print(json.dumps(row, indent=1))
-    out = args.work / f"semantics_{args.arch}_{args.mask_model}_{args.association}.json"
+    out = args.work / f"semantics_{args.arch}_{args.mask_model}_{args.association}_{args.prompts}.json"
     out.write_text(json.dumps(row, indent=1))
     print(f"written to {out}")
 

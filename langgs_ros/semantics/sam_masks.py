@@ -153,18 +153,25 @@ class PointPromptMasks:
             self._sam2 = True
         self.backbone_out: Any = None
         """SAM 2: the image encoder's output for the last image (reused by the association)."""
+        self.encoder_seconds = 0.0
+        """Time spent in the image encoder (``set_image``) so far, s: the part of a keyframe's masks
+        that does not depend on the number of prompts."""
 
     def _set_image(self, rgb: np.ndarray) -> None:
         """The predictor's ``set_image``; for SAM 2 the encoder output is kept in :attr:`backbone_out`."""
+        import time
+
+        start = time.perf_counter()
         if not self._sam2:
             self.predictor.set_image(rgb)
-            return
-        from langgs_ros.semantics.sam2_encoder import recording_encoder
+        else:
+            from langgs_ros.semantics.sam2_encoder import recording_encoder
 
-        outputs: list[Any] = []
-        with recording_encoder(self.predictor.model, outputs):
-            self.predictor.set_image(rgb)
-        self.backbone_out = outputs[-1] if outputs else None
+            outputs: list[Any] = []
+            with recording_encoder(self.predictor.model, outputs):
+                self.predictor.set_image(rgb)
+            self.backbone_out = outputs[-1] if outputs else None
+        self.encoder_seconds += time.perf_counter() - start
 
     def _autocast(self):  # noqa: ANN202 - a context manager
         import contextlib

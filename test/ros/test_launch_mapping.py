@@ -1,7 +1,9 @@
 """launch_testing: mapping.launch.py with the oracle backend, in-process (split:=false) and with
 semantics_node publishing SemanticFrame keyframes (split:=true), maps a replayed synthetic bag,
 answers /query, saves the map, and ``langgs query`` on the saved map gives the same objects and
-goal pose. Runs where ROS 2 is installed (colcon test); skipped elsewhere."""
+goal pose. A ``navigate`` request plans from the robot's TF pose: its goal, and only its goal, is
+published on ``/goal_pose`` (Nav2's topic), on a free cell of ``~/occupancy``, and equals ``langgs query
+--navigate-from`` at the robot's position. Runs where ROS 2 is installed (colcon test); skipped elsewhere."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def _test_config(share: Path, work: Path) -> Path:
     answers on is the map that gets saved."""
     params = yaml.safe_load((share / "config" / "mapping_node.yaml").read_text())
     params["/**"]["ros__parameters"]["refine.background_iterations_per_second"] = 0.0
+    params["/**"]["ros__parameters"]["publish_occupancy_grid"] = True
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -65,6 +68,10 @@ class TestMappingLaunch(unittest.TestCase):
     def setUpClass(cls):
         rclpy.init()
         cls.node = rclpy.create_node("langgs_launch_test")
+        from tf2_ros import Buffer, TransformListener
+
+        cls.tf = Buffer()
+        cls.tf_listener = TransformListener(cls.tf, cls.node)
 
     @classmethod
     def tearDownClass(cls):
@@ -106,3 +113,58 @@ class TestMappingLaunch(unittest.TestCase):
                 p = answer.goal_pose.pose.position
                 for got, want in zip((p.x, p.y, p.z), offline["goal_pose"]["position"]):
                     self.assertAlmostEqual(got, want, delta=1e-3)
+
+    def test_navigate_publishes_one_reachable_goal(self, proc_info, play, work, split):
+        from geometry_msgs.msg import PoseStamped
+        from nav_msgs.msg import OccupancyGrid
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+        from rclpy.time import Time
+
+        from langgs_ros.srv import Query
+
+        navigate_goals: list = []
+        grids: list = []
+        self.node.create_subscription(PoseStamped, "/goal_pose", navigate_goals.append, 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(OccupancyGrid, "/mapping_node/occupancy", grids.append, latched)
+        query = self.node.create_client(Query, "/query")
+        self.assertTrue(query.wait_for_service(timeout_sec=60.0), "/query never appeared")
+        proc_info.assertWaitForShutdown(process=play, timeout=180)
+        time.sleep(15.0)
+        plain = self._call(query, Query.Request(text="red mug"))
+        self.assertTrue(plain.success and plain.has_goal, plain.message)
+        self.assertEqual(plain.path_length_m, 0.0)
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            rclpy.spin_once(self.node, timeout_sec=0.1)
+        self.assertEqual(navigate_goals, [], "a query without navigate published on /goal_pose")
+
+        robot = self.tf.lookup_transform("map", "base_link", Time()).transform.translation
+        answer = self._call(query, Query.Request(text="red mug", navigate=True))
+        self.assertTrue(answer.success and answer.has_goal, answer.message)
+        self.assertGreaterEqual(answer.goal_object, 0)
+        self.assertGreater(answer.path_length_m, 0.0)
+        end = time.monotonic() + 10.0
+        while not (navigate_goals and grids) and time.monotonic() < end:
+            rclpy.spin_once(self.node, timeout_sec=0.1)
+        self.assertEqual(len(navigate_goals), 1, "a navigate query publishes its goal once on /goal_pose")
+        goal = navigate_goals[0].pose.position
+        p = answer.goal_pose.pose.position
+        self.assertEqual((goal.x, goal.y), (p.x, p.y))
+        self.assertTrue(grids, "no ~/occupancy grid")
+        grid = grids[-1]
+        i = int((p.x - grid.info.origin.position.x) / grid.info.resolution)
+        j = int((p.y - grid.info.origin.position.y) / grid.info.resolution)
+        self.assertEqual(grid.data[j * grid.info.width + i], 0, "the goal is not on observed free floor")
+
+        from std_srvs.srv import Trigger
+
+        saved = self._call(self.node.create_client(Trigger, "/mapping_node/save_map"), Trigger.Request())
+        self.assertTrue(saved.success, saved.message)
+
+        offline = json.loads(subprocess.run(
+            [sys.executable, "-m", "langgs_ros", "query", str(work / "map"), "red mug", "--json",
+             "--navigate-from", f"{robot.x},{robot.y}"], check=True, capture_output=True, text=True).stdout)
+        self.assertIsNotNone(offline["goal_pose"], offline["message"])
+        for got, want in zip((p.x, p.y), offline["goal_pose"]["position"][:2]):
+            self.assertAlmostEqual(got, want, delta=0.05)
