@@ -97,3 +97,35 @@ def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8"
 def small_bag(tmp_path: Path):
     """Factory: ``small_bag(name, **defects)`` -> path of a tiny bag in tmp_path."""
     return lambda name="bag", **kw: write_small_bag(tmp_path / name, **kw)
+
+
+def realsense_bag_from_frames(folder: Path, bag_path: Path, rate_hz: float = 10.0,
+                              depth_codec: str = "png") -> tuple[Path, int]:
+    """A frame folder's real frames (7-Scenes layout) written as realsense-ros records them: raw rgb8
+    color, CameraInfo and depth only through image_transport's compressedDepth (``depth_codec``), under
+    ``/camera/camera/``, the optical frame ``camera_color_optical_frame`` under ``camera_link`` on
+    ``/tf_static`` and ``map -> camera_link`` on ``/tf`` at each image stamp. Returns (bag, frames)."""
+    import numpy as np
+
+    from langgs_ros.io.bag_writer import BagWriter
+    from langgs_ros.io.frame_folder import FrameFolderReader
+    from langgs_ros.synth.make_bag import T_CAMLINK_OPTICAL
+
+    ns, optical, t0 = "/camera/camera", "camera_color_optical_frame", 1_700_000_000_000_000_000
+    T_optical_camlink = np.linalg.inv(T_CAMLINK_OPTICAL)
+    count = 0
+    with BagWriter(bag_path) as bag:
+        bag.write("/tf_static", bag.tf_message([bag.transform("camera_link", optical, T_CAMLINK_OPTICAL, t0)]), t0)
+        for i, frame in enumerate(FrameFolderReader(folder).frames()):
+            stamp = t0 + int(1e9 * (i + 1) / rate_hz)
+            K = frame.intrinsics
+            bag.write("/tf", bag.tf_message([bag.transform("map", "camera_link", frame.T_world_cam @ T_optical_camlink,
+                                                           stamp)]), stamp)
+            bag.write(f"{ns}/color/camera_info", bag.camera_info(np.asarray(K.K), K.width, K.height, stamp, optical),
+                      stamp)
+            bag.write(f"{ns}/color/image_raw", bag.image(frame.rgb, "rgb8", stamp, optical), stamp)
+            mm = np.round(np.nan_to_num(frame.depth, nan=0.0) * 1000.0).astype(np.uint16)
+            bag.write(f"{ns}/aligned_depth_to_color/image_raw/compressedDepth",
+                      bag.compressed_depth(mm, "16UC1", depth_codec, stamp, optical), stamp)
+            count += 1
+    return bag_path, count

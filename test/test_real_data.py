@@ -6,14 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, realsense_bag_from_frames
 from langgs_ros.config import PipelineConfig
 from langgs_ros.evaluation import depth_error_in_view
 from langgs_ros.io.frame_folder import FrameFolderReader
 from langgs_ros.io.image_codec import camera_model_from_info, decode_compressed_color
 from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, PlaneSweepDepth
-from langgs_ros.pipeline import build_map
+from langgs_ros.io.camera_presets import apply_preset
+from langgs_ros.pipeline import build_map, replay
 
 SHELF = SHARED_DATA / "shelf_objects" / "frames"
 ARUCO = SHARED_DATA / "aruco_bag"
@@ -137,3 +138,19 @@ def test_refinement_on_real_frames_is_judged_on_held_out_frames_and_does_not_mak
     assert views == 3  # every 4th non-keyframe held out, the newest 3 kept
     assert psnr_after >= psnr_before and depth_after <= depth_before, lines[-1]
     assert (tmp_path / "map" / "map.npz").is_file()
+
+
+@needs_shelf
+@pytest.mark.parametrize("codec", ["png", "rvl"])
+def test_real_frames_recorded_as_realsense_does_map_like_the_frame_folder(tmp_path, codec):
+    """The shelf's real frames written as realsense-ros and image_transport record them (compressedDepth
+    only) and replayed with ``--camera realsense`` give the frame folder's map: the depth codec and the
+    TF chain lose nothing."""
+    bag, frames = realsense_bag_from_frames(SHELF, tmp_path / "bag", depth_codec=codec)
+    reference = replay(SHELF, tmp_path / "folder_map", "none", PipelineConfig())
+    config = PipelineConfig()
+    apply_preset(config.input, "realsense")
+    summary = replay(bag, tmp_path / "bag_map", "none", config)
+    assert summary.source.frames_used == frames == reference.source.frames_used
+    assert summary.keyframes == reference.keyframes > 5
+    assert abs(summary.gaussians - reference.gaussians) <= 0.01 * reference.gaussians
