@@ -194,11 +194,13 @@ def building_rows(bag: Path, work: Path, budget_mb: float, query_reps: int) -> d
     runtime.configure()
     baseline = rss_mb()
     timed = Timed(runtime)
-    samples: list[tuple[float, float, int]] = []
+    samples: list[tuple[float, float, int, float, int]] = []
     t0 = time.monotonic()
+    store = runtime.mapper.store  # type: ignore[union-attr]
 
-    def sample() -> None:
-        samples.append((round(time.monotonic() - t0, 1), round(rss_mb()), runtime.status.gaussians))
+    def sample() -> None:  # (s, RSS MiB, Gaussians, resident block arrays MiB, keyframes waiting for semantics)
+        samples.append((round(time.monotonic() - t0, 1), round(rss_mb()), runtime.status.gaussians,
+                        round(store.resident_bytes() / 2**20), runtime.refresh_status().semantics_pending))
 
     out: dict = {"rooms": rooms, "ram_budget_mb": budget_mb, "rss_after_configure_mb": round(baseline)}
     runtime.start()
@@ -221,13 +223,17 @@ def building_rows(bag: Path, work: Path, budget_mb: float, query_reps: int) -> d
             runtime.stop()
         n_frames = source.stats.frames_seen
     s = runtime.refresh_status()
-    store = runtime.mapper.store  # type: ignore[union-attr]
-    rss = [r for _, r, _ in samples]
+    rss = [r for _, r, *_ in samples]
+    peak = int(np.argmax(rss)) if rss else 0
     out.update({"frames": n_frames, "wall_s": round(wall, 1), "frames_dropped": s.frames_dropped,
                 "keyframes_mapped": s.keyframes, "keyframes_segmented": s.keyframes_segmented,
                 "gaussians": s.gaussians, "blocks": len(store.blocks), "paged_out": store.paged_out,
                 "paged_in": store.paged_in, "rss_max_mb": max(rss) if rss else None,
                 "rss_max_over_budget_mb": round(max(rss) - baseline - budget_mb) if rss else None,
+                # at the RSS peak: what the budget counts (blocks in view are never paged out) and the backlog
+                "at_rss_peak": ({"resident_blocks_mb": samples[peak][3], "semantics_pending": samples[peak][4]}
+                                if rss else None),
+                "resident_blocks_max_mb": max(x[3] for x in samples) if samples else None,
                 "geometry_ms": percentiles(timed.geometry[1:]), "fusion_lock_ms": percentiles(timed.fusion_lock),
                 "rss_samples": samples[:: max(1, len(samples) // 60)]})
     print(json.dumps({k: v for k, v in out.items() if k != "rss_samples"}), flush=True)

@@ -19,6 +19,7 @@ Output: ``~/map_cloud``, ``~/status`` (JSON), ``/diagnostics`` (DiagnosticArray)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +275,9 @@ class MappingNode(LifecycleNode):
         return np.array([t.x, t.y]), ""
 
     def _answer(self, text: str, threshold: float, max_objects: int, max_age_s: float = 0.0,
-                navigate: bool = False) -> Any:
+                navigate: bool = False) -> tuple[Any, Callable[[], None]]:
+        """(the Query response, a function that publishes the answer's topics): the service runs
+        the second after its response has gone out, so the caller does not wait for them."""
         threshold = threshold or float(self._param("default_threshold"))
         max_objects = max_objects or int(self._param("default_max_objects"))
         robot, why = self._robot_xy() if navigate else (None, "")
@@ -287,37 +290,47 @@ class MappingNode(LifecycleNode):
         stamp = self._stamp_ns()
         f = self.messages
         response = cv.query_response(f, result, stamp, relevance, int(self._param("answer_max_points")))
-        hdr = cv.header(f, stamp, result.frame_id)
-        self.pub_objects.publish(cv.marker_array(f, hdr, result))
-        if result.objects:
-            best = result.objects[0]
-            self.pub_mask.publish(cv.pointcloud2(f, hdr, best.points, best.colors))
-        if result.goal_pose is not None:
-            self.pub_goal.publish(response.goal_pose)
-            if navigate:  # only an explicit request drives the robot
-                self.pub_navigate.publish(response.goal_pose)
-        view = self.runtime.mask_in_last_view(result)
-        if view is not None:
-            mask, frame = view
-            self.pub_mask_image.publish(cv.mono8_image(f, cv.header(f, frame.stamp_ns, frame.frame_id), mask))
         self.get_logger().info(f"query '{result.query}': {result.message}")
-        return response
+
+        def publish() -> None:
+            try:
+                hdr = cv.header(f, stamp, result.frame_id)
+                self.pub_objects.publish(cv.marker_array(f, hdr, result))
+                if result.objects:
+                    best = result.objects[0]
+                    self.pub_mask.publish(cv.pointcloud2(f, hdr, best.points, best.colors))
+                if result.goal_pose is not None:
+                    self.pub_goal.publish(response.goal_pose)
+                    if navigate:  # only an explicit request drives the robot
+                        self.pub_navigate.publish(response.goal_pose)
+                view = self.runtime.mask_in_last_view(result)
+                if view is not None:
+                    mask, frame = view
+                    self.pub_mask_image.publish(cv.mono8_image(f, cv.header(f, frame.stamp_ns, frame.frame_id), mask))
+            except Exception as exc:  # noqa: BLE001 - topics are a courtesy; the answer stands
+                self.get_logger().error(f"publishing the answer to '{result.query}' failed: {type(exc).__name__}: {exc}")
+
+        return response, publish
 
     def _on_query(self, request: Any, response: Any) -> Any:
         try:
-            answer = self._answer(request.text, float(request.threshold), int(request.max_objects),
-                                  float(request.max_age_s), bool(request.navigate))
+            answer, publish = self._answer(request.text, float(request.threshold), int(request.max_objects),
+                                           float(request.max_age_s), bool(request.navigate))
         except Exception as exc:  # noqa: BLE001 - a failing query answers; it never takes the service down
             self.get_logger().error(f"query '{request.text[:80]}' failed: {type(exc).__name__}: {exc}")
             response.success, response.message = False, f"the query failed: {type(exc).__name__}: {exc}"
             return response
         for name in ("success", "message", "objects", "has_goal", "goal_pose", "goal_object", "path_length_m"):
             setattr(response, name, getattr(answer, name))
+        if self.executor is not None:  # runs once this callback has returned and the response is sent
+            self.executor.create_task(publish)
+        else:
+            publish()
         return response
 
     def _on_query_text(self, msg: Any) -> None:
         try:
-            self._answer(msg.data, 0.0, 0)
+            self._answer(msg.data, 0.0, 0)[1]()
         except Exception as exc:  # noqa: BLE001 - same as the service
             self.get_logger().error(f"query '{msg.data[:80]}' failed: {type(exc).__name__}: {exc}")
 
