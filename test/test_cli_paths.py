@@ -164,3 +164,15 @@ def test_query_png_paths(small_bag, tmp_path):
     proc = run_cli("query", tmp_path / "map", "mug", "--png", good)  # a geometry map: drawn, the text refused
     assert proc.returncode == 2 and "no semantics" in proc.stderr, proc.stderr
     assert good.read_bytes()[:4] == b"\x89PNG" and oct(os.stat(good).st_mode & 0o777) == "0o644"
+
+
+def test_negative_coordinates_are_values_not_flags():
+    """``--navigate-from -0.9,-1.5`` (the robot left of the origin) must not read as an unknown flag."""
+    from langgs_ros.cli import _attach_negative_xy, build_parser
+
+    args = build_parser().parse_args(_attach_negative_xy(["query", "m", "mug", "--navigate-from", "-0.9,-1.5"]))
+    assert tuple(args.navigate_from) == (-0.9, -1.5) and args.text == ["mug"]
+    args = build_parser().parse_args(_attach_negative_xy(["synth", "--out", "o", "--move-to", "-.5,0.2"]))
+    assert tuple(args.move_to) == (-0.5, 0.2)
+    with pytest.raises(SystemExit):  # without the joining, argparse refuses it
+        build_parser().parse_args(["query", "m", "mug", "--navigate-from", "-0.9,-1.5"])

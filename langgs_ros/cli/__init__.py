@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -108,9 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_XY_FLAGS = ("--navigate-from", "--move-to")
+_XY_VALUE = re.compile(r"^-[\d.]")
+
+
+def _attach_negative_xy(argv: list[str]) -> list[str]:
+    """``--navigate-from -1.5,2`` as ``--navigate-from=-1.5,2``: argparse takes a value that
+    starts with '-' (and is not a plain number) for a flag."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _XY_FLAGS and _XY_VALUE.match(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_negative_xy(sys.argv[1:] if argv is None else list(argv)))
     try:
         return _exit_past_workers(int(args.func(args)))
     except LangGSError as exc:

@@ -39,7 +39,7 @@ from langgs_ros.ros.executor import spin
 from langgs_ros.ros.frame_input import LATCHED, FrameInput
 from langgs_ros.runtime.mapping_runtime import MappingRuntime
 from langgs_ros.ros.messages import RclpyMessages
-from langgs_ros.ros.parameters import (check_node_parameters, config_from_parameters, declare_parameters,
+from langgs_ros.ros.parameters import (check_node_parameters, config_from_node, declare_parameters,
                                        parameter_table)
 
 __all__ = ["MappingNode", "main"]
@@ -66,7 +66,7 @@ class MappingNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
             check_node_parameters({n: self._param(n) for n, _, _ in parameter_table() if "." not in n})
-            config = config_from_parameters({n: self._param(n) for n, _, _ in parameter_table() if "." in n})
+            config = config_from_node(self._param, parameter_table())
             semantics = str(self._param("semantics"))
             if semantics == "oracle":
                 self.get_logger().warn("semantics:=oracle reads ground-truth instances; synthetic data only")
@@ -98,6 +98,8 @@ class MappingNode(LifecycleNode):
             self._handles.append(self.create_subscription(SemanticFrame, topic, self._on_semantic_frame, reliable,
                                                           callback_group=frames_group))
             source = f"SemanticFrame keyframes on {topic}"
+            if self.config.input.base_frame:  # the robot's pose for navigate queries: TF from now on
+                self._split_tf_buffer()
         else:
             try:
                 self._input = FrameInput(self, self.config.input, self.runtime.semantics == "oracle",
@@ -254,20 +256,22 @@ class MappingNode(LifecycleNode):
         self.pub_diagnostics.publish(cv.diagnostics(self.messages, hdr, f"langgs_ros: {self.get_name()}",
                                                     s.level(), s.summary(), s.to_json()))
 
+    def _split_tf_buffer(self) -> Any:
+        """Split mode: a TF buffer of the node's own (listening from its first call on), only for
+        the robot's pose."""
+        if self._tf is None:
+            from tf2_ros import Buffer, TransformListener
+
+            own = Buffer()
+            self._tf = (own, TransformListener(own, self))
+        return self._tf[0]
+
     def _robot_xy(self) -> tuple[np.ndarray | None, str]:
         """(x, y) of ``input.base_frame`` in the fixed frame from TF (the newest), or None and why."""
         cfg = self.config.input
         if not cfg.base_frame:
             return None, "input.base_frame is empty, so the robot's position is unknown"
-        if self._input is not None:
-            buffer = self._input.tf_buffer
-        else:  # split mode: the node listens to TF only for this
-            if self._tf is None:
-                from tf2_ros import Buffer, TransformListener
-
-                own = Buffer()
-                self._tf = (own, TransformListener(own, self))
-            buffer = self._tf[0]
+        buffer = self._input.tf_buffer if self._input is not None else self._split_tf_buffer()
         try:
             t = buffer.lookup_transform(cfg.fixed_frame, cfg.base_frame, Time()).transform.translation
         except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types

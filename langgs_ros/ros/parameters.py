@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -15,7 +16,7 @@ from langgs_ros.errors import ConfigError
 from langgs_ros.io.camera_presets import PRESETS
 
 __all__ = ["NODE_PARAMETERS", "NODE_RANGES", "parameter_table", "parameter_range", "check_node_parameters",
-           "config_from_parameters", "semantics_parameter_table"]
+           "config_from_parameters", "config_from_node", "semantics_parameter_table"]
 
 SECTIONS: dict[str, type] = {"input": InputConfig, "mapping": MappingConfig, "query": QueryConfig,
                              "models": ModelsConfig, "refine": RefineConfig, "semantics": SemanticsConfig}
@@ -124,6 +125,12 @@ def config_from_parameters(values: dict[str, Any]) -> PipelineConfig:
                 value = getattr(preset, key)
             nested.setdefault(section, {})[key] = list(value) if isinstance(value, (list, tuple)) else value
     return load_config(None, nested)
+
+
+def config_from_node(get: Callable[[str], Any], table: list[tuple[str, Any, str]]) -> PipelineConfig:
+    """PipelineConfig of a node whose parameter ``name`` has the value ``get(name)``: the
+    ``section.field`` rows of ``table`` and the ``camera`` preset their 'auto' topics take."""
+    return config_from_parameters({n: get(n) for n, _, _ in table if "." in n or n == "camera"})
 
 
 def declare_parameters(node: Any, table: list[tuple[str, Any, str]]) -> None:

@@ -24,7 +24,7 @@ from langgs_ros.ros import conversions as cv
 from langgs_ros.ros.executor import spin
 from langgs_ros.ros.frame_input import FrameInput
 from langgs_ros.ros.messages import RclpyMessages
-from langgs_ros.ros.parameters import (check_node_parameters, config_from_parameters, declare_parameters,
+from langgs_ros.ros.parameters import (check_node_parameters, config_from_node, declare_parameters,
                                        semantics_parameter_table)
 from langgs_ros.runtime.semantics_runtime import SemanticsRuntime
 from langgs_ros.semantics.backend import Segmentation
@@ -45,7 +45,7 @@ class SemanticsNode(Node):
         declare_parameters(self, table)
         value = self.get_parameter
         check_node_parameters({n: value(n).value for n, _, _ in table if "." not in n})
-        config = config_from_parameters({n: value(n).value for n, _, _ in table if "." in n})
+        config = config_from_node(lambda n: value(n).value, table)
         semantics = str(value("semantics").value)
         if semantics not in ("clip", "oracle"):
             raise LangGSError(f"semantics_node: parameter semantics must be clip or oracle, not '{semantics}'")

@@ -164,7 +164,7 @@ class TestMappingLaunch(unittest.TestCase):
 
         offline = json.loads(subprocess.run(
             [sys.executable, "-m", "langgs_ros", "query", str(work / "map"), "red mug", "--json",
-             "--navigate-from", f"{robot.x},{robot.y}"], check=True, capture_output=True, text=True).stdout)
+             f"--navigate-from={robot.x},{robot.y}"], check=True, capture_output=True, text=True).stdout)
         self.assertIsNotNone(offline["goal_pose"], offline["message"])
         for got, want in zip((p.x, p.y), offline["goal_pose"]["position"][:2]):
             self.assertAlmostEqual(got, want, delta=0.05)

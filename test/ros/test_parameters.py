@@ -5,7 +5,9 @@ from __future__ import annotations
 import yaml
 
 from conftest import REPO
-from langgs_ros.ros.parameters import config_from_parameters, parameter_table
+from langgs_ros.io.camera_presets import PRESETS
+from langgs_ros.ros.parameters import (config_from_node, config_from_parameters, parameter_table,
+                                      semantics_parameter_table)
 
 
 def test_parameters_are_described_and_the_yaml_matches_the_defaults():
@@ -66,3 +68,16 @@ def test_node_parameters_have_ranges_and_are_checked():
         check_node_parameters({"semantics": "magic"})
     with pytest.raises(ConfigError, match="mapping.pixel_stride"):
         config_from_parameters({"mapping.pixel_stride": 0})
+
+
+def test_camera_parameter_sets_the_auto_topics_of_both_nodes():
+    """``camera:=realsense`` with the topics left 'auto' (as mapping.launch.py passes them) gives the
+    driver's topics; a topic set explicitly wins. Both nodes build their config this way."""
+    for table in (parameter_table(), semantics_parameter_table()):
+        values = {name: default for name, default, _ in table}
+        values.update({"camera": "realsense", "input.color_topic": "auto", "input.depth_topic": "auto",
+                       "input.camera_info_topic": "/my/info"})
+        config = config_from_node(values.__getitem__, table)
+        assert config.input.color_topic == PRESETS["realsense"].color_topic
+        assert config.input.depth_topic == PRESETS["realsense"].depth_topic
+        assert config.input.camera_info_topic == "/my/info"
