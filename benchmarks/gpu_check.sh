@@ -13,7 +13,7 @@ while [[ $# -gt 0 ]]; do
     --device) device="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --frames) frames="$2"; shift 2 ;;
-    *) echo "usage: $0 [--device cuda|cpu] [--out DIR] [--frames N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--out DIR] [--frames N (keyframes)]" >&2; exit 2 ;;
   esac
 done
 py=.venv/bin/python
