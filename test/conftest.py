@@ -37,13 +37,14 @@ def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8"
                     camera_matrix: "np.ndarray | None" = None, distortion_model: str = "plumb_bob",
                     depth_value: int = 2000, depth_topic: str = "/camera/aligned_depth_to_color/image_raw",
                     compressed_depth: str = "", image_stamp=None, tf_ghost_at: int | None = None,
-                    path_topic: str = "") -> Path:
+                    path_topic: str = "", time_jump_at: int | None = None) -> Path:
     """A tiny bag (64x48, a wall 2 m ahead) with the chosen defects, via the project's BagWriter.
 
     ``compressed_depth`` (png, rvl): depth only on ``<depth_topic>/compressedDepth``, as
     image_transport writes it; ``image_stamp(i, stamp)``: the stamp image ``i`` gets (broken
     clocks); ``tf_ghost_at``: one TF sample of that frame 50 km off; ``path_topic``: a nav_msgs/Path
-    of the base poses after the last image."""
+    of the base poses after the last image; ``time_jump_at``: from that frame on, images and TF are
+    stamped an hour later (a recording paused and resumed)."""
     import numpy as np
 
     from langgs_ros.geometry import make_transform
@@ -56,7 +57,7 @@ def write_small_bag(path: Path, *, frames: int = 4, color_encoding: str = "rgb8"
         if tf:
             bag.write("/tf_static", bag.tf_message([bag.transform("base", frame, np.eye(4), t0)]), t0)
         for i in range(frames):
-            stamp = t0 + (i + 1) * 100_000_000
+            stamp = t0 + (i + 1) * 100_000_000 + (3600 * 10**9 if time_jump_at is not None and i >= time_jump_at else 0)
             pose = make_transform(np.eye(3), [0.2 * i, 0, 0])
             if tf:
                 ghost = make_transform(np.eye(3), [50_000.0, 0, 0]) if tf_ghost_at == i else pose

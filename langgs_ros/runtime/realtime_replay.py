@@ -74,6 +74,8 @@ def replay_realtime(path: str | Path, out_dir: str | Path, semantics: str, confi
     with open_source(path, config, with_instances=semantics == "oracle", flags=flags, report=report) as source:
         runtime = MappingRuntime(config, semantics, queue_size=queue_size, noise=config.oracle)
         runtime.configure()
+        if hasattr(clock, "bind"):  # a simulated clock may pace itself by the runtime's work
+            clock.bind(runtime)
         start = last = clock.now()
         first_ns = last_ns = None
         skipped_ns = 0  # stamp gaps longer than input.max_gap_s, jumped over
@@ -120,7 +122,8 @@ def replay_realtime(path: str | Path, out_dir: str | Path, semantics: str, confi
 
 
 class WallClock:
-    """The replay's clock: monotonic seconds and sleeping (tests substitute a simulated one)."""
+    """The replay's clock: monotonic seconds and sleeping. Tests substitute a simulated one; a clock
+    with a ``bind(runtime)`` method gets the :class:`MappingRuntime` before the first frame."""
 
     @staticmethod
     def now() -> float:
