@@ -44,7 +44,9 @@ class BagWriter:
             raise InputError(f"{self.path} exists already; choose a new output directory")
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self.typestore = get_typestore(Stores.ROS2_HUMBLE)
-        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        # metadata version 8 keeps each topic's QoS as a YAML string, which Humble's rosbag2 (its
+        # reader knows version 5) still parses; version 9's list of profiles stops `ros2 bag play` there
+        self._writer = Writer(self.path, version=8, storage_plugin=plugin)
         self._connections: dict[str, Any] = {}
         self.types = self.typestore.types
 
