@@ -428,8 +428,11 @@ class SemanticsConfig:
     behind geometry on its own thread, on the keyframes geometry accepted."""
 
     max_pending: int = 32
-    """Keyframes that may wait for their semantics (each holds its images: about 4 MB at 640x480);
-    when full, the one whose view is most covered already is dropped (counted)."""
+    """Keyframes that may wait for their semantics; when full, the one whose view is most covered
+    already is dropped (counted). Each holds its images, the prompt guidance and the ids, blocks,
+    rows and pixels of the Gaussians it saw: about 11 MB at 640x480 (measured: RSS rose 350 MB as
+    the backlog filled to 32 in benchmarks/bench_scale.py --building), so lower it on a robot short
+    of memory."""
     lag_warn_s: float = 30.0
     """Status turns WARN when the newest labelled keyframe is this much older than the newest mapped
     one (recorded time, s)."""
