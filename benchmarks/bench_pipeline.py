@@ -49,6 +49,7 @@ from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.query.engine import QueryEngine
 from langgs_ros.semantics.backend import create_backend
 from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag
+from timing import time_per_label
 
 
 def peak_rss_mb() -> float:
@@ -124,14 +125,7 @@ def tiled(mapper: Mapper, target: int) -> MapData:
 def time_queries(data: MapData, labels: list[str], reps: int) -> dict:
     engine = QueryEngine(data)
     engine.warm_up()
-    for label in labels:  # cache text encodings
-        engine.query(label)
-    times = []
-    for _ in range(reps):
-        for label in labels:
-            t = time.perf_counter()
-            engine.query(label)
-            times.append(1000 * (time.perf_counter() - t))
+    times = time_per_label(engine.query, labels, reps)
     return {"gaussians": len(data.store), "queries": len(times), "p50_ms": round(float(np.median(times)), 1),
             "p95_ms": round(float(np.percentile(times, 95)), 1), "max_ms": round(float(np.max(times)), 1)}
 

@@ -38,6 +38,7 @@ from langgs_ros.query.engine import QueryEngine
 from langgs_ros.runtime.mapping_runtime import MappingRuntime
 from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag
 from langgs_ros.types import Frame
+from timing import time_per_label
 
 
 def rss_mb() -> float:
@@ -133,18 +134,9 @@ def fill(runtime: MappingRuntime, room: dict[str, np.ndarray], target: int) -> i
 
 
 def time_queries(runtime: MappingRuntime, labels: list[str], reps: int) -> dict[str, float]:
-    """In-process query times (ms) on the runtime's live map, after one warm-up answer per label
-    (text encodings, block summaries); every copy of the room holds an instance of each label, so
-    the answers extract instances in all of them."""
-    for label in labels:
-        runtime.query(label)
-    times = []
-    for _ in range(reps):
-        for label in labels:
-            start = time.perf_counter()
-            runtime.query(label)
-            times.append(1000 * (time.perf_counter() - start))
-    return percentiles(times)
+    """In-process query times (ms) on the runtime's live map; every copy of the room holds an
+    instance of each label, so the answers extract instances in all of them."""
+    return percentiles(time_per_label(runtime.query, labels, reps))
 
 
 def sizes_rows(work: Path, sizes: list[int], query_reps: int = 10) -> list[dict]:
