@@ -43,12 +43,12 @@ from langgs_ros.errors import InputError
 from langgs_ros.evaluation import evaluate_queries, load_ground_truth
 from langgs_ros.io.bag_reader import BagFrameReader
 from langgs_ros.mapping.block_store import BlockStore
-from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.map_io import MapData
 from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.query.engine import QueryEngine
 from langgs_ros.semantics.backend import create_backend
 from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag
+from tiled_map import tiled
 from timing import time_per_label
 
 
@@ -107,19 +107,6 @@ def run_variant(frames: list, truth: list, noise: OracleNoiseConfig, fusion: str
         "peak_rss_mb_so_far": round(peak_rss_mb()),
     }
     return row, mapper
-
-
-def tiled(mapper: Mapper, target: int) -> MapData:
-    """The map repeated side by side (7 m apart in x) until it holds >= ``target`` Gaussians."""
-    base = mapper.store.snapshot().to_arrays()
-    copies = int(np.ceil(target / len(mapper.store)))
-    arrays = {}
-    for name, arr in base.items():
-        arrays[name] = np.concatenate([arr] * copies)
-    offsets = np.repeat(np.arange(copies, dtype=np.float32) * 7.0, len(mapper.store))
-    arrays["means"][:, 0] += offsets
-    del arrays["uid"]  # each copy's Gaussians get ids of their own
-    return MapData.of_gaussians(GaussianMap.from_arrays(arrays), mapper.field, semantics="oracle")
 
 
 def time_queries(data: MapData, labels: list[str], reps: int) -> dict:
@@ -338,7 +325,7 @@ def main() -> None:
                  for fusion in ("codebook", "average")}
         results[f"{name}_mean_iou"] = {fusion: round(float(np.mean(v)), 3) for fusion, v in noisy.items()}
         print(f"{name} noise, mean IoU over seeds:", json.dumps(results[f"{name}_mean_iou"]), flush=True)
-    results["query"] = time_queries(tiled(codebook_clean, args.query_gaussians), [o["label"] for o in truth],
+    results["query"] = time_queries(tiled(codebook_clean.store, codebook_clean.field, args.query_gaussians), [o["label"] for o in truth],
                                     args.query_reps)
     print("query latency:", json.dumps(results["query"]), flush=True)
     results["peak_rss_mb"] = round(peak_rss_mb())

@@ -24,22 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
+from tiled_map import tiled
+
 
 def tiled_map(source: Path, target: int, out: Path) -> int:
     """Save ``source``'s map repeated until it holds >= ``target`` Gaussians into ``out``; returns the count."""
-    from langgs_ros.mapping.gaussians import GaussianMap
-    from langgs_ros.mapping.map_io import MapData, load_map, save_map
+    from langgs_ros.mapping.map_io import load_map, save_map
 
     data = load_map(source)
-    base = data.store.snapshot().to_arrays()
-    n = len(base["means"])
-    copies = max(1, int(np.ceil(target / n)))
-    arrays = {k: np.concatenate([v] * copies) for k, v in base.items() if k != "uid"}
-    arrays["means"][:, 0] += np.repeat(np.arange(copies, dtype=np.float32) * 7.0, n)
-    tiled = MapData.of_gaussians(GaussianMap.from_arrays(arrays), data.field, semantics=data.semantics,
-                                 fixed_frame=data.fixed_frame)
-    save_map(out, tiled)
-    return n * copies
+    big = tiled(data.store, data.field, target, data.semantics, data.fixed_frame)
+    save_map(out, big)
+    return len(big.store)
 
 
 def main() -> None:

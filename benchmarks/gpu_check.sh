@@ -4,7 +4,7 @@
 # replay, figures into one JSON file.
 #   bash benchmarks/gpu_check.sh [--device cuda|cpu] [--out out/gpu_check] [--frames 30]
 # --device cpu runs the same steps on CPU (gsplat's CUDA test then skips) to check the script itself.
-# Needs the README's venv (.venv); about 5 minutes on one H100, more on CPU.
+# Needs the README's venv (.venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=cuda out=out/gpu_check frames=30

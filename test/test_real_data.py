@@ -9,11 +9,11 @@ import pytest
 from conftest import SHARED_DATA, realsense_bag_from_frames
 from langgs_ros.config import PipelineConfig
 from langgs_ros.evaluation import depth_error_in_view
+from langgs_ros.io.camera_presets import apply_preset
 from langgs_ros.io.frame_folder import FrameFolderReader
 from langgs_ros.io.image_codec import camera_model_from_info, decode_compressed_color
 from langgs_ros.mapping.mapper import Mapper
 from langgs_ros.mapping.plane_sweep import PlaneSweepConfig, PlaneSweepDepth
-from langgs_ros.io.camera_presets import apply_preset
 from langgs_ros.pipeline import build_map, replay
 
 SHELF = SHARED_DATA / "shelf_objects" / "frames"

@@ -12,6 +12,7 @@ decoder's cost is per prompt).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,8 +160,6 @@ class PointPromptMasks:
 
     def _set_image(self, rgb: np.ndarray) -> None:
         """The predictor's ``set_image``; for SAM 2 the encoder output is kept in :attr:`backbone_out`."""
-        import time
-
         start = time.perf_counter()
         if not self._sam2:
             self.predictor.set_image(rgb)

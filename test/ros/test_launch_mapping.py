@@ -31,6 +31,7 @@ from launch_ros.event_handlers import OnStateTransition  # noqa: E402
 from langgs_ros.synth.make_bag import SynthSpec, make_synthetic_bag  # noqa: E402
 
 QUERIES = ("table", "red mug")
+DRAINED: set[str] = set()  # launches whose bag has been mapped
 
 
 def _test_config(share: Path, work: Path) -> Path:
@@ -78,6 +79,14 @@ class TestMappingLaunch(unittest.TestCase):
         cls.node.destroy_node()
         rclpy.shutdown()
 
+    def _mapped(self, proc_info, play, work):
+        """Once per launch (each ``split`` has its own ``work`` directory): wait for the bag's end, then for the
+        worker to drain its queue (split: the semantics node's too)."""
+        if str(work) not in DRAINED:
+            proc_info.assertWaitForShutdown(process=play, timeout=180)
+            time.sleep(15.0)
+            DRAINED.add(str(work))
+
     def _call(self, client, request, timeout=60.0):
         future = client.call_async(request)
         rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout)
@@ -92,8 +101,7 @@ class TestMappingLaunch(unittest.TestCase):
         query = self.node.create_client(Query, "/query")
         save = self.node.create_client(Trigger, "/mapping_node/save_map")
         self.assertTrue(query.wait_for_service(timeout_sec=60.0), "/query never appeared")
-        proc_info.assertWaitForShutdown(process=play, timeout=180)
-        time.sleep(15.0)  # the worker drains its queue (split: the semantics node's too)
+        self._mapped(proc_info, play, work)
         answers = {text: self._call(query, Query.Request(text=text)) for text in QUERIES}
         saved = self._call(save, Trigger.Request())
         self.assertTrue(saved.success, saved.message)
@@ -129,8 +137,7 @@ class TestMappingLaunch(unittest.TestCase):
         self.node.create_subscription(OccupancyGrid, "/mapping_node/occupancy", grids.append, latched)
         query = self.node.create_client(Query, "/query")
         self.assertTrue(query.wait_for_service(timeout_sec=60.0), "/query never appeared")
-        proc_info.assertWaitForShutdown(process=play, timeout=180)
-        time.sleep(15.0)
+        self._mapped(proc_info, play, work)
         plain = self._call(query, Query.Request(text="red mug"))
         self.assertTrue(plain.success and plain.has_goal, plain.message)
         self.assertEqual(plain.path_length_m, 0.0)

@@ -17,7 +17,6 @@ from langgs_ros.evaluation import evaluate_queries, load_ground_truth
 from langgs_ros.mapping.map_io import load_map
 from langgs_ros.pipeline import replay
 from langgs_ros.query.engine import QueryEngine
-from langgs_ros.runtime.worker import QueueWorker
 from langgs_ros.runtime.realtime_replay import replay_realtime
 
 
@@ -38,7 +37,7 @@ class GeometryPacedClock:
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        while self.runtime is not None and not QueueWorker.settled(self.runtime):
+        while self.runtime is not None and self.runtime.backlog():  # the frame queue and the frame in hand
             time.sleep(0.002)
         time.sleep(0.001)  # let the worker threads run
         self.t += seconds
