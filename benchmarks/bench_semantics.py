@@ -60,6 +60,19 @@ def random_checkpoints(arch: str, out: Path) -> ModelsConfig:
                         sam2_checkpoint=str(paths["sam2"]), clip_model=clip_name, clip_pretrained=str(paths["clip"]))
 
 
+def distinct_truth_segments(frame: object) -> int:
+    """Distinct segments of the ground truth's three levels in ``frame`` (a mask shared by two
+    levels counts once): about what a trained SAM keeps per keyframe, each needing a region feature."""
+    from langgs_ros.semantics.oracle import OracleBackend
+
+    levels = OracleBackend().segment(frame).levels  # type: ignore[arg-type]
+    seen = set()
+    for ids in levels:
+        for i in np.unique(ids[ids >= 0]):
+            seen.add(np.packbits(ids == i).tobytes())
+    return len(seen)
+
+
 def realtime_row(bag: Path, out: Path, config: PipelineConfig, prompting: SemanticsConfig) -> dict:
     """``replay --realtime --semantics clip`` of ``bag`` with ``config``'s models: what kept up."""
     from langgs_ros.runtime.realtime_replay import replay_realtime
@@ -87,6 +100,8 @@ def main() -> None:
     parser.add_argument("--prompts", choices=["geometry", "grid"], default="geometry")
     parser.add_argument("--max-prompts", type=int, default=SemanticsConfig.max_prompts)
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--feature-kinds", choices=["both", "region", "context"], default=ModelsConfig.feature_kinds,
+                        help="models.feature_kinds: region features cost one CLIP forward per mask")
     parser.add_argument("--realtime", action="store_true", help="also replay a bag in real time (see above)")
     parser.add_argument("--realtime-frames", type=int, default=72, help="frames of the real-time bag")
     parser.add_argument("--frames", type=int, default=12,
@@ -100,7 +115,7 @@ def main() -> None:
     config = PipelineConfig()
     config.models = dataclasses.replace(random_checkpoints(args.arch, args.work / "weights"),
                                         mask_model=args.mask_model, association=args.association,
-                                        device=args.device,
+                                        device=args.device, feature_kinds=args.feature_kinds,
                                         points_per_side=args.points_per_side,
                                         pred_iou_thresh=0.0, stability_score_thresh=0.0)  # random weights
     config.mapping.keyframe_translation_m = 0.0  # every frame is a keyframe
@@ -111,22 +126,35 @@ def main() -> None:
     mapper = Mapper(config.mapping, backend)
     kf_ms = []
     last_rgb = None
-    with BagFrameReader(bag, config.input) as source:
+    truth_masks = []
+    with BagFrameReader(bag, config.input, with_instances=True) as source:
         for frame in itertools.islice(source.frames(), args.frames):
+            truth_masks.append(distinct_truth_segments(frame))
             stats = mapper.integrate(frame)
             kf_ms.append(1000 * stats.seconds)
             last_rgb = frame.rgb
             print(f"keyframe {len(kf_ms)}: {kf_ms[-1]:.0f} ms, {stats.total} Gaussians", flush=True)
     n = max(1, backend.keyframes)
     sam_encoder_s = backend.masks.encoder_seconds / n
-    clip_encoder_s = float("nan")
+    clip_encoder_s = region_s = float("nan")
     if last_rgb is not None:  # one forward of the whole image (what 'context' features run once per keyframe)
         backend.features.dense(last_rgb)  # warm
         start = time.perf_counter()
         for _ in range(3):
             backend.features.dense(last_rgb)
         clip_encoder_s = (time.perf_counter() - start) / 3
+        # one region feature (a CLIP forward of one crop): what each embedded mask adds
+        crops = np.zeros((4, *last_rgb.shape[:2]), bool)
+        for i in range(4):
+            crops[i, 40 * i:40 * i + 120, 60 * i:60 * i + 160] = True
+        start = time.perf_counter()
+        backend.features.region(last_rgb, crops)
+        region_s = (time.perf_counter() - start) / 4
     step_s = sum(backend.stage_seconds.values()) / n
+    masks_embedded = getattr(backend, "masks_embedded", 0) / n
+    per_mask_s = region_s if "region" in backend.features.kinds else 0.0
+    # random weights keep few masks; a trained model keeps about as many as the scene has segments
+    trained_s = step_s + per_mask_s * (float(np.mean(truth_masks)) - masks_embedded) if truth_masks else float("nan")
     encoders_s = sam_encoder_s + clip_encoder_s
     rss, gpu = peak_memory_mb()
     row = {
@@ -136,6 +164,12 @@ def main() -> None:
             args.max_prompts if args.prompts == "geometry" else args.points_per_side, "image": "640x480",
         "keyframes": backend.keyframes, "model_load_s": round(load_s, 2),
         "prompts_per_keyframe": round(getattr(backend, "prompts", 0) / n, 1),
+        "feature_kinds": args.feature_kinds,
+        "masks_embedded_per_keyframe": round(masks_embedded, 1),
+        "clip_region_ms_per_mask": round(1000 * region_s, 1),
+        "truth_segments_per_keyframe": round(float(np.mean(truth_masks)), 1) if truth_masks else None,
+        "estimated_trained_clip_step_ms": round(1000 * trained_s, 1),
+        "estimated_trained_over_encoders": round(trained_s / encoders_s, 2) if encoders_s > 0 else None,
         "stage_ms_per_keyframe": {k: round(1000 * v / n, 1) for k, v in backend.stage_seconds.items()},
         "clip_step_ms_per_keyframe": round(1000 * step_s, 1),
         "encoders_ms": {"sam_image_encoder": round(1000 * sam_encoder_s, 1), "clip_image": round(1000 * clip_encoder_s, 1)},

@@ -52,6 +52,8 @@ class FoundationBackend(SemanticBackend):
         self.keyframes = 0
         self.prompts = 0
         """Prompt points decoded so far (the mask decoder's cost is per prompt)."""
+        self.masks_embedded = 0
+        """Masks given CLIP features so far (a region feature costs one CLIP forward per mask)."""
 
     @property
     def dim(self) -> int:
@@ -81,6 +83,7 @@ class FoundationBackend(SemanticBackend):
             abstain = _resized(quiet, w, h) & ~_resized(covered, w, h)
         used = np.unique(np.concatenate([src for _, src in merged])) if merged else np.zeros(0, np.int64)
         emb = self.features.embed(rgb, candidates.masks[used]) if used.size else np.zeros((0, self.dim), np.float32)
+        self.masks_embedded += int(used.size)
         row = {int(m): i for i, m in enumerate(used)}
         start = self._tick("embeddings", start)
         levels, embeddings = [], []

@@ -133,6 +133,21 @@ def merge_levels(candidates: MaskSet) -> list[tuple[np.ndarray, np.ndarray]]:
     return levels
 
 
+NMS_POOL = 512
+"""Candidates (low-resolution logits, 256 KiB each at SAM's 256 x 256) held before an intermediate
+box NMS: up to this many, the kept masks do not depend on ``models.mask_batch``."""
+
+
+def _nms(kept: dict[str, Any]) -> dict[str, Any]:
+    """Box NMS (IoU 0.7) of candidates by score, per granularity (as SAM's automatic generator)."""
+    from torchvision.ops import batched_nms
+
+    if kept["low"] is None:
+        return kept
+    keep = batched_nms(kept["boxes"], kept["score"], kept["gran"], iou_threshold=0.7)
+    return {k: v[keep] for k, v in kept.items()}
+
+
 class PointPromptMasks:
     """Prompted multimask generation over a SAM ``SamPredictor`` or SAM 2 ``SAM2ImagePredictor``."""
 
@@ -234,7 +249,7 @@ class PointPromptMasks:
         """
         import torch
         from segment_anything.utils.amg import calculate_stability_score
-        from torchvision.ops import batched_nms, masks_to_boxes
+        from torchvision.ops import masks_to_boxes
 
         cfg = self.config
         h, w = rgb.shape[:2]
@@ -242,8 +257,9 @@ class PointPromptMasks:
                                 "score": torch.zeros(0), "boxes": torch.zeros((0, 4))}
         with torch.inference_mode(), self._autocast():
             self._set_image(rgb)
-            for start in range(0, len(points), cfg.mask_batch):
-                batch = points[start:start + cfg.mask_batch]
+            step = cfg.mask_batch or (64 if self.predictor.device.type == "cuda" else 1)
+            for start in range(0, len(points), step):
+                batch = points[start:start + step]
                 iou, low = (x.cpu() for x in self._predict_low(batch))
                 stability = calculate_stability_score(low, 0.0, 1.0)
                 area = (low > 0).float().mean(dim=(1, 2))
@@ -255,7 +271,8 @@ class PointPromptMasks:
                 new = {"low": low[ok], "gran": gran[ok], "score": (iou * stability)[ok],
                        "boxes": masks_to_boxes(low[ok] > 0)}
                 kept = {k: new[k] if kept[k] is None else torch.cat([kept[k], new[k]]) for k in kept}
-                keep = batched_nms(kept["boxes"], kept["score"], kept["gran"], iou_threshold=0.7)
-                kept = {k: v[keep] for k, v in kept.items()}
+                if len(kept["score"]) > NMS_POOL:  # bound memory (a dense grid); otherwise one NMS at the end
+                    kept = _nms(kept)
+            kept = _nms(kept)
             masks = self._upsample(kept["low"] if kept["low"] is not None else torch.zeros((0, 1, 1)), (h, w))
         return MaskSet(masks.numpy(), kept["gran"].numpy(), kept["score"].numpy().astype(np.float32))

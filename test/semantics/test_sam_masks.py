@@ -73,6 +73,20 @@ def test_candidates_from_tiny_models(tiny_models, mask_model, two_boxes):
     assert len(strict.generate(rgb, prompt_points(96, 128, 8)).masks) == 0  # IoU filter applies
 
 
+def test_masks_do_not_depend_on_the_decoder_batch(tiny_models, two_boxes):
+    """models.mask_batch (0 = auto: one prompt at a time on a CPU) changes speed, not the masks."""
+    device = models.resolve_device("cpu")
+    model = models.load_sam2(tiny_models, device)
+    points = prompt_points(96, 128, 6)
+    loose = dataclasses.replace(tiny_models, mask_model="sam2", pred_iou_thresh=-1.0, stability_score_thresh=-1.0)
+    results = [PointPromptMasks(model, dataclasses.replace(loose, mask_batch=b)).generate(two_boxes, points)
+               for b in (0, 1, 7, 64)]
+    assert len(results[0].masks) > 1
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0].masks, other.masks)
+        np.testing.assert_array_equal(results[0].granularity, other.granularity)
+
+
 @pytest.mark.parametrize("mask_model", ["sam", "sam2"])
 def test_low_resolution_decoding_matches_the_predictors_masks(tiny_models, mask_model, two_boxes):
     """Masks decoded at low resolution and upsampled only when kept are the predictor's own."""
