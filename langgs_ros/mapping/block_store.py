@@ -26,6 +26,7 @@ Units: metres, fixed frame (REP-105).
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ def key_coords(keys: np.ndarray) -> np.ndarray:
     return np.stack([(keys >> (2 * _BITS)) & _MASK, (keys >> _BITS) & _MASK, keys & _MASK], axis=1) - _OFFSET
 
 
+_BLOCK_VERSIONS = itertools.count(1)
+
+
 @dataclass
 class Block:
     """One block: its Gaussians (None while on disk), their count, box and ids, and what the map
@@ -100,14 +104,15 @@ class Block:
     preview: tuple[np.ndarray, np.ndarray] | None = None
     """(means, colors) of a few of its Gaussians, kept while it is on disk (the map cloud)."""
     version: int = 0
-    """Bumped by every change of its Gaussians (keys of derived caches)."""
+    """Changed by every change of its Gaussians, to a number no block of this process had before
+    (keys of derived caches: a block emptied and made again never repeats a version)."""
     cache: dict[str, tuple[int, object]] = field(default_factory=dict)
     """Derived data (name -> (version it was made at, value)): query indexes, navigation columns."""
 
     def touch(self, semantics: bool = True) -> None:
         """Note a change: to be written, derived data stale (``semantics``: its query summary too)."""
         self.dirty = True
-        self.version += 1
+        self.version = next(_BLOCK_VERSIONS)
         if semantics:
             self.summary = None
 

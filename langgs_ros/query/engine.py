@@ -39,6 +39,8 @@ from langgs_ros.semantics.backend import LEVELS, TextEncoder, create_text_encode
 __all__ = ["ObjectResult", "QueryResult", "QueryEngine", "MAX_QUERY_CHARS"]
 
 MAX_QUERY_CHARS = 200
+LOCAL_GRIDS_KEPT = 16
+"""Local navigation grids an engine keeps for answers near blocks that have not changed since."""
 
 
 @dataclass
@@ -185,6 +187,8 @@ class QueryEngine:
             self.encoder = create_text_encoder(data.semantics, _models_config(data))
         self._text_cache: dict[str, np.ndarray] = {}
         self._grid: tuple[int, NavigationGrid] | None = None
+        self._local_grids: dict[tuple, NavigationGrid] = {}
+        """Recent local navigation grids by (their blocks' keys and versions, floor), oldest first."""
         self._negatives = self._embed_many(self.config.negatives) if self.encoder else None
 
     @property
@@ -222,18 +226,31 @@ class QueryEngine:
     def local_grid(self, points: np.ndarray) -> NavigationGrid:
         """Navigation grid of the blocks within reach of a goal for objects at ``points`` [M, 2 or
         3] (fixed frame, m), from each block's navigation points (:func:`navigation_points`, kept
-        with the block)."""
+        with the block); reused while none of those blocks changes."""
         cfg = self.config
         reach = cfg.standoff + cfg.robot_radius + 2.0
         lo, hi = np.full(3, -np.inf), np.full(3, np.inf)
         lo[:2], hi[:2] = points[:, :2].min(axis=0) - reach, points[:, :2].max(axis=0) + reach
+
+        blocks = [blk for blk in (self.store.block(k) for k in self.store.keys_near(lo, hi)) if blk is not None and blk.count]
+        # the same blocks unchanged since a recent answer: the same grid
+        key = (tuple((blk.key, blk.version) for blk in blocks), self.data.floor_z)
+        cached = self._local_grids.pop(key, None)
+        if cached is None:
+            cached = self._build_local_grid(blocks)
+        self._local_grids[key] = cached
+        while len(self._local_grids) > LOCAL_GRIDS_KEPT:
+            self._local_grids.pop(next(iter(self._local_grids)))
+        return cached
+
+    def _build_local_grid(self, blocks: list) -> NavigationGrid:
+        cfg = self.config
         res = cfg.grid_resolution_m
 
         def columns(g: object) -> tuple[np.ndarray, np.ndarray]:
             return navigation_points(g["means"], normals_from_quat_wxyz(g["quats"]), res)  # type: ignore[index]
 
-        parts = [self.store.derived(blk, f"navigation_{res:g}", columns)
-                 for blk in (self.store.block(k) for k in self.store.keys_near(lo, hi)) if blk is not None and blk.count]
+        parts = [self.store.derived(blk, f"navigation_{res:g}", columns) for blk in blocks]
         means = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3), np.float32)  # type: ignore[index]
         normals = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 3), np.float32)  # type: ignore[index]
         return NavigationGrid.build(means, normals, res, cfg.robot_height, floor_hint=self.data.floor_z)
@@ -381,22 +398,20 @@ class QueryEngine:
         need = len(thresholds) // 2 + 1
         for blk in scorer.candidates(thresholds):
             hits = [scorer.matching(blk, level, threshold) for level, threshold in thresholds.items()]
-            rows = np.concatenate([r for r, _ in hits])
-            if not rows.size:
-                continue
-            margins = np.concatenate([m for _, m in hits]).astype(np.float32)
-            # a Gaussian matching at a majority of the levels, with its highest margin over them
-            order = np.lexsort((-margins, rows))
-            rows, margins = rows[order], margins[order]
-            first = np.r_[True, rows[1:] != rows[:-1]]
-            starts = np.flatnonzero(first)
-            votes = np.diff(np.append(starts, rows.size))
-            keep = starts[votes >= need]
-            if not keep.size:
-                continue
-            sel, margin = rows[keep], margins[keep]
             g = self.store.columns_of(blk)
-            parts.append({"means": g["means"][sel], "margin": margin, "confidence": g["confidence"][sel],
-                          "uid": g["uid"][sel], "last_seen": g["last_seen"][sel], "colors": g["colors"][sel],
+            if len(hits) == 1:
+                sel, margin = hits[0]
+            else:  # rows are unique within a level: count votes and keep the highest margin per row
+                votes = np.zeros(len(g["means"]), np.uint8)
+                highest = np.full(len(g["means"]), -np.inf, np.float32)
+                for rows, margins in hits:
+                    votes[rows] += 1
+                    highest[rows] = np.maximum(highest[rows], margins)
+                sel = np.flatnonzero(votes >= need)
+                margin = highest[sel]
+            if not sel.size:
+                continue
+            parts.append({"means": g["means"][sel], "margin": margin.astype(np.float32),
+                          "confidence": g["confidence"][sel], "uid": g["uid"][sel], "last_seen": g["last_seen"][sel], "colors": g["colors"][sel],
                           "block": np.full(sel.size, blk.key, np.int64)})
         return _Mask.gather(parts)

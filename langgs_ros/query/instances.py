@@ -45,7 +45,8 @@ def cluster_by_region(points: np.ndarray, blocks: np.ndarray, voxel_m: float, mi
     """:func:`cluster_points` of ``points`` [M, 3] run separately on each group of touching map
     blocks (``blocks``: the int64 block key of each point; blocks touch when their coordinates
     differ by at most one): a mask spread over a building is clustered in small grids, never one
-    the size of the building. Same result: 26-connected voxels never span blocks that do not touch."""
+    the size of the building. Same result: 26-connected voxels never span blocks that do not touch.
+    ``points`` are expected grouped by block (as gathered), though any order gives the same clusters."""
     if len(points) == 0:
         return []
     from scipy.sparse import coo_matrix
@@ -53,14 +54,19 @@ def cluster_by_region(points: np.ndarray, blocks: np.ndarray, voxel_m: float, mi
 
     from langgs_ros.mapping.block_store import key_coords
 
-    keys, inverse = np.unique(blocks, return_inverse=True)
+    # the mask is gathered block by block: one run of equal keys per block, found without a sort
+    starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
+    run_keys = blocks[starts]
+    keys, run_block = np.unique(run_keys, return_inverse=True)
     coords = key_coords(keys)
     near = np.all(np.abs(coords[:, None, :] - coords[None, :, :]) <= 1, axis=2)
     i, j = np.nonzero(near)
     _, group = connected_components(coo_matrix((np.ones(i.size), (i, j)), shape=(keys.size, keys.size)), directed=False)
-    point_group = group[inverse]
+    run_group = group[run_block]
+    run_ends = np.append(starts[1:], len(blocks))
     clusters = []
-    for g in np.unique(point_group):
-        members = np.flatnonzero(point_group == g)
+    for g in np.unique(run_group):
+        runs = np.flatnonzero(run_group == g)
+        members = np.concatenate([np.arange(starts[r], run_ends[r]) for r in runs])
         clusters += [members[c] for c in cluster_points(points[members], voxel_m, min_size)]
     return sorted(clusters, key=len, reverse=True)
