@@ -53,7 +53,7 @@ def print_answer(result: Any) -> None:
     print(f"query: '{result.query}' ({result.message})")
     for rank, obj in enumerate(result.objects, 1):
         c, lo, hi = obj.centroid, obj.bbox_min, obj.bbox_max
-        print(f"  #{rank} score {obj.score:.3f}  {len(obj.points)} Gaussians  centroid ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f})"
+        print(f"  #{rank} score {obj.score:.3f}  {obj.num_gaussians} Gaussians  centroid ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f})"
               f"  box ({lo[0]:.2f}, {lo[1]:.2f}, {lo[2]:.2f})..({hi[0]:.2f}, {hi[1]:.2f}, {hi[2]:.2f}) [{result.frame_id}]"
               + (f"  last seen {obj.age_s:.1f} s before the map's end" if obj.age_s is not None else ""))
     if result.goal_pose is not None:

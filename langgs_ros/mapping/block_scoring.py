@@ -3,10 +3,10 @@
 A :class:`BlockScorer` answers which blocks can hold a match (:meth:`BlockScorer.candidates`, from
 the per-block summaries the semantic field keeps) and which rows of a block match
 (:meth:`BlockScorer.matching`), so a query reads only the blocks that can answer it. The codebook
-scorer (CCL-LGS) scores the prototypes once and looks each Gaussian's code up; a block's rows are
-kept grouped by track (:func:`rows_by_track`, cached in the store until the block changes), so a
-query costs what its answer holds, not the block's size. The average scorer (the baseline) scores
-every Gaussian's own embedding.
+scorer (CCL-LGS) scores the prototypes once and gives the margin of a segment key (a track or an
+own code: :meth:`CodebookScorer.key_margins`), which the query's cells
+(:mod:`langgs_ros.query.cells`) look up per signature instead of per Gaussian. The average scorer
+(the baseline) scores every Gaussian's own embedding.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.relevance import best_kind, kind_margins
 from langgs_ros.semantics.backend import LEVELS
 
-__all__ = ["BlockScorer", "CodebookScorer", "AverageScorer", "Columns", "average_margins", "rows_by_track"]
+__all__ = ["BlockScorer", "CodebookScorer", "AverageScorer", "Columns", "average_margins"]
 
 Columns = MutableMapping[str, np.ndarray]
 """Per-Gaussian arrays by field name, rows aligned: a GaussianMap, a block view, or gathered rows."""
@@ -98,43 +98,13 @@ class CodebookScorer(BlockScorer):
         code[~has & (columns["track_votes"][:, level] > 0)] = -1  # "in no segment" won its vote
         return self._margin[code]
 
-    def matching(self, blk: Block, level: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """Through the block's rows grouped by track (and by own code where nobody voted), kept
-        until the block changes: a query costs what its answer holds, not the block's size."""
-        keys, starts, order = self._store.derived(blk, "rows_by_track", rows_by_track)[level]
-        # a key's margin: its track's code's, or (key <= -2) the own code -2 - key
+    def key_margins(self, level: int, keys: np.ndarray) -> np.ndarray:
+        """[K] float32 margin of segment keys at ``level``: a map track (>= 0), an own codebook
+        entry ``-2 - code``, or -1 "in no segment" (-inf); see :func:`~langgs_ros.query.cells.segment_keys`."""
         codes = -2 - keys
         tracked = keys >= 0
         codes[tracked] = self._code_of_track[level][keys[tracked]]
-        good = np.flatnonzero(self._margin[codes] >= threshold)
-        if not good.size:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        lengths = starts[good + 1] - starts[good]
-        rows = order[np.repeat(starts[good], lengths) + _ranges(lengths)]
-        return rows, np.repeat(self._margin[codes[good]], lengths)
-
-
-def _ranges(lengths: np.ndarray) -> np.ndarray:
-    """0..n-1 for each n of ``lengths``, concatenated."""
-    ends = np.cumsum(lengths)
-    return np.arange(int(ends[-1]) if ends.size else 0) - np.repeat(ends - lengths, lengths)
-
-
-def rows_by_track(gaussians: GaussianMap) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per level (keys, starts [K + 1], row order): the block's rows grouped by track, or by
-    ``-2 - code`` for those nobody voted for that carry an own code; rows "in no segment" are left out."""
-    out = []
-    tracks, votes, codes = gaussians["tracks"], gaussians["track_votes"], gaussians["codes"]
-    for level in range(N_LEVELS):
-        t = tracks[:, level].astype(np.int64)
-        key = np.where(t >= 0, t, np.where((votes[:, level] == 0) & (codes[:, level] >= 0),
-                                           -2 - codes[:, level].astype(np.int64), -1))
-        rows = np.flatnonzero(key != -1).astype(np.int32)
-        order = rows[np.argsort(key[rows], kind="stable")]
-        sorted_keys = key[order]
-        first = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if order.size else np.zeros(0, np.int64)
-        out.append((sorted_keys[first], np.append(first, order.size).astype(np.int64), order))
-    return out
+        return self._margin[codes]  # code -1 ("in no segment"): the last slot, -inf
 
 
 class AverageScorer(BlockScorer):

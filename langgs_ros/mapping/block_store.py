@@ -26,6 +26,7 @@ Units: metres, fixed frame (REP-105).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import tempfile
 from collections.abc import Callable, Iterator
@@ -51,9 +52,11 @@ _PREVIEW_POINTS = 2048
 
 
 def _arrays_in(value: object) -> list[np.ndarray]:
-    """The numpy arrays in a derived value (an array, or tuples / lists / dicts of them)."""
+    """The numpy arrays in a derived value (an array, or tuples / lists / dicts / dataclasses of them)."""
     if isinstance(value, np.ndarray):
         return [value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = vars(value)
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, (list, tuple)):

@@ -77,13 +77,19 @@ class KeyframeLog:
     def seen(self, uids: np.ndarray, last_seen: np.ndarray) -> SeenTimes | None:
         """First and last observation of the Gaussians with ids ``uids`` and ``last_seen``
         keyframe indices (same length); None if times are unknown (an older map) or the set empty."""
-        last = int(np.max(last_seen)) if len(last_seen) else -1
-        if not self.times_known or not self.stamps_ns or last < 0:  # -1: seen before the log began
+        if not len(last_seen):
+            return None
+        return self.seen_range(int(np.min(uids)), int(np.max(last_seen)))
+
+    def seen_range(self, oldest_uid: int, last_seen: int) -> SeenTimes | None:
+        """First and last observation of a set of Gaussians from its oldest id and its newest
+        ``last_seen`` keyframe index; None if times are unknown (an older map)."""
+        if not self.times_known or not self.stamps_ns or last_seen < 0:  # -1: seen before the log began
             return None
         stamps = np.asarray(self.stamps_ns, np.int64)
-        created = int(self.anchors(np.min(uids)[None])[0])  # the oldest Gaussian's keyframe
+        created = int(self.anchors(np.array([oldest_uid]))[0])  # the oldest Gaussian's keyframe
         return SeenTimes(first_ns=int(stamps[created]) if created >= 0 else None,
-                         last_ns=int(stamps[min(last, stamps.size - 1)]))
+                         last_ns=int(stamps[min(last_seen, stamps.size - 1)]))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Arrays for saving: ``poses`` [K, 4, 4] float64, ``stamps_ns`` [K] and ``first_uids`` [K]

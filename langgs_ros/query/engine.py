@@ -26,11 +26,12 @@ import numpy as np
 
 from langgs_ros.config import ModelsConfig, QueryConfig, load_config
 from langgs_ros.errors import ConfigError
-from langgs_ros.geometry import column_bounds, normals_from_quat_wxyz
+from langgs_ros.geometry import normals_from_quat_wxyz
 from langgs_ros.mapping.block_store import BlockStore
-from langgs_ros.mapping.block_scoring import BlockScorer
+from langgs_ros.mapping.block_scoring import BlockScorer, CodebookScorer
 from langgs_ros.mapping.keyframe_log import SeenTimes
 from langgs_ros.mapping.map_io import MapData
+from langgs_ros.query.cells import ALL, CONFIRMED, BlockCells, MaskCells, block_cells, build_cells
 from langgs_ros.query.instances import cluster_by_region
 from langgs_ros.query.navigation import GoalPose, NavigationGrid, navigation_points, plan_goal
 from langgs_ros.query.reachability import reach_from
@@ -48,19 +49,25 @@ class ObjectResult:
     """One 3D instance matching a query (fixed frame, metres)."""
 
     score: float
-    points: np.ndarray  # [M, 3] Gaussian means
+    points: np.ndarray
+    """[M, 3] means of its Gaussians: all of them, or an even sample (``max_points`` of the query)."""
     centroid: np.ndarray
     bbox_min: np.ndarray
     bbox_max: np.ndarray
     uids: np.ndarray
-    """[M] uint32 stable ids of its Gaussians."""
+    """[M] uint32 stable ids of the Gaussians of ``points``."""
     colors: np.ndarray
-    """[M, 3] uint8 RGB of its Gaussians."""
+    """[M, 3] uint8 RGB of the Gaussians of ``points``."""
     relevance: np.ndarray | None = None  # [M] relevancy sigmoid(margin / T) of each point
     seen: SeenTimes | None = None
     """When the object's Gaussians were first and last observed; None for a map without times."""
     age_s: float | None = None
     """Seconds from ``seen.last_ns`` to the answer's reference time (the newest keyframe, or now)."""
+    num_gaussians: int = 0
+    """Gaussians of the instance (``points`` may hold a sample of them); 0: as many as ``points``."""
+
+    def __post_init__(self) -> None:
+        self.num_gaussians = self.num_gaussians or len(self.points)
 
     def to_json(self, max_points: int) -> dict[str, Any]:
         """JSON-ready dict; at most ``max_points`` points, evenly subsampled. ``first_seen`` and
@@ -70,7 +77,7 @@ class ObjectResult:
         seen = self.seen
         return {"score": round(float(self.score), 4), "centroid": _r(self.centroid),
                 "bbox_min": _r(self.bbox_min), "bbox_max": _r(self.bbox_max),
-                "num_gaussians": int(len(self.points)),
+                "num_gaussians": int(self.num_gaussians),
                 "first_seen": None if seen is None or seen.first_ns is None else seen.first_ns / 1e9,
                 "last_seen": None if seen is None else seen.last_ns / 1e9,
                 "age_s": None if self.age_s is None else round(self.age_s, 3),
@@ -150,29 +157,6 @@ def _models_config(data: MapData) -> ModelsConfig:
         return load_config(overrides={"models": saved}).models if isinstance(saved, dict) else ModelsConfig()
     except ConfigError:
         return ModelsConfig()
-
-
-@dataclass
-class _Mask:
-    """The Gaussians of a query's mask, gathered from the blocks that hold them."""
-
-    means: np.ndarray
-    margin: np.ndarray
-    confidence: np.ndarray
-    uid: np.ndarray
-    last_seen: np.ndarray
-    colors: np.ndarray
-    block: np.ndarray
-    """int64 key of the block each Gaussian lies in."""
-
-    @classmethod
-    def gather(cls, parts: list[dict[str, np.ndarray]]) -> _Mask:
-        names = ("means", "margin", "confidence", "uid", "last_seen", "colors", "block")
-        empty = {"means": np.zeros((0, 3), np.float32), "margin": np.zeros(0, np.float32),
-                 "confidence": np.zeros(0, np.uint8), "uid": np.zeros(0, np.uint32),
-                 "last_seen": np.zeros(0, np.int32), "colors": np.zeros((0, 3), np.uint8),
-                 "block": np.zeros(0, np.int64)}
-        return cls(**{n: np.concatenate([p[n] for p in parts]) if parts else empty[n] for n in names})
 
 
 class QueryEngine:
@@ -263,7 +247,7 @@ class QueryEngine:
                 self.store.summary(blk)
 
     def query(self, text: str, max_age_s: float = 0.0, now_ns: int | None = None, max_objects: int = 0,
-              navigate_from: np.ndarray | None = None) -> QueryResult:
+              navigate_from: np.ndarray | None = None, max_points: int = 0) -> QueryResult:
         """Answer ``text``; never raises for odd text, the message explains an empty answer. A map
         saved while semantics lagged says so (``semantics_pending`` in its metadata).
 
@@ -272,13 +256,15 @@ class QueryEngine:
         ``max_objects`` > 0 keeps the best that many. The goal approaches the best object; with
         ``navigate_from`` (the robot's x, y in the fixed frame, m) it approaches the object the
         robot reaches first over the navigation grid (:mod:`langgs_ros.query.reachability`).
+        ``max_points`` > 0: each object's ``points`` (and goal planning) an even sample of at most
+        that many of its Gaussians (``num_gaussians`` says how many it has); 0 = all.
         """
         extra = self.data.extra or {}
-        return self._answer(text, max_age_s, now_ns, max_objects, navigate_from).note_semantic_lag(
+        return self._answer(text, max_age_s, now_ns, max_objects, navigate_from, max_points).note_semantic_lag(
             int(extra.get("semantics_pending", 0) or 0), float(extra.get("semantic_lag_s", 0.0) or 0.0))
 
     def _answer(self, text: str, max_age_s: float, now_ns: int | None, max_objects: int = 0,
-                navigate_from: np.ndarray | None = None) -> QueryResult:
+                navigate_from: np.ndarray | None = None, max_points: int = 0) -> QueryResult:
         cfg = self.config
         text = clean_query_text(text)
         result = QueryResult(query=text, frame_id=self.data.fixed_frame)
@@ -310,31 +296,27 @@ class QueryEngine:
             return result
         levels = [lv for lv in range(len(best)) if best[lv] >= max(top - cfg.level_margin_tolerance, cfg.min_margin)]
         result.level = "+".join(LEVELS[lv] for lv in levels)
-        mask = self._consensus_mask(scorer, {lv: max(cfg.min_margin, cfg.keep_ratio * best[lv]) for lv in levels})
-        clusters = cluster_by_region(mask.means, mask.block, cfg.cluster_voxel_m, cfg.min_instance_gaussians)
+        mask = self._mask_cells(scorer, {lv: max(cfg.min_margin, cfg.keep_ratio * best[lv]) for lv in levels})
+        cells = mask.arrays
+        clusters = cluster_by_region(cells["voxel"], cells["block"], cells["count"][ALL], cfg.min_instance_gaussians)
         if not clusters:
-            result.message = f"'{text}' matched only {mask.means.shape[0]} scattered Gaussians, no object"
+            result.message = f"'{text}' matched only {int(cells['count'][ALL].sum())} scattered Gaussians, no object"
             return result
-        objects, rank_keys, stale = [], [], []
+        found, rank_keys, stale = [], [], []
         for cluster in clusters:
-            keep = self._confirmed(mask.confidence[cluster])
-            idx = cluster[keep]
-            m = mask.margin[idx]
-            pts = mask.means[idx]
-            point_rel = (1.0 / (1.0 + np.exp(-m / cfg.temperature))).astype(np.float32)
-            score = float(point_rel.mean())
-            lo, hi, centroid = column_bounds(pts)
-            seen = self.data.keyframes.seen(mask.uid[idx], mask.last_seen[idx])
+            # the Gaussians confirmed by min_confirmations keyframes, where at least half are; else all
+            which = CONFIRMED if 2 * cells["count"][CONFIRMED, cluster].sum() >= cells["count"][ALL, cluster].sum() else ALL
+            n = int(cells["count"][which, cluster].sum())
+            seen = self.data.keyframes.seen_range(int(cells["min_uid"][which, cluster].min()),
+                                                  int(cells["max_seen"][which, cluster].max()))
             age = seen.age_s(now_ns) if seen is not None and now_ns is not None else None
             if max_age_s > 0 and age is not None and age > max_age_s:
                 stale.append(age)
                 continue
-            objects.append(ObjectResult(score=score, points=pts, centroid=centroid, bbox_min=lo, bbox_max=hi,
-                                        uids=mask.uid[idx], colors=mask.colors[idx], relevance=point_rel, seen=seen,
-                                        age_s=age))
-            rank_keys.append((float(m.mean()), idx.size))
+            found.append((cluster, which, n, seen, age))
+            rank_keys.append((float(cells["msum"][which, cluster].sum() / n), n))
         ignored = (f" ({len(stale)} more not seen in the last {max_age_s:g} s ignored)" if stale else "")
-        if not objects:
+        if not found:
             result.message = (f"{len(stale)} object(s) match '{text}', but none was seen in the last "
                               f"{max_age_s:g} s (the newest {min(stale):.1f} s ago)")
             return result
@@ -343,8 +325,10 @@ class QueryEngine:
         top = max(k[0] for k in rank_keys) - cfg.rank_margin_tolerance
         near = sorted((i for i, k in enumerate(rank_keys) if k[0] >= top), key=lambda i: rank_keys[i][1],
                       reverse=True)
-        order = near + sorted(set(range(len(objects))) - set(near), key=lambda i: rank_keys[i], reverse=True)
-        result.objects = [objects[i] for i in order][: max_objects or None]
+        order = near + sorted(set(range(len(found))) - set(near), key=lambda i: rank_keys[i], reverse=True)
+        kept = [found[i] for i in order[: max_objects or None]]
+        rows = mask.sample_rows([(cluster, which) for cluster, which, *_ in kept], max_points)
+        result.objects = [self._object(mask, *k, r) for k, r in zip(kept, rows)]
         objects = result.objects
         if navigate_from is None:
             goal, why = plan_goal(self.local_grid(objects[0].points), objects[0].points, objects[0].centroid,
@@ -384,34 +368,59 @@ class QueryEngine:
         return goal, i, (f"navigate: goal for object #{i + 1}, {goal.path_length:.2f} m of path from the robot, "
                          f"{goal.distance_to_object:.2f} m from the object")
 
-    def _confirmed(self, confidence: np.ndarray) -> np.ndarray:
-        """Which Gaussians (``confidence`` of one instance's) an answer keeps: those confirmed by
-        ``min_confirmations`` keyframes, where at least half of the instance is; else all."""
-        keep = confidence >= self.config.min_confirmations
-        return keep if 2 * np.count_nonzero(keep) >= keep.size else np.ones(confidence.size, bool)
+    def _object(self, mask: MaskCells, cluster: np.ndarray, which: int, n: int, seen: SeenTimes | None,
+                age: float | None, rows: dict[str, np.ndarray]) -> ObjectResult:
+        """The instance of ``cluster`` (cells of ``mask``; ``which``: its confirmed Gaussians or all,
+        ``n`` of them; ``rows``: those its answer returns): box, centroid and score from the cells' sums."""
+        cells = mask.arrays
+        relevance = 1.0 / (1.0 + np.exp(-rows["margin"].astype(np.float64) / self.config.temperature))
+        return ObjectResult(score=float(cells["rsum"][which, cluster].sum() / n), points=rows["means"],
+                            centroid=cells["total"][which, cluster].sum(axis=0) / n,
+                            bbox_min=cells["lo"][which, cluster].min(axis=0),
+                            bbox_max=cells["hi"][which, cluster].max(axis=0), uids=rows["uid"],
+                            colors=rows["colors"], relevance=relevance.astype(np.float32), seen=seen, age_s=age,
+                            num_gaussians=n)
 
-    def _consensus_mask(self, scorer: BlockScorer, thresholds: dict[int, float]) -> _Mask:
-        """The Gaussians matching at a majority of the levels of ``thresholds`` (level -> least
-        margin), from the blocks whose summary allows a match; a Gaussian's margin is its highest
-        over those levels."""
-        parts = []
+    def _mask_cells(self, scorer: BlockScorer, thresholds: dict[int, float]) -> MaskCells:
+        """The cells of the Gaussians matching at a majority of the levels of ``thresholds``
+        (level -> least margin), from the blocks whose summary allows a match; a Gaussian's margin
+        is its highest over the levels it matches. With the codebook this is decided per signature
+        on each block's cached cells; otherwise per Gaussian."""
+        cfg = self.config
+        mask = MaskCells(cfg.temperature)
         need = len(thresholds) // 2 + 1
+        if isinstance(scorer, CodebookScorer):
+            name = f"cells_{cfg.cluster_voxel_m:g}_{cfg.min_confirmations}"
+
+            def make(g: object) -> BlockCells:
+                return block_cells(g, len(LEVELS), cfg.cluster_voxel_m, cfg.min_confirmations)  # type: ignore[arg-type]
+
+            for blk in scorer.candidates(thresholds):
+                table = self.store.derived(blk, name, make)
+                assert isinstance(table, BlockCells)
+                votes = np.zeros(len(table.keys), np.int64)
+                margin = np.full(len(table.keys), -np.inf, np.float32)
+                for level, threshold in thresholds.items():
+                    m = scorer.key_margins(level, table.keys[:, level])
+                    hit = m >= threshold
+                    votes += hit
+                    margin = np.where(hit, np.maximum(margin, m), margin)
+                ok = votes >= need
+                if ok.any():
+                    sel = np.flatnonzero(ok[table.cells.group])
+                    mask.add(blk, table.cells, sel, cell_margin=margin[table.cells.group[sel]])
+            return mask
         for blk in scorer.candidates(thresholds):
-            hits = [scorer.matching(blk, level, threshold) for level, threshold in thresholds.items()]
             g = self.store.columns_of(blk)
-            if len(hits) == 1:
-                sel, margin = hits[0]
-            else:  # rows are unique within a level: count votes and keep the highest margin per row
-                votes = np.zeros(len(g["means"]), np.uint8)
-                highest = np.full(len(g["means"]), -np.inf, np.float32)
-                for rows, margins in hits:
-                    votes[rows] += 1
-                    highest[rows] = np.maximum(highest[rows], margins)
-                sel = np.flatnonzero(votes >= need)
-                margin = highest[sel]
-            if not sel.size:
-                continue
-            parts.append({"means": g["means"][sel], "margin": margin.astype(np.float32),
-                          "confidence": g["confidence"][sel], "uid": g["uid"][sel], "last_seen": g["last_seen"][sel], "colors": g["colors"][sel],
-                          "block": np.full(sel.size, blk.key, np.int64)})
-        return _Mask.gather(parts)
+            n = len(g["means"])
+            votes = np.zeros(n, np.uint8)
+            highest = np.full(n, -np.inf, np.float32)
+            for level, threshold in thresholds.items():
+                rows, margins = scorer.matching(blk, level, threshold)
+                votes[rows] += 1  # rows are unique within a level
+                highest[rows] = np.maximum(highest[rows], margins)
+            sel = np.flatnonzero(votes >= need)
+            if sel.size:
+                table = build_cells(g, sel, np.zeros(sel.size, np.int64), cfg.cluster_voxel_m, cfg.min_confirmations)
+                mask.add(blk, table, np.arange(len(table.start)), row_margin=highest[table.order])
+        return mask

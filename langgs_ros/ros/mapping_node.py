@@ -286,7 +286,7 @@ class MappingNode(LifecycleNode):
         max_objects = max_objects or int(self._param("default_max_objects"))
         robot, why = self._robot_xy() if navigate else (None, "")
         result = self.runtime.query(text, threshold, max_objects, max_age_s, now_ns=self._stamp_ns(),
-                                    navigate_from=robot)
+                                    navigate_from=robot, max_points=int(self._param("answer_max_points")))
         if navigate and robot is None and result.answered:  # no goal rather than one not planned from the robot
             result.goal_pose, result.goal_object = None, -1
             result.message += f"; navigate: {why}"

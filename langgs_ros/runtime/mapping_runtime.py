@@ -22,6 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from langgs_ros.config import OracleNoiseConfig, PipelineConfig, config_to_dict
@@ -264,17 +265,20 @@ class MappingRuntime(QueueWorker):
                        extra={"config": config_to_dict(self.config)})
 
     def query(self, text: str, threshold: float = 0.0, max_objects: int = 0, max_age_s: float = 0.0,
-              now_ns: int | None = None, navigate_from: np.ndarray | None = None) -> QueryResult:
+              now_ns: int | None = None, navigate_from: np.ndarray | None = None, max_points: int = 0) -> QueryResult:
         """Answer ``text`` on the current map. ``threshold``: least relevancy (0..1) of a mask
         Gaussian, 0 = configured default; ``max_objects``: 0 = all; ``max_age_s``: ignore objects
         not seen for longer than that before ``now_ns`` (ROS time, ns; default the newest
         keyframe), 0 = no limit; ``navigate_from``: the robot's (x, y) in the fixed frame (m), for
-        a goal at the object it reaches first."""
+        a goal at the object it reaches first; ``max_points``: points per object, 0 = all
+        (:meth:`QueryEngine.query`)."""
         frame_id = self.config.input.fixed_frame
         if not 0.0 <= threshold < 1.0 or not math.isfinite(threshold):
             return QueryResult(query=str(text), frame_id=frame_id).refuse(f"threshold {threshold} outside [0, 1)")
         if max_objects < 0:
             return QueryResult(query=str(text), frame_id=frame_id).refuse(f"max_objects {max_objects} is negative")
+        if max_points < 0:
+            return QueryResult(query=str(text), frame_id=frame_id).refuse(f"max_points {max_points} is negative")
         try:
             with self._lock:
                 if self.mapper is None:
@@ -283,7 +287,7 @@ class MappingRuntime(QueueWorker):
                 if threshold > 0:  # relevancy = sigmoid(margin / T)  =>  margin = T * logit(threshold)
                     margin = engine.config.temperature * math.log(threshold / (1 - threshold))
                     engine = QueryEngine(engine.data, replace(engine.config, min_margin=margin), engine.encoder)
-                result = engine.query(text, max_age_s, now_ns, max_objects, navigate_from)
+                result = engine.query(text, max_age_s, now_ns, max_objects, navigate_from, max_points)
         except Exception as exc:  # noqa: BLE001 - a failing query answers, it never takes the node down
             self._failed(exc)
             return QueryResult(query=str(text), frame_id=frame_id).refuse(
@@ -354,7 +358,8 @@ class MappingRuntime(QueueWorker):
 
     def mask_in_last_view(self, result: QueryResult) -> tuple[np.ndarray, Frame] | None:
         """bool [H, W] of the best object's Gaussians projected into the newest mapped view (and
-        that frame), or None without an object or a view."""
+        that frame), or None without an object or a view. An answer holding a sample of the
+        object's Gaussians (``max_points``) is dilated by about the sample's spacing."""
         frame = self._last_frame
         if frame is None or not result.objects:
             return None
@@ -371,4 +376,8 @@ class MappingRuntime(QueueWorker):
             col, row = col[seen], row[seen]
         mask = np.zeros((K.height, K.width), bool)
         mask[row, col] = True
+        best = result.objects[0]
+        if best.num_gaussians > len(best.points) > 0:  # a sample (max_points): close the gaps between its points
+            side = 2 * int(np.ceil(np.sqrt(best.num_gaussians / len(best.points)) / 2)) + 1
+            mask = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))) > 0
         return mask, frame

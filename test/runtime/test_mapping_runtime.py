@@ -58,6 +58,26 @@ def test_runtime_maps_and_answers_like_the_offline_engine(runtime, synth_bag, tm
     assert mask.shape == frame.depth.shape and mask.any()
 
 
+def test_an_answer_with_a_point_budget_reads_a_sample_and_summarises_the_whole(runtime, synth_bag):
+    """max_points (what /query sends): the same instances, boxes and scores; at most that many
+    points each, evenly spread over the object; the view mask still covers the object."""
+    label = load_ground_truth(synth_bag.ground_truth)[0]["label"]
+    full, sampled = runtime.query(label), runtime.query(label, max_points=40)
+    assert len(full.objects) == len(sampled.objects) > 0
+    for whole, part in zip(full.objects, sampled.objects):
+        assert len(whole.points) == whole.num_gaussians > 40 and part.num_gaussians == whole.num_gaussians
+        assert 20 <= len(part.points) <= 40 and len(part.uids) == len(part.colors) == len(part.relevance) == len(part.points)
+        assert set(part.uids.tolist()) <= set(whole.uids.tolist())
+        assert np.allclose(part.centroid, whole.centroid) and part.score == pytest.approx(whole.score)
+        assert np.allclose(part.bbox_min, whole.bbox_min) and np.allclose(part.bbox_max, whole.bbox_max)
+        extent = whole.bbox_max - whole.bbox_min  # spread over the object, not its first rows
+        assert np.all(part.points.max(axis=0) - part.points.min(axis=0) >= 0.5 * extent)
+    assert runtime.query(label, max_points=-1).message.startswith("max_points")
+    mask_full, _ = runtime.mask_in_last_view(full)
+    mask_part, _ = runtime.mask_in_last_view(sampled)
+    assert (mask_part & mask_full).sum() >= 0.5 * mask_full.sum()
+
+
 def test_threshold_max_objects_and_odd_queries(runtime, synth_bag):
     label = load_ground_truth(synth_bag.ground_truth)[0]["label"]
     assert len(runtime.query(label, max_objects=1).objects) == 1

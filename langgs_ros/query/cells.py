@@ -1,0 +1,253 @@
+"""A query's mask as voxel cells: what instance extraction reads instead of single Gaussians.
+
+A cell is the Gaussians of one block that lie in one voxel (``query.cluster_voxel_m``) and share
+one *signature*: their segment key at each level (a map track, or an own codebook entry where no
+track voted: :func:`segment_keys`). The codebook scores keys, so all Gaussians of a cell have the
+same margin at each level and a query decides per signature, not per Gaussian. Each block keeps its
+cells (:func:`block_cells`, cached with the block until it changes) with sums over their Gaussians
+(count, coordinate sum, box, oldest id, newest observation; over all of them and over the
+confirmed ones), so an answer costs what its voxels number: instances are 26-connected cells, an
+instance's box, centroid, score and observation times come from the sums, and only the points an
+answer returns are read (:meth:`MaskCells.sample_rows`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from langgs_ros.mapping.block_scoring import Columns
+
+__all__ = ["CellTable", "BlockCells", "MaskCells", "build_cells", "block_cells", "segment_keys"]
+
+ALL, CONFIRMED = 0, 1
+"""Index of the sums over all Gaussians of a cell and over its confirmed ones."""
+
+_NO_UID = np.iinfo(np.int64).max
+_NO_SEEN = np.iinfo(np.int64).min
+
+
+@dataclass
+class CellTable:
+    """Cells of a set of rows of one block; ``order`` lists the rows cell by cell, the confirmed
+    rows of a cell first. Sums have a leading axis: [ALL] over all rows, [CONFIRMED] over those
+    confirmed by ``min_confirmations`` keyframes (empty: count 0, box +inf..-inf)."""
+
+    voxel: np.ndarray
+    """[C, 3] int64 voxel coordinates, floor(mean / voxel_m) in the fixed frame."""
+    group: np.ndarray
+    """[C] int64 signature of each cell (0 where rows were not grouped); cells sorted by it."""
+    start: np.ndarray
+    """[C] int64 position in ``order`` of each cell's first row."""
+    order: np.ndarray
+    """[R] int64 rows of the block."""
+    count: np.ndarray
+    """[2, C] int64."""
+    total: np.ndarray
+    """[2, C, 3] float64 sum of the means (m)."""
+    lo: np.ndarray
+    """[2, C, 3] float32 least coordinates."""
+    hi: np.ndarray
+    """[2, C, 3] float32 greatest coordinates."""
+    min_uid: np.ndarray
+    """[2, C] int64 oldest Gaussian id."""
+    max_seen: np.ndarray
+    """[2, C] int64 newest keyframe index that observed a Gaussian."""
+    means: np.ndarray
+    """[R, 3] float32 means of the rows of ``order``, in that order (answers read them contiguously)."""
+    uid: np.ndarray
+    """[R] uint32 ids of the rows of ``order``."""
+    colors: np.ndarray
+    """[R, 3] uint8 RGB of the rows of ``order``."""
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
+
+
+def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: float,
+                min_confirmations: int) -> CellTable:
+    """The cells of ``rows`` of a block's ``columns``, rows of different ``group`` (int64 >= 0,
+    per row) in different cells."""
+    means = columns["means"][rows]
+    vox = np.floor(means / voxel_m).astype(np.int64)
+    confirmed = columns["confidence"][rows] >= min_confirmations
+    if rows.size:
+        local = vox - vox.min(axis=0)
+        dims = local.max(axis=0) + 1
+        linear = (local[:, 0] * dims[1] + local[:, 1]) * dims[2] + local[:, 2]
+        key = (group.astype(np.int64) * int(np.prod(dims)) + linear) * 2 + ~confirmed
+        sort = np.argsort(key, kind="stable")
+        cell_key = key[sort] >> 1
+        starts = np.flatnonzero(np.r_[True, cell_key[1:] != cell_key[:-1]])
+    else:
+        sort, starts = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    means, confirmed = means[sort], confirmed[sort]
+    ordered = rows[sort]
+    uid32 = columns["uid"][ordered]
+    uid = uid32.astype(np.int64)
+    seen = columns["last_seen"][rows][sort].astype(np.int64)
+    c = confirmed[:, None]
+
+    def reduce(op: Any, values: np.ndarray) -> np.ndarray:
+        if not starts.size:
+            return np.zeros((0, *values.shape[1:]), values.dtype)
+        return op.reduceat(values, starts, axis=0)
+
+    count = np.stack([np.diff(np.append(starts, len(sort))), reduce(np.add, confirmed.astype(np.int64))])
+    total = np.stack([reduce(np.add, means.astype(np.float64)),
+                      reduce(np.add, np.where(c, means, 0).astype(np.float64))])
+    lo = np.stack([reduce(np.minimum, means), reduce(np.minimum, np.where(c, means, np.inf))])
+    hi = np.stack([reduce(np.maximum, means), reduce(np.maximum, np.where(c, means, -np.inf))])
+    min_uid = np.stack([reduce(np.minimum, uid), reduce(np.minimum, np.where(confirmed, uid, _NO_UID))])
+    max_seen = np.stack([reduce(np.maximum, seen), reduce(np.maximum, np.where(confirmed, seen, _NO_SEEN))])
+    return CellTable(voxel=vox[sort][starts], group=group[sort][starts].astype(np.int64), start=starts.astype(np.int64),
+                     order=ordered.astype(np.int64), count=count, total=total, lo=lo.astype(np.float32),
+                     hi=hi.astype(np.float32), min_uid=min_uid, max_seen=max_seen, means=means.astype(np.float32),
+                     uid=uid32, colors=columns["colors"][ordered])
+
+
+def segment_keys(columns: Columns, level: int) -> np.ndarray:
+    """[N] int64 segment key of each Gaussian at ``level``: its map track (>= 0), or ``-2 - code``
+    for an own codebook entry where no track voted, or -1 "in no segment" (never matches)."""
+    t = columns["tracks"][:, level].astype(np.int64)
+    own = (columns["track_votes"][:, level] == 0) & (columns["codes"][:, level] >= 0)
+    return np.where(t >= 0, t, np.where(own, -2 - columns["codes"][:, level].astype(np.int64), -1))
+
+
+@dataclass
+class BlockCells:
+    """A block's cells by signature (codebook fields), kept with the block until it changes."""
+
+    keys: np.ndarray
+    """[S, levels] int64 segment keys of each signature (:func:`segment_keys`)."""
+    cells: CellTable
+    """Cells grouped by signature (``cells.group`` indexes ``keys``)."""
+
+    def nbytes(self) -> int:
+        return self.keys.nbytes + self.cells.nbytes()
+
+
+def block_cells(columns: Columns, levels: int, voxel_m: float, min_confirmations: int) -> BlockCells:
+    """:class:`BlockCells` of a block (Gaussians in no segment at every level are left out)."""
+    keys = np.stack([segment_keys(columns, level) for level in range(levels)], axis=1)
+    rows = np.flatnonzero(np.any(keys != -1, axis=1))
+    signatures, group = np.unique(keys[rows], axis=0, return_inverse=True)
+    return BlockCells(signatures.reshape(-1, levels), build_cells(columns, rows, group.reshape(-1), voxel_m,
+                                                                  min_confirmations))
+
+
+@dataclass
+class _Part:
+    """Cells of one block in a mask: their table, which of its cells, and their margins."""
+
+    block: Any
+    table: CellTable
+    cells: np.ndarray
+    cell_margin: np.ndarray | None
+    """[len(cells)] margin of every Gaussian of each cell; None: per row, ``row_margin``."""
+    row_margin: np.ndarray | None = None
+    """[R] margin per position of ``table.order``."""
+
+
+class MaskCells:
+    """The cells of a query's mask across blocks, with margin sums for scores and ranking."""
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature
+        self._parts: list[_Part] = []
+        self._built: dict[str, np.ndarray] | None = None
+
+    def add(self, block: Any, table: CellTable, cells: np.ndarray, cell_margin: np.ndarray | None = None,
+            row_margin: np.ndarray | None = None) -> None:
+        """Cells ``cells`` of ``table`` (of ``block``), with one margin per cell or per row."""
+        if cells.size:
+            self._parts.append(_Part(block, table, cells, cell_margin, row_margin))
+            self._built = None
+
+    def __len__(self) -> int:
+        return sum(p.cells.size for p in self._parts)
+
+    def _relevancy(self, margin: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.asarray(margin, np.float64) / self.temperature))
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per cell, concatenated over blocks: voxel, block key, part, count, total, lo, hi,
+        min_uid, max_seen (as :class:`CellTable`) and margin / relevancy sums [2, C]."""
+        if self._built is None:
+            names = ("count", "total", "lo", "hi", "min_uid", "max_seen")
+            out: dict[str, list[np.ndarray]] = {n: [] for n in (*names, "voxel", "block", "part", "msum", "rsum")}
+            for i, p in enumerate(self._parts):
+                t, c = p.table, p.cells
+                out["voxel"].append(t.voxel[c])
+                out["block"].append(np.full(c.size, p.block.key, np.int64))
+                out["part"].append(np.full(c.size, i, np.int64))
+                for n in names:
+                    out[n].append(getattr(t, n)[:, c])
+                if p.cell_margin is not None:
+                    m = p.cell_margin.astype(np.float64)
+                    counts = t.count[:, c]
+                    out["msum"].append(counts * m)
+                    out["rsum"].append(counts * self._relevancy(m))
+                else:
+                    assert p.row_margin is not None
+                    sums = []
+                    for values in (p.row_margin.astype(np.float64), self._relevancy(p.row_margin)):
+                        first, n_conf = t.start[c], t.count[CONFIRMED, c]
+                        csum = np.concatenate([[0.0], np.cumsum(values)])
+                        ends = np.append(t.start[1:], t.order.size)[c]
+                        sums.append(np.stack([csum[ends] - csum[first], csum[first + n_conf] - csum[first]]))
+                    out["msum"].append(sums[0])
+                    out["rsum"].append(sums[1])
+            axis1 = {*names, "msum", "rsum"}
+            self._built = {n: (np.concatenate(v, axis=1 if n in axis1 else 0) if v else _empty(n))
+                           for n, v in out.items()}
+            sizes = [p.cells.size for p in self._parts]
+            self._built["first"] = np.cumsum([0, *sizes])[:-1].astype(np.int64)
+        return self._built
+
+    def sample_rows(self, clusters: list[tuple[np.ndarray, int]], max_points: int) -> list[dict[str, np.ndarray]]:
+        """Per (cells, which) of ``clusters`` (indices into :attr:`arrays`; ALL or CONFIRMED), its
+        Gaussians, every one or an even sample of at most ``max_points`` (0 = all): means [M, 3],
+        uid [M], colors [M, 3], margin [M] (from the cell tables' copies: no block is read)."""
+        if not clusters:
+            return []
+        a = self.arrays
+        picked, offsets, sizes = [], [], []
+        for cells, which in clusters:
+            counts = a["count"][which, cells]
+            ends = np.cumsum(counts)
+            n = int(ends[-1]) if ends.size else 0
+            step = max(1, -(-n // max_points)) if max_points > 0 else 1
+            pos = np.arange(0, n, step)
+            k = np.searchsorted(ends, pos, side="right")  # which of ``cells``
+            picked.append(cells[k])
+            offsets.append(pos - (ends[k] - counts[k]))
+            sizes.append(pos.size)
+        cell = np.concatenate(picked) if picked else np.zeros(0, np.int64)
+        offset = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
+        total = cell.size
+        out = {"means": np.zeros((total, 3), np.float32), "uid": np.zeros(total, np.uint32),
+               "colors": np.zeros((total, 3), np.uint8), "margin": np.zeros(total, np.float32)}
+        part = a["part"][cell]
+        by_part = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[by_part], np.arange(len(self._parts) + 1))
+        for i, p in enumerate(self._parts):
+            sel = by_part[bounds[i]:bounds[i + 1]]
+            if not sel.size:
+                continue
+            local = cell[sel] - a["first"][i]
+            position = p.table.start[p.cells[local]] + offset[sel]
+            out["means"][sel] = p.table.means[position]
+            out["uid"][sel] = p.table.uid[position]
+            out["colors"][sel] = p.table.colors[position]
+            out["margin"][sel] = p.cell_margin[local] if p.cell_margin is not None else p.row_margin[position]
+        splits = np.cumsum(sizes)[:-1]
+        return [dict(zip(out, parts)) for parts in zip(*(np.split(v, splits) for v in out.values()))]
+
+def _empty(name: str) -> np.ndarray:
+    shapes = {"voxel": (0, 3), "block": (0,), "part": (0,), "count": (2, 0), "total": (2, 0, 3), "lo": (2, 0, 3),
+              "hi": (2, 0, 3), "min_uid": (2, 0), "max_seen": (2, 0), "msum": (2, 0), "rsum": (2, 0)}
+    return np.zeros(shapes[name], np.float32 if name in ("lo", "hi") else np.int64 if name != "total" else np.float64)
