@@ -25,8 +25,8 @@ __all__ = ["CellTable", "BlockCells", "MaskCells", "build_cells", "block_cells",
 ALL, CONFIRMED = 0, 1
 """Index of the sums over all Gaussians of a cell and over its confirmed ones."""
 
-_NO_UID = np.iinfo(np.int64).max
-_NO_SEEN = np.iinfo(np.int64).min
+_NO_UID = np.iinfo(np.uint32).max
+_NO_SEEN = np.iinfo(np.int32).min
 
 
 @dataclass
@@ -36,25 +36,25 @@ class CellTable:
     confirmed by ``min_confirmations`` keyframes (empty: count 0, box +inf..-inf)."""
 
     voxel: np.ndarray
-    """[C, 3] int64 voxel coordinates, floor(mean / voxel_m) in the fixed frame."""
+    """[C, 3] int32 voxel coordinates, floor(mean / voxel_m) in the fixed frame."""
     group: np.ndarray
-    """[C] int64 signature of each cell (0 where rows were not grouped); cells sorted by it."""
+    """[C] int32 signature of each cell (0 where rows were not grouped); cells sorted by it."""
     start: np.ndarray
-    """[C] int64 position in ``order`` of each cell's first row."""
+    """[C] int32 position in ``order`` of each cell's first row."""
     order: np.ndarray
-    """[R] int64 rows of the block."""
+    """[R] int32 rows of the block."""
     count: np.ndarray
-    """[2, C] int64."""
+    """[2, C] int32."""
     total: np.ndarray
-    """[2, C, 3] float64 sum of the means (m)."""
+    """[2, C, 3] float32 sum of the means (m)."""
     lo: np.ndarray
     """[2, C, 3] float32 least coordinates."""
     hi: np.ndarray
     """[2, C, 3] float32 greatest coordinates."""
     min_uid: np.ndarray
-    """[2, C] int64 oldest Gaussian id."""
+    """[2, C] uint32 oldest Gaussian id (empty: the largest uint32)."""
     max_seen: np.ndarray
-    """[2, C] int64 newest keyframe index that observed a Gaussian."""
+    """[2, C] int32 newest keyframe index that observed a Gaussian (empty: the least int32)."""
     means: np.ndarray
     """[R, 3] float32 means of the rows of ``order``, in that order (answers read them contiguously)."""
     uid: np.ndarray
@@ -70,8 +70,8 @@ def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: 
                 min_confirmations: int) -> CellTable:
     """The cells of ``rows`` of a block's ``columns``, rows of different ``group`` (int64 >= 0,
     per row) in different cells."""
-    means = columns["means"][rows]
-    vox = np.floor(means / voxel_m).astype(np.int64)
+    means = columns["means"][rows].astype(np.float32)
+    vox = np.floor(means.astype(np.float64) / voxel_m).astype(np.int64)
     confirmed = columns["confidence"][rows] >= min_confirmations
     if rows.size:
         local = vox - vox.min(axis=0)
@@ -85,9 +85,8 @@ def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: 
         sort, starts = np.zeros(0, np.int64), np.zeros(0, np.int64)
     means, confirmed = means[sort], confirmed[sort]
     ordered = rows[sort]
-    uid32 = columns["uid"][ordered]
-    uid = uid32.astype(np.int64)
-    seen = columns["last_seen"][rows][sort].astype(np.int64)
+    uid = columns["uid"][ordered].astype(np.uint32)
+    seen = columns["last_seen"][ordered].astype(np.int32)
     c = confirmed[:, None]
 
     def reduce(op: Any, values: np.ndarray) -> np.ndarray:
@@ -95,17 +94,16 @@ def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: 
             return np.zeros((0, *values.shape[1:]), values.dtype)
         return op.reduceat(values, starts, axis=0)
 
-    count = np.stack([np.diff(np.append(starts, len(sort))), reduce(np.add, confirmed.astype(np.int64))])
-    total = np.stack([reduce(np.add, means.astype(np.float64)),
-                      reduce(np.add, np.where(c, means, 0).astype(np.float64))])
+    count = np.stack([np.diff(np.append(starts, len(sort))), reduce(np.add, confirmed.astype(np.int32))])
+    total = np.stack([reduce(np.add, means), reduce(np.add, np.where(c, means, 0))])
     lo = np.stack([reduce(np.minimum, means), reduce(np.minimum, np.where(c, means, np.inf))])
     hi = np.stack([reduce(np.maximum, means), reduce(np.maximum, np.where(c, means, -np.inf))])
     min_uid = np.stack([reduce(np.minimum, uid), reduce(np.minimum, np.where(confirmed, uid, _NO_UID))])
     max_seen = np.stack([reduce(np.maximum, seen), reduce(np.maximum, np.where(confirmed, seen, _NO_SEEN))])
-    return CellTable(voxel=vox[sort][starts], group=group[sort][starts].astype(np.int64), start=starts.astype(np.int64),
-                     order=ordered.astype(np.int64), count=count, total=total, lo=lo.astype(np.float32),
-                     hi=hi.astype(np.float32), min_uid=min_uid, max_seen=max_seen, means=means.astype(np.float32),
-                     uid=uid32, colors=columns["colors"][ordered])
+    return CellTable(voxel=vox[sort][starts].astype(np.int32), group=group[sort][starts].astype(np.int32),
+                     start=starts.astype(np.int32), order=ordered.astype(np.int32), count=count.astype(np.int32),
+                     total=total.astype(np.float32), lo=lo.astype(np.float32), hi=hi.astype(np.float32),
+                     min_uid=min_uid, max_seen=max_seen, means=means, uid=uid, colors=columns["colors"][ordered])
 
 
 def segment_keys(columns: Columns, level: int) -> np.ndarray:
@@ -250,4 +248,5 @@ class MaskCells:
 def _empty(name: str) -> np.ndarray:
     shapes = {"voxel": (0, 3), "block": (0,), "part": (0,), "count": (2, 0), "total": (2, 0, 3), "lo": (2, 0, 3),
               "hi": (2, 0, 3), "min_uid": (2, 0), "max_seen": (2, 0), "msum": (2, 0), "rsum": (2, 0)}
-    return np.zeros(shapes[name], np.float32 if name in ("lo", "hi") else np.int64 if name != "total" else np.float64)
+    floats = {"lo": np.float32, "hi": np.float32, "total": np.float32, "msum": np.float64, "rsum": np.float64}
+    return np.zeros(shapes[name], floats.get(name, np.int64))

@@ -216,7 +216,8 @@ class QueryEngine:
         lo, hi = np.full(3, -np.inf), np.full(3, np.inf)
         lo[:2], hi[:2] = points[:, :2].min(axis=0) - reach, points[:, :2].max(axis=0) + reach
 
-        blocks = [blk for blk in (self.store.block(k) for k in self.store.keys_near(lo, hi)) if blk is not None and blk.count]
+        near = (self.store.block(k) for k in self.store.keys_near(lo, hi))
+        blocks = [blk for blk in near if blk is not None and blk.count]
         # the same blocks unchanged since a recent answer: the same grid
         key = (tuple((blk.key, blk.version) for blk in blocks), self.data.floor_z)
         cached = self._local_grids.pop(key, None)
@@ -305,7 +306,8 @@ class QueryEngine:
         found, rank_keys, stale = [], [], []
         for cluster in clusters:
             # the Gaussians confirmed by min_confirmations keyframes, where at least half are; else all
-            which = CONFIRMED if 2 * cells["count"][CONFIRMED, cluster].sum() >= cells["count"][ALL, cluster].sum() else ALL
+            confirmed, every = cells["count"][CONFIRMED, cluster].sum(), cells["count"][ALL, cluster].sum()
+            which = CONFIRMED if 2 * confirmed >= every else ALL
             n = int(cells["count"][which, cluster].sum())
             seen = self.data.keyframes.seen_range(int(cells["min_uid"][which, cluster].min()),
                                                   int(cells["max_seen"][which, cluster].max()))
@@ -375,7 +377,7 @@ class QueryEngine:
         cells = mask.arrays
         relevance = 1.0 / (1.0 + np.exp(-rows["margin"].astype(np.float64) / self.config.temperature))
         return ObjectResult(score=float(cells["rsum"][which, cluster].sum() / n), points=rows["means"],
-                            centroid=cells["total"][which, cluster].sum(axis=0) / n,
+                            centroid=cells["total"][which, cluster].sum(axis=0, dtype=np.float64) / n,
                             bbox_min=cells["lo"][which, cluster].min(axis=0),
                             bbox_max=cells["hi"][which, cluster].max(axis=0), uids=rows["uid"],
                             colors=rows["colors"], relevance=relevance.astype(np.float32), seen=seen, age_s=age,
