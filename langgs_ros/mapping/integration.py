@@ -86,3 +86,6 @@ class FusionWork:
     """``codes`` as copied (only changed codes are written back), None for a field without codes."""
     segment_tracks: list[np.ndarray | None] | None = None
     """Per level, the map track each segment was associated with (after ``compute_fusion``)."""
+    track_maps: np.ndarray | None = None
+    """[levels, H, W] map track of each pixel's segment, for the refinement view of this keyframe
+    (after ``compute_fusion``; None without refinement views or tracks)."""

@@ -289,6 +289,8 @@ class Mapper:
                                                    pending.is_new[ok], abstain, pending.agrees_with_map, relabel)
         views = work.columns["labelled_views"]
         work.columns["labelled_views"] = np.minimum(views.astype(np.int16) + 1, 255).astype(np.uint8)
+        if self.views.maxlen:  # the refinement views' track maps (set under the lock, made here)
+            work.track_maps = self._track_maps(seg, work.segment_tracks)
 
     def finish_fusion(self, work: FusionWork) -> int:
         """Step 3 (writes the map: hold the map lock): put the votes back into the Gaussians still
@@ -297,18 +299,22 @@ class Mapper:
         assert self.field is not None
         uids = work.pending.uids[work.index]
         handles = self.store.locate(uids, work.keys, work.rows)
-        values = {name: col[handles.index] for name, col in work.columns.items() if name != "codes"}
-        self.store.scatter(handles, values)
+        # usually every Gaussian is still there, in the order copied: no reindexing copies then
+        same = len(handles) == uids.size and bool(np.all(handles.index == np.arange(uids.size)))
+
+        def still_there(values: np.ndarray) -> np.ndarray:
+            return values if same else values[handles.index]
+
+        self.store.scatter(handles, {name: still_there(col) for name, col in work.columns.items() if name != "codes"})
         if work.codes_before is not None:
-            changed = np.flatnonzero((work.columns["codes"][handles.index] != work.codes_before[handles.index]).any(axis=1))
+            codes = still_there(work.columns["codes"])
+            changed = np.flatnonzero((codes != still_there(work.codes_before)).any(axis=1))
             if changed.size:
-                sub = handles.subset(changed)
-                self.store.scatter(sub, {"codes": work.columns["codes"][handles.index][changed]})
-        if self.views.maxlen:
-            tracks = self._track_maps(work.segmentation, work.segment_tracks)
+                self.store.scatter(handles.subset(changed), {"codes": codes[changed]})
+        if work.track_maps is not None:
             view = next((v for v in self.views if v.keyframe == work.pending.keyframe), None)
-            if tracks is not None and view is not None:
-                set_view_tracks(view, tracks)
+            if view is not None:
+                set_view_tracks(view, work.track_maps)
         return len(handles)
 
     def refine_keys(self, views: list[TrainingView]) -> list[int]:
