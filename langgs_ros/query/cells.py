@@ -176,35 +176,37 @@ class MaskCells:
         min_uid, max_seen (as :class:`CellTable`) and margin / relevancy sums [2, C]."""
         if self._built is None:
             names = ("count", "total", "lo", "hi", "min_uid", "max_seen")
-            out: dict[str, list[np.ndarray]] = {n: [] for n in (*names, "voxel", "block", "part", "msum", "rsum")}
-            for i, p in enumerate(self._parts):
-                t, c = p.table, p.cells
-                out["voxel"].append(t.voxel[c])
-                out["block"].append(np.full(c.size, p.block.key, np.int64))
-                out["part"].append(np.full(c.size, i, np.int64))
-                for n in names:
-                    out[n].append(getattr(t, n)[:, c])
-                if p.cell_margin is not None:
-                    m = p.cell_margin.astype(np.float64)
-                    counts = t.count[:, c]
-                    out["msum"].append(counts * m)
-                    out["rsum"].append(counts * self._relevancy(m))
-                else:
-                    assert p.row_margin is not None
-                    sums = []
-                    for values in (p.row_margin.astype(np.float64), self._relevancy(p.row_margin)):
-                        first, n_conf = t.start[c], t.count[CONFIRMED, c]
-                        csum = np.concatenate([[0.0], np.cumsum(values)])
-                        ends = np.append(t.start[1:], t.order.size)[c]
-                        sums.append(np.stack([csum[ends] - csum[first], csum[first + n_conf] - csum[first]]))
-                    out["msum"].append(sums[0])
-                    out["rsum"].append(sums[1])
-            axis1 = {*names, "msum", "rsum"}
-            self._built = {n: (np.concatenate(v, axis=1 if n in axis1 else 0) if v else _empty(n))
-                           for n, v in out.items()}
-            sizes = [p.cells.size for p in self._parts]
-            self._built["first"] = np.cumsum([0, *sizes])[:-1].astype(np.int64)
+            parts = self._parts
+            sizes = np.array([p.cells.size for p in parts], np.int64)
+            built = {n: np.concatenate([getattr(p.table, n)[:, p.cells] for p in parts], axis=1) if parts
+                     else _empty(n) for n in names}
+            built["voxel"] = np.concatenate([p.table.voxel[p.cells] for p in parts]) if parts else _empty("voxel")
+            built["block"] = np.repeat(np.array([p.block.key for p in parts], np.int64), sizes)
+            built["part"] = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
+            built["first"] = np.cumsum(sizes) - sizes
+            # one margin per cell (codebook): sums from the counts; per row (the average field): summed
+            margin = np.concatenate([p.cell_margin if p.cell_margin is not None else np.full(p.cells.size, np.nan)
+                                     for p in parts]).astype(np.float64) if parts else np.zeros(0)
+            counts = built["count"].astype(np.float64)
+            built["msum"], built["rsum"] = counts * margin, counts * self._relevancy(margin)
+            for i, p in enumerate(parts):
+                if p.cell_margin is None:
+                    at = slice(built["first"][i], built["first"][i] + sizes[i])
+                    built["msum"][:, at], built["rsum"][:, at] = self._row_sums(p)
+            self._built = built
         return self._built
+
+    def _row_sums(self, part: _Part) -> tuple[np.ndarray, np.ndarray]:
+        """[2, cells] sums of the row margins and of their relevancy over all and confirmed rows."""
+        t, c = part.table, part.cells
+        assert part.row_margin is not None
+        first, n_conf = t.start[c].astype(np.int64), t.count[CONFIRMED, c]
+        ends = np.append(t.start[1:], t.order.size)[c]
+        sums = []
+        for values in (part.row_margin.astype(np.float64), self._relevancy(part.row_margin)):
+            csum = np.concatenate([[0.0], np.cumsum(values)])
+            sums.append(np.stack([csum[ends] - csum[first], csum[first + n_conf] - csum[first]]))
+        return sums[0], sums[1]
 
     def sample_rows(self, clusters: list[tuple[np.ndarray, int]], max_points: int) -> list[dict[str, np.ndarray]]:
         """Per (cells, which) of ``clusters`` (indices into :attr:`arrays`; ALL or CONFIRMED), its
@@ -230,7 +232,7 @@ class MaskCells:
         out = {"means": np.zeros((total, 3), np.float32), "uid": np.zeros(total, np.uint32),
                "colors": np.zeros((total, 3), np.uint8), "margin": np.zeros(total, np.float32)}
         part = a["part"][cell]
-        by_part = np.argsort(part, kind="stable")
+        by_part = np.argsort(part.astype(np.uint16) if len(self._parts) < 65535 else part, kind="stable")  # radix
         bounds = np.searchsorted(part[by_part], np.arange(len(self._parts) + 1))
         for i, p in enumerate(self._parts):
             sel = by_part[bounds[i]:bounds[i + 1]]
