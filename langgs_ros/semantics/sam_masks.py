@@ -138,12 +138,16 @@ NMS_POOL = 512
 box NMS: up to this many, the kept masks do not depend on ``models.mask_batch``."""
 
 
-def _nms(kept: dict[str, Any]) -> dict[str, Any]:
-    """Box NMS (IoU 0.7) of candidates by score, per granularity (as SAM's automatic generator)."""
+def _nms(pool: dict[str, list[Any]]) -> dict[str, Any]:
+    """Box NMS (IoU 0.7) of pooled candidates (lists of tensors per field) by score, per
+    granularity (as SAM's automatic generator): one tensor per field."""
+    import torch
     from torchvision.ops import batched_nms
 
-    if kept["low"] is None:
-        return kept
+    if not pool["score"]:
+        return {"low": torch.zeros((0, 1, 1)), "gran": torch.zeros(0, dtype=torch.long), "score": torch.zeros(0),
+                "boxes": torch.zeros((0, 4))}
+    kept = {k: torch.cat(v) for k, v in pool.items()}
     keep = batched_nms(kept["boxes"], kept["score"], kept["gran"], iou_threshold=0.7)
     return {k: v[keep] for k, v in kept.items()}
 
@@ -169,6 +173,7 @@ class PointPromptMasks:
             self._sam2 = True
         self.backbone_out: Any = None
         """SAM 2: the image encoder's output for the last image (reused by the association)."""
+        self._pe: Any = None
         self.encoder_seconds = 0.0
         """Time spent in the image encoder (``set_image``) so far, s: the part of a keyframe's masks
         that does not depend on the number of prompts."""
@@ -214,7 +219,7 @@ class PointPromptMasks:
             sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
             low, iou, _, _ = model.sam_mask_decoder(
                 image_embeddings=p._features["image_embed"][-1].unsqueeze(0),
-                image_pe=model.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
+                image_pe=self._dense_pe(model.sam_prompt_encoder), sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense, multimask_output=True, repeat_image=len(points) > 1,
                 high_res_features=[level[-1].unsqueeze(0) for level in p._features["high_res_feats"]])
         else:
@@ -222,7 +227,7 @@ class PointPromptMasks:
             coords = torch.as_tensor(p.transform.apply_coords(points[:, None, :], p.original_size),
                                      dtype=torch.float32, device=device)
             sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-            low, iou = model.mask_decoder(image_embeddings=p.features, image_pe=model.prompt_encoder.get_dense_pe(),
+            low, iou = model.mask_decoder(image_embeddings=p.features, image_pe=self._dense_pe(model.prompt_encoder),
                                           sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                           multimask_output=True)
             # SAM's low-res logits cover the padded square input; keep the image part
@@ -231,6 +236,12 @@ class PointPromptMasks:
             low = low[..., : -(-low.shape[-2] * in_h // side), : -(-low.shape[-1] * in_w // side)]
         n = len(points) * 3
         return iou.float().reshape(n), low.float().reshape(n, *low.shape[-2:])
+
+    def _dense_pe(self, prompt_encoder: Any) -> Any:
+        """The prompt encoder's positional encoding of the image grid (the same for every prompt)."""
+        if self._pe is None:
+            self._pe = prompt_encoder.get_dense_pe()
+        return self._pe
 
     @staticmethod
     def _upsample(low: Any, size: tuple[int, int]) -> Any:
@@ -253,8 +264,8 @@ class PointPromptMasks:
 
         cfg = self.config
         h, w = rgb.shape[:2]
-        kept: dict[str, Any] = {"low": None, "gran": torch.zeros(0, dtype=torch.long),
-                                "score": torch.zeros(0), "boxes": torch.zeros((0, 4))}
+        pool: dict[str, list[Any]] = {"low": [], "gran": [], "score": [], "boxes": []}
+        pooled = 0
         with torch.inference_mode(), self._autocast():
             self._set_image(rgb)
             step = cfg.mask_batch or (64 if self.predictor.device.type == "cuda" else 1)
@@ -268,11 +279,13 @@ class PointPromptMasks:
                 if not ok.any():
                     continue
                 gran = torch.arange(3).repeat(len(batch))
-                new = {"low": low[ok], "gran": gran[ok], "score": (iou * stability)[ok],
-                       "boxes": masks_to_boxes(low[ok] > 0)}
-                kept = {k: new[k] if kept[k] is None else torch.cat([kept[k], new[k]]) for k in kept}
-                if len(kept["score"]) > NMS_POOL:  # bound memory (a dense grid); otherwise one NMS at the end
-                    kept = _nms(kept)
-            kept = _nms(kept)
-            masks = self._upsample(kept["low"] if kept["low"] is not None else torch.zeros((0, 1, 1)), (h, w))
+                for name, value in (("low", low[ok]), ("gran", gran[ok]), ("score", (iou * stability)[ok]),
+                                    ("boxes", masks_to_boxes(low[ok] > 0))):
+                    pool[name].append(value)
+                pooled += int(ok.sum())
+                if pooled > NMS_POOL:  # bound memory (a dense grid); otherwise one NMS at the end
+                    pool = {k: [v] for k, v in _nms(pool).items()}
+                    pooled = len(pool["score"][0])
+            kept = _nms(pool)
+            masks = self._upsample(kept["low"], (h, w))
         return MaskSet(masks.numpy(), kept["gran"].numpy(), kept["score"].numpy().astype(np.float32))
