@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from langgs_ros.config import MappingConfig, QueryConfig
-from langgs_ros.mapping.fusion import CodebookField
+from langgs_ros.mapping.fusion import CodebookField, create_field
 from langgs_ros.mapping.gaussians import GaussianMap
 from langgs_ros.mapping.map_io import MapData
 from langgs_ros.query.engine import QueryEngine
@@ -92,3 +93,44 @@ def test_answers_keep_confirmed_gaussians_unless_the_object_was_seen_too_few_tim
     assert [set(o.uids.tolist()) for o in by_size] == [set(once.tolist()), set(core.tolist())]
     engine.config = QueryConfig(min_confirmations=1)
     assert sorted(o.uids.size for o in engine.query("mug").objects) == [100, 260]
+
+
+@pytest.mark.parametrize("mode", ["codebook", "average"])
+def test_answers_summarise_every_gaussian_and_read_only_the_points_they_return(mode):
+    """Per-cell sums (the codebook's cached cells, the average field's per-query cells) give the
+    box, centroid, score and size of all of an instance's Gaussians; ``max_points`` samples them."""
+    encoder = TokenTextEncoder(64)
+    emb = encoder.encode(["mug", "book"])
+    field = create_field(mode, 64, MappingConfig())
+    if mode == "codebook":
+        field.load_state({"codebook_prototypes": emb.astype(np.float32),
+                          **{f"track_counts_{lv}": np.zeros((0, 256), np.int32) for lv in ("subpart", "part", "whole")}})
+    gmap = GaussianMap()
+    field.attach(gmap)
+    rng = np.random.default_rng(4)
+    blobs = [([0.0, 0.0, 0.5], 300, 0), ([3.0, 0.0, 0.5], 120, 0), ([1.5, 0.0, 0.5], 200, 1)]  # two mugs, a book
+    for centre, n, label in blobs:
+        idx = gmap.append(means=(np.asarray(centre) + rng.uniform(-0.15, 0.15, (n, 3))).astype(np.float32),
+                          quats=np.tile([1, 0, 0, 0], (n, 1)).astype(np.float16))
+        gmap["confidence"][idx] = 5
+        if mode == "codebook":
+            gmap["codes"][idx] = label
+        else:
+            gmap["features"][idx] = emb[label]
+            gmap["weights"][idx] = 1
+    gmap["confidence"][:10] = 1  # ten of the large mug's Gaussians seen by one keyframe: left out
+    engine = QueryEngine(MapData.of_gaussians(gmap, field, semantics="oracle"), QueryConfig(), encoder)
+    full = engine.query("mug")
+    assert [o.num_gaussians for o in full.objects] == [290, 120], full.message
+    for obj in full.objects:
+        assert len(obj.points) == len(obj.uids) == len(obj.relevance) == obj.num_gaussians
+        assert np.allclose(obj.centroid, obj.points.mean(axis=0), atol=1e-5)
+        assert np.array_equal(obj.bbox_min, obj.points.min(axis=0)) and np.array_equal(obj.bbox_max, obj.points.max(axis=0))
+        assert obj.score == pytest.approx(float(obj.relevance.mean()), rel=1e-5)
+    assert not set(full.objects[0].uids.tolist()) & set(range(10))
+    sampled = engine.query("mug", max_points=25)
+    for whole, part in zip(full.objects, sampled.objects):
+        assert part.num_gaussians == whole.num_gaussians and 13 <= len(part.points) <= 25
+        assert set(part.uids.tolist()) <= set(whole.uids.tolist())
+        assert np.allclose(part.centroid, whole.centroid) and part.score == pytest.approx(whole.score)
+        assert np.array_equal(part.bbox_min, whole.bbox_min) and np.array_equal(part.bbox_max, whole.bbox_max)
