@@ -103,8 +103,8 @@ def test_answers_summarise_every_gaussian_and_read_only_the_points_they_return(m
     emb = encoder.encode(["mug", "book"])
     field = create_field(mode, 64, MappingConfig())
     if mode == "codebook":
-        field.load_state({"codebook_prototypes": emb.astype(np.float32),
-                          **{f"track_counts_{lv}": np.zeros((0, 256), np.int32) for lv in ("subpart", "part", "whole")}})
+        counts = {f"track_counts_{lv}": np.zeros((0, 256), np.int32) for lv in ("subpart", "part", "whole")}
+        field.load_state({"codebook_prototypes": emb.astype(np.float32), **counts})
     gmap = GaussianMap()
     field.attach(gmap)
     rng = np.random.default_rng(4)
@@ -125,7 +125,8 @@ def test_answers_summarise_every_gaussian_and_read_only_the_points_they_return(m
     for obj in full.objects:
         assert len(obj.points) == len(obj.uids) == len(obj.relevance) == obj.num_gaussians
         assert np.allclose(obj.centroid, obj.points.mean(axis=0), atol=1e-5)
-        assert np.array_equal(obj.bbox_min, obj.points.min(axis=0)) and np.array_equal(obj.bbox_max, obj.points.max(axis=0))
+        assert np.array_equal(obj.bbox_min, obj.points.min(axis=0))
+        assert np.array_equal(obj.bbox_max, obj.points.max(axis=0))
         assert obj.score == pytest.approx(float(obj.relevance.mean()), rel=1e-5)
     assert not set(full.objects[0].uids.tolist()) & set(range(10))
     sampled = engine.query("mug", max_points=25)

@@ -66,7 +66,8 @@ def test_an_answer_with_a_point_budget_reads_a_sample_and_summarises_the_whole(r
     assert len(full.objects) == len(sampled.objects) > 0
     for whole, part in zip(full.objects, sampled.objects):
         assert len(whole.points) == whole.num_gaussians > 40 and part.num_gaussians == whole.num_gaussians
-        assert 20 <= len(part.points) <= 40 and len(part.uids) == len(part.colors) == len(part.relevance) == len(part.points)
+        assert 20 <= len(part.points) <= 40
+        assert len(part.uids) == len(part.colors) == len(part.relevance) == len(part.points)
         assert set(part.uids.tolist()) <= set(whole.uids.tolist())
         assert np.allclose(part.centroid, whole.centroid) and part.score == pytest.approx(whole.score)
         assert np.allclose(part.bbox_min, whole.bbox_min) and np.allclose(part.bbox_max, whole.bbox_max)
