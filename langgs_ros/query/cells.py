@@ -164,9 +164,6 @@ class MaskCells:
             self._parts.append(_Part(block, table, cells, cell_margin, row_margin))
             self._built = None
 
-    def __len__(self) -> int:
-        return sum(p.cells.size for p in self._parts)
-
     def _relevancy(self, margin: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-np.asarray(margin, np.float64) / self.temperature))
 
@@ -246,6 +243,7 @@ class MaskCells:
             out["margin"][sel] = p.cell_margin[local] if p.cell_margin is not None else p.row_margin[position]
         splits = np.cumsum(sizes)[:-1]
         return [dict(zip(out, parts)) for parts in zip(*(np.split(v, splits) for v in out.values()))]
+
 
 def _empty(name: str) -> np.ndarray:
     shapes = {"voxel": (0, 3), "block": (0,), "part": (0,), "count": (2, 0), "total": (2, 0, 3), "lo": (2, 0, 3),

@@ -173,7 +173,7 @@ class PointPromptMasks:
             self._sam2 = True
         self.backbone_out: Any = None
         """SAM 2: the image encoder's output for the last image (reused by the association)."""
-        self._pe: Any = None
+        self._pe: Any = None  # the prompt encoder's dense positional encoding (made once)
         self.encoder_seconds = 0.0
         """Time spent in the image encoder (``set_image``) so far, s: the part of a keyframe's masks
         that does not depend on the number of prompts."""
