@@ -16,7 +16,8 @@ with the camera).
 
     python benchmarks/bench_semantics.py [--arch tiny|real] [--mask-model sam|sam2]
         [--association geometric|sam2] [--prompts geometry|grid] [--max-prompts 48] [--frames 12 (keyframes)]
-        [--device auto|cpu|cuda] [--realtime] [--work out/bench_semantics]
+        [--device auto|cpu|cuda] [--mask-batch 0] [--feature-kinds both|region|context] [--realtime]
+        [--work out/bench_semantics]
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--prompts", choices=["geometry", "grid"], default="geometry")
     parser.add_argument("--max-prompts", type=int, default=SemanticsConfig.max_prompts)
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--mask-batch", type=int, default=ModelsConfig.mask_batch,
+                        help="models.mask_batch: prompts per decoder batch (0 = auto: 1 on CPU, 64 on CUDA)")
     parser.add_argument("--feature-kinds", choices=["both", "region", "context"], default=ModelsConfig.feature_kinds,
                         help="models.feature_kinds: region features cost one CLIP forward per mask")
     parser.add_argument("--realtime", action="store_true", help="also replay a bag in real time (see above)")
@@ -116,6 +119,7 @@ def main() -> None:
     config.models = dataclasses.replace(random_checkpoints(args.arch, args.work / "weights"),
                                         mask_model=args.mask_model, association=args.association,
                                         device=args.device, feature_kinds=args.feature_kinds,
+                                        mask_batch=args.mask_batch,
                                         points_per_side=args.points_per_side,
                                         pred_iou_thresh=0.0, stability_score_thresh=0.0)  # random weights
     config.mapping.keyframe_translation_m = 0.0  # every frame is a keyframe
@@ -164,7 +168,7 @@ def main() -> None:
             args.max_prompts if args.prompts == "geometry" else args.points_per_side, "image": "640x480",
         "keyframes": backend.keyframes, "model_load_s": round(load_s, 2),
         "prompts_per_keyframe": round(getattr(backend, "prompts", 0) / n, 1),
-        "feature_kinds": args.feature_kinds,
+        "feature_kinds": args.feature_kinds, "mask_batch": args.mask_batch,
         "masks_embedded_per_keyframe": round(masks_embedded, 1),
         "clip_region_ms_per_mask": round(1000 * region_s, 1),
         "truth_segments_per_keyframe": round(float(np.mean(truth_masks)), 1) if truth_masks else None,
