@@ -65,9 +65,15 @@ class ObjectResult:
     """Seconds from ``seen.last_ns`` to the answer's reference time (the newest keyframe, or now)."""
     num_gaussians: int = 0
     """Gaussians of the instance (``points`` may hold a sample of them); 0: as many as ``points``."""
+    footprint: np.ndarray | None = None
+    """[K, 3] centres of the voxels (``query.cluster_voxel_m``) its Gaussians occupy, fixed frame, m:
+    what the goal is planned around (the same whether ``points`` is a sample or not; cell for cell
+    the points' when ``query.grid_resolution_m`` equals the voxel). None: ``points``."""
 
     def __post_init__(self) -> None:
         self.num_gaussians = self.num_gaussians or len(self.points)
+        if self.footprint is None:
+            self.footprint = self.points
 
     def to_json(self, max_points: int) -> dict[str, Any]:
         """JSON-ready dict; at most ``max_points`` points, evenly subsampled. ``first_seen`` and
@@ -333,7 +339,7 @@ class QueryEngine:
         result.objects = [self._object(mask, *k, r) for k, r in zip(kept, rows)]
         objects = result.objects
         if navigate_from is None:
-            goal, why = plan_goal(self.local_grid(objects[0].points), objects[0].points, objects[0].centroid,
+            goal, why = plan_goal(self.local_grid(objects[0].footprint), objects[0].footprint, objects[0].centroid,
                                   cfg.robot_radius, cfg.standoff)
             result.goal_pose, result.goal_object = goal, 0 if goal is not None else -1
         else:
@@ -349,7 +355,7 @@ class QueryEngine:
         xy = np.asarray(robot_xy, np.float64).reshape(-1)[:2]
         if xy.size != 2 or not np.all(np.isfinite(xy)):
             return None, -1, f"navigate: the robot's position {robot_xy} is not a finite (x, y)"
-        points = np.concatenate([o.points[:, :2] for o in objects] + [xy[None, :]])
+        points = np.concatenate([o.footprint[:, :2] for o in objects] + [xy[None, :]])
         grid = self.local_grid(points)
         reach = reach_from(grid, xy, cfg.robot_radius)
         if reach.start is None:
@@ -357,7 +363,7 @@ class QueryEngine:
         best: tuple[GoalPose, int] | None = None
         reasons = []
         for i, obj in enumerate(objects):
-            goal, why = plan_goal(grid, obj.points, obj.centroid, cfg.robot_radius, cfg.standoff,
+            goal, why = plan_goal(grid, obj.footprint, obj.centroid, cfg.robot_radius, cfg.standoff,
                                   path_lengths=reach.lengths)
             if goal is None:
                 reasons.append(f"#{i + 1}: {why}")
@@ -376,12 +382,15 @@ class QueryEngine:
         ``n`` of them; ``rows``: those its answer returns): box, centroid and score from the cells' sums."""
         cells = mask.arrays
         relevance = 1.0 / (1.0 + np.exp(-rows["margin"].astype(np.float64) / self.config.temperature))
+        occupied = cluster[cells["count"][which, cluster] > 0]
+        voxels = np.unique(cells["voxel"][occupied], axis=0)
+        footprint = ((voxels + 0.5) * self.config.cluster_voxel_m).astype(np.float32)
         return ObjectResult(score=float(cells["rsum"][which, cluster].sum() / n), points=rows["means"],
                             centroid=cells["total"][which, cluster].sum(axis=0, dtype=np.float64) / n,
                             bbox_min=cells["lo"][which, cluster].min(axis=0),
                             bbox_max=cells["hi"][which, cluster].max(axis=0), uids=rows["uid"],
                             colors=rows["colors"], relevance=relevance.astype(np.float32), seen=seen, age_s=age,
-                            num_gaussians=n)
+                            num_gaussians=n, footprint=footprint)
 
     def _mask_cells(self, scorer: BlockScorer, thresholds: dict[int, float]) -> MaskCells:
         """The cells of the Gaussians matching at a majority of the levels of ``thresholds``

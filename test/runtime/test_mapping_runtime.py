@@ -59,7 +59,7 @@ def test_runtime_maps_and_answers_like_the_offline_engine(runtime, synth_bag, tm
 
 
 def test_an_answer_with_a_point_budget_reads_a_sample_and_summarises_the_whole(runtime, synth_bag):
-    """max_points (what /query sends): the same instances, boxes and scores; at most that many
+    """max_points (what /query sends): the same instances, boxes, scores and goal; at most that many
     points each, evenly spread over the object; the view mask still covers the object."""
     label = load_ground_truth(synth_bag.ground_truth)[0]["label"]
     full, sampled = runtime.query(label), runtime.query(label, max_points=40)
@@ -73,6 +73,11 @@ def test_an_answer_with_a_point_budget_reads_a_sample_and_summarises_the_whole(r
         assert np.allclose(part.bbox_min, whole.bbox_min) and np.allclose(part.bbox_max, whole.bbox_max)
         extent = whole.bbox_max - whole.bbox_min  # spread over the object, not its first rows
         assert np.all(part.points.max(axis=0) - part.points.min(axis=0) >= 0.5 * extent)
+    for text in ("red mug", "table"):  # goals are planned around every voxel, not the sample
+        whole, tiny = runtime.query(text), runtime.query(text, max_points=2)
+        assert whole.goal_pose is not None and tiny.goal_pose is not None and len(tiny.objects[0].points) <= 2
+        assert np.allclose(tiny.goal_pose.position, whole.goal_pose.position), text
+        assert np.allclose(tiny.goal_pose.orientation_xyzw, whole.goal_pose.orientation_xyzw), text
     assert runtime.query(label, max_points=-1).message.startswith("max_points")
     mask_full, _ = runtime.mask_in_last_view(full)
     mask_part, _ = runtime.mask_in_last_view(sampled)
