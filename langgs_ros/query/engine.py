@@ -66,8 +66,8 @@ class ObjectResult:
     num_gaussians: int = 0
     """Gaussians of the instance (``points`` may hold a sample of them); 0: as many as ``points``."""
     footprint: np.ndarray | None = None
-    """[K, 3] centres of the voxels (``query.cluster_voxel_m``) its Gaussians occupy, fixed frame, m:
-    what the goal is planned around (the same whether ``points`` is a sample or not; cell for cell
+    """[K, 3] centres of the voxels (``query.cluster_voxel_m``) its Gaussians occupy, fixed frame, m
+    (one per cell of the answer: a voxel may repeat): what the goal is planned around (the same whether ``points`` is a sample or not; cell for cell
     the points' when ``query.grid_resolution_m`` equals the voxel). None: ``points``."""
 
     def __post_init__(self) -> None:
@@ -383,8 +383,7 @@ class QueryEngine:
         cells = mask.arrays
         relevance = 1.0 / (1.0 + np.exp(-rows["margin"].astype(np.float64) / self.config.temperature))
         occupied = cluster[cells["count"][which, cluster] > 0]
-        voxels = np.unique(cells["voxel"][occupied], axis=0)
-        footprint = ((voxels + 0.5) * self.config.cluster_voxel_m).astype(np.float32)
+        footprint = ((cells["voxel"][occupied] + 0.5) * self.config.cluster_voxel_m).astype(np.float32)
         return ObjectResult(score=float(cells["rsum"][which, cluster].sum() / n), points=rows["means"],
                             centroid=cells["total"][which, cluster].sum(axis=0, dtype=np.float64) / n,
                             bbox_min=cells["lo"][which, cluster].min(axis=0),
