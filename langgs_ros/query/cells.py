@@ -62,9 +62,6 @@ class CellTable:
     colors: np.ndarray
     """[R, 3] uint8 RGB of the rows of ``order``."""
 
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
-
 
 def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: float,
                 min_confirmations: int) -> CellTable:
@@ -122,9 +119,6 @@ class BlockCells:
     """[S, levels] int64 segment keys of each signature (:func:`segment_keys`)."""
     cells: CellTable
     """Cells grouped by signature (``cells.group`` indexes ``keys``)."""
-
-    def nbytes(self) -> int:
-        return self.keys.nbytes + self.cells.nbytes()
 
 
 def block_cells(columns: Columns, levels: int, voxel_m: float, min_confirmations: int) -> BlockCells:
