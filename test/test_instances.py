@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from langgs_ros.mapping.block_store import block_keys
-from langgs_ros.query.instances import cluster_by_region, cluster_points, cluster_voxels
+from langgs_ros.query.instances import cluster_by_region, cluster_points, cluster_voxels, touching_blocks
 
 
 def _as_sets(clusters: list[np.ndarray]) -> set[frozenset[int]]:
     return {frozenset(c.tolist()) for c in clusters}
+
+
+def _by_region(voxels: np.ndarray, blocks: np.ndarray, weights: np.ndarray, min_weight: float) -> list[np.ndarray]:
+    keys, block_of = np.unique(blocks, return_inverse=True)
+    return cluster_by_region(voxels, block_of.reshape(-1), keys, weights, min_weight)
 
 
 def _scene(rng: np.random.Generator) -> np.ndarray:
@@ -28,7 +33,7 @@ def test_clusters_by_region_equal_the_whole_mask_in_any_order():
     whole = cluster_points(points, 0.05, 10)
     assert _as_sets(whole) != set() and len(whole) == 2 and len(whole[0]) == 3000
     shuffled = rng.permutation(len(points))
-    by_region = cluster_by_region(voxels[shuffled], blocks[shuffled], np.ones(len(points)), 10)
+    by_region = _by_region(voxels[shuffled], blocks[shuffled], np.ones(len(points)), 10)
     assert _as_sets([shuffled[c] for c in by_region]) == _as_sets(whole)
     assert [len(c) for c in by_region] == [3000, 800]
 
@@ -46,3 +51,32 @@ def test_weighted_voxels_cluster_as_their_points():
     # a huge extent is grouped at coarser voxels instead of failing
     far = np.array([[0, 0, 0], [1, 0, 0], [10**6, 10**6, 0]], np.int64)
     assert [c.tolist() for c in cluster_voxels(far, np.ones(3), 1)] == [[0, 1], [2]]
+
+
+def test_a_region_too_large_for_one_grid_is_clustered_on_its_own():
+    """A mask along a 40 m diagonal (touching blocks, a region of 800^3 voxels) beside small objects:
+    the diagonal is grouped at coarser voxels, the objects packed in one grid, none merged."""
+    rng = np.random.default_rng(5)
+    diagonal = np.repeat(np.arange(0.0, 40.0, 0.02)[:, None], 3, axis=1)
+    boxes = [rng.uniform(0, 0.2, (300, 3)) + offset for offset in ([60.0, 0, 0], [60.5, 0, 0], [0, 60.0, 0])]
+    points = np.concatenate([diagonal, *boxes]).astype(np.float32)
+    voxels = np.floor(points.astype(np.float64) / 0.05).astype(np.int64)
+    clusters = _by_region(voxels, block_keys(points, 2.0), np.ones(len(points)), 10)
+    starts = np.cumsum([0, len(diagonal), 300, 300])
+    assert [len(c) for c in clusters] == [len(diagonal), 300, 300, 300]
+    assert set(clusters[0].tolist()) == set(range(len(diagonal)))
+    assert _as_sets(clusters[1:]) == {frozenset(range(a, a + 300)) for a in starts[1:]}
+
+
+def test_touching_blocks_on_a_grid_and_far_apart():
+    """Blocks join when their coordinates differ by at most one, diagonals included; blocks too far
+    apart for one grid are grouped the same way."""
+    coords = np.array([[0, 0, 0], [1, 1, 1], [3, 0, 0], [2, 1, 0], [10, 0, 0]])
+    for shift in (0, 10**6):
+        spread = coords * np.array([1 + shift, 1, 1]) if shift else coords
+        region = touching_blocks(spread)
+        if shift:  # x a million apart: none touch (the sparse fallback)
+            assert len(set(region.tolist())) == len(coords)
+        else:
+            assert region[0] == region[1] == region[2] == region[3] != region[4]
+    assert touching_blocks(np.array([[0, 0, 0], [1, 0, 0], [5 * 10**6, 0, 0], [5 * 10**6 + 1, 1, 0]])).tolist() == [0, 0, 1, 1]

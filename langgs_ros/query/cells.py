@@ -20,11 +20,13 @@ import numpy as np
 
 from langgs_ros.mapping.block_scoring import Columns
 
-__all__ = ["CellTable", "BlockCells", "MaskCells", "build_cells", "block_cells", "segment_keys"]
+__all__ = ["CellTable", "BlockCells", "MaskCells", "build_cells", "block_cells", "segment_keys", "ranges"]
 
 ALL, CONFIRMED = 0, 1
 """Index of the sums over all Gaussians of a cell and over its confirmed ones."""
 
+POINT = np.dtype([("means", np.float32, (3,)), ("uid", np.uint32)])
+"""A cell table's row copy: mean (fixed frame, m) and id in one 16-byte record, gathered in one copy."""
 _NO_UID = np.iinfo(np.uint32).max
 _NO_SEEN = np.iinfo(np.int32).min
 
@@ -55,12 +57,11 @@ class CellTable:
     """[2, C] uint32 oldest Gaussian id (empty: the largest uint32)."""
     max_seen: np.ndarray
     """[2, C] int32 newest keyframe index that observed a Gaussian (empty: the least int32)."""
-    means: np.ndarray
-    """[R, 3] float32 means of the rows of ``order``, in that order (answers read them contiguously)."""
-    uid: np.ndarray
-    """[R] uint32 ids of the rows of ``order``."""
+    points: np.ndarray
+    """[R] :data:`POINT` means and ids of the rows of ``order``, in that order (answers read them
+    in short runs)."""
     colors: np.ndarray
-    """[R, 3] uint8 RGB of the rows of ``order``."""
+    """[R, 4] uint8 RGB (and a zero byte: 4-byte rows gather in one copy each) of the rows of ``order``."""
 
 
 def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: float,
@@ -97,10 +98,14 @@ def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: 
     hi = np.stack([reduce(np.maximum, means), reduce(np.maximum, np.where(c, means, -np.inf))])
     min_uid = np.stack([reduce(np.minimum, uid), reduce(np.minimum, np.where(confirmed, uid, _NO_UID))])
     max_seen = np.stack([reduce(np.maximum, seen), reduce(np.maximum, np.where(confirmed, seen, _NO_SEEN))])
+    points = np.empty(len(ordered), POINT)
+    points["means"], points["uid"] = means, uid
+    colors = np.zeros((len(ordered), 4), np.uint8)
+    colors[:, :3] = columns["colors"][ordered]
     return CellTable(voxel=vox[sort][starts].astype(np.int32), group=group[sort][starts].astype(np.int32),
                      start=starts.astype(np.int32), order=ordered.astype(np.int32), count=count.astype(np.int32),
                      total=total.astype(np.float32), lo=lo.astype(np.float32), hi=hi.astype(np.float32),
-                     min_uid=min_uid, max_seen=max_seen, means=means, uid=uid, colors=columns["colors"][ordered])
+                     min_uid=min_uid, max_seen=max_seen, points=points, colors=colors)
 
 
 def segment_keys(columns: Columns, level: int) -> np.ndarray:
@@ -119,6 +124,21 @@ class BlockCells:
     """[S, levels] int64 segment keys of each signature (:func:`segment_keys`)."""
     cells: CellTable
     """Cells grouped by signature (``cells.group`` indexes ``keys``)."""
+    signature_start: np.ndarray
+    """[S + 1] int32: the cells of signature s are ``signature_start[s]:signature_start[s + 1]``."""
+
+    def cells_of(self, signatures: np.ndarray) -> np.ndarray:
+        """Indices of the cells of ``signatures`` (ascending indices into ``keys``), ascending."""
+        return ranges(self.signature_start[signatures], self.signature_start[signatures + 1])
+
+
+def ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(starts[i], ends[i])`` over i (int64)."""
+    if len(starts) == 1:
+        return np.arange(starts[0], max(starts[0], ends[0]), dtype=np.int64)
+    lengths = (np.asarray(ends, np.int64) - starts).clip(0)
+    before = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(np.asarray(starts, np.int64) - before, lengths)
 
 
 def block_cells(columns: Columns, levels: int, voxel_m: float, min_confirmations: int) -> BlockCells:
@@ -126,8 +146,9 @@ def block_cells(columns: Columns, levels: int, voxel_m: float, min_confirmations
     keys = np.stack([segment_keys(columns, level) for level in range(levels)], axis=1)
     rows = np.flatnonzero(np.any(keys != -1, axis=1))
     signatures, group = np.unique(keys[rows], axis=0, return_inverse=True)
-    return BlockCells(signatures.reshape(-1, levels), build_cells(columns, rows, group.reshape(-1), voxel_m,
-                                                                  min_confirmations))
+    cells = build_cells(columns, rows, group.reshape(-1), voxel_m, min_confirmations)
+    start = np.searchsorted(cells.group, np.arange(len(signatures) + 1)).astype(np.int32)
+    return BlockCells(signatures.reshape(-1, levels), cells, start)
 
 
 @dataclass
@@ -142,6 +163,20 @@ class _Part:
     row_margin: np.ndarray | None = None
     """[R] margin per position of ``table.order``."""
 
+    span: slice | None = None
+    """``cells`` as a slice when they are one ascending run."""
+
+    def __post_init__(self) -> None:
+        c = self.cells
+        if c[-1] - c[0] + 1 == c.size and np.all(c[1:] > c[:-1]):
+            self.span = slice(int(c[0]), int(c[-1]) + 1)
+
+    def pick(self, values: np.ndarray, axis: int) -> np.ndarray:
+        """``values`` of the table's cells (on ``axis``) at ``cells``: a view when they are one run."""
+        if self.span is not None:
+            return values[(slice(None),) * axis + (self.span,)]
+        return values.take(self.cells, axis=axis)
+
 
 class MaskCells:
     """The cells of a query's mask across blocks, with margin sums for scores and ranking."""
@@ -153,7 +188,8 @@ class MaskCells:
 
     def add(self, block: Any, table: CellTable, cells: np.ndarray, cell_margin: np.ndarray | None = None,
             row_margin: np.ndarray | None = None) -> None:
-        """Cells ``cells`` of ``table`` (of ``block``), with one margin per cell or per row."""
+        """Cells ``cells`` of ``table`` (of ``block``, added at most once), with one margin per cell
+        or per row."""
         if cells.size:
             self._parts.append(_Part(block, table, cells, cell_margin, row_margin))
             self._built = None
@@ -162,23 +198,31 @@ class MaskCells:
         return 1.0 / (1.0 + np.exp(-np.asarray(margin, np.float64) / self.temperature))
 
     @property
+    def block_keys(self) -> np.ndarray:
+        """[P] int64 key of the block of each part (distinct: one part per block)."""
+        return np.array([p.block.key for p in self._parts], np.int64)
+
+    @property
     def arrays(self) -> dict[str, np.ndarray]:
-        """Per cell, concatenated over blocks: voxel, block key, part, count, total, lo, hi,
-        min_uid, max_seen (as :class:`CellTable`) and margin / relevancy sums [2, C]."""
+        """Per cell, concatenated over blocks: voxel, part (its block's index in :attr:`block_keys`), count, total, lo, hi,
+        min_uid, max_seen (as :class:`CellTable`), start (its first row in its part's table) and
+        margin / relevancy sums [2, C]."""
         if self._built is None:
             names = ("count", "total", "lo", "hi", "min_uid", "max_seen")
             parts = self._parts
             sizes = np.array([p.cells.size for p in parts], np.int64)
-            built = {n: np.concatenate([getattr(p.table, n)[:, p.cells] for p in parts], axis=1) if parts
+            # np.take, not fancy indexing: several times faster on rows of a few columns
+            built = {n: np.concatenate([p.pick(getattr(p.table, n), 1) for p in parts], axis=1) if parts
                      else _empty(n) for n in names}
-            built["voxel"] = np.concatenate([p.table.voxel[p.cells] for p in parts]) if parts else _empty("voxel")
-            built["block"] = np.repeat(np.array([p.block.key for p in parts], np.int64), sizes)
+            for n in ("voxel", "start"):
+                built[n] = np.concatenate([p.pick(getattr(p.table, n), 0) for p in parts]) if parts else _empty(n)
             built["part"] = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
             built["first"] = np.cumsum(sizes) - sizes
             # one margin per cell (codebook): sums from the counts; per row (the average field): summed
             margin = np.concatenate([p.cell_margin if p.cell_margin is not None else np.full(p.cells.size, np.nan)
                                      for p in parts]).astype(np.float64) if parts else np.zeros(0)
             counts = built["count"].astype(np.float64)
+            built["margin"] = margin
             built["msum"], built["rsum"] = counts * margin, counts * self._relevancy(margin)
             for i, p in enumerate(parts):
                 if p.cell_margin is None:
@@ -199,48 +243,82 @@ class MaskCells:
             sums.append(np.stack([csum[ends] - csum[first], csum[first + n_conf] - csum[first]]))
         return sums[0], sums[1]
 
-    def sample_rows(self, clusters: list[tuple[np.ndarray, int]], max_points: int) -> list[dict[str, np.ndarray]]:
-        """Per (cells, which) of ``clusters`` (indices into :attr:`arrays`; ALL or CONFIRMED), its
-        Gaussians, every one or an even sample of at most ``max_points`` (0 = all): means [M, 3],
-        uid [M], colors [M, 3], margin [M] (from the cell tables' copies: no block is read)."""
+    def cluster_sums(self, clusters: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Per cluster of ``clusters`` (indices into :attr:`arrays`, non-empty), over its cells
+        ([ALL] and [CONFIRMED] first axis, clusters second): ``count`` (int64), ``total``, ``msum``,
+        ``rsum`` (float64 sums), ``lo`` / ``min_uid`` (least), ``hi`` / ``max_seen`` (greatest)."""
+        a = self.arrays
+        cells = np.concatenate(clusters)
+        starts = np.cumsum([0] + [len(c) for c in clusters[:-1]])
+        out = {"count": np.add.reduceat(a["count"].take(cells, axis=1), starts, axis=1, dtype=np.int64)}
+        for name in ("total", "msum", "rsum"):
+            out[name] = np.add.reduceat(a[name].take(cells, axis=1), starts, axis=1, dtype=np.float64)
+        for name, op in (("lo", np.minimum), ("min_uid", np.minimum), ("hi", np.maximum), ("max_seen", np.maximum)):
+            out[name] = op.reduceat(a[name].take(cells, axis=1), starts, axis=1)
+        return out
+
+    def footprints(self, clusters: list[tuple[np.ndarray, int]], voxel_m: float) -> list[np.ndarray]:
+        """Per (cells, which) of ``clusters``: [K, 3] float32 centres (fixed frame, m) of the voxels
+        of its cells that hold Gaussians of ``which`` (ALL or CONFIRMED), one per cell."""
         if not clusters:
             return []
         a = self.arrays
-        picked, offsets, sizes = [], [], []
-        for cells, which in clusters:
-            counts = a["count"][which, cells]
-            ends = np.cumsum(counts)
-            n = int(ends[-1]) if ends.size else 0
-            step = max(1, -(-n // max_points)) if max_points > 0 else 1
-            pos = np.arange(0, n, step)
-            k = np.searchsorted(ends, pos, side="right")  # which of ``cells``
-            picked.append(cells[k])
-            offsets.append(pos - (ends[k] - counts[k]))
-            sizes.append(pos.size)
-        cell = np.concatenate(picked) if picked else np.zeros(0, np.int64)
-        offset = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
-        total = cell.size
-        out = {"means": np.zeros((total, 3), np.float32), "uid": np.zeros(total, np.uint32),
-               "colors": np.zeros((total, 3), np.uint8), "margin": np.zeros(total, np.float32)}
-        part = a["part"][cell]
-        by_part = np.argsort(part.astype(np.uint16) if len(self._parts) < 65535 else part, kind="stable")  # radix
-        bounds = np.searchsorted(part[by_part], np.arange(len(self._parts) + 1))
-        for i, p in enumerate(self._parts):
-            sel = by_part[bounds[i]:bounds[i + 1]]
-            if not sel.size:
-                continue
-            local = cell[sel] - a["first"][i]
-            position = p.table.start[p.cells[local]] + offset[sel]
-            out["means"][sel] = p.table.means[position]
-            out["uid"][sel] = p.table.uid[position]
-            out["colors"][sel] = p.table.colors[position]
-            out["margin"][sel] = p.cell_margin[local] if p.cell_margin is not None else p.row_margin[position]
-        splits = np.cumsum(sizes)[:-1]
+        cells = np.concatenate([c for c, _ in clusters])
+        which = np.repeat([w for _, w in clusters], [len(c) for c, _ in clusters])
+        occupied = a["count"][which, cells] > 0
+        centres = ((a["voxel"].take(cells[occupied], axis=0) + 0.5) * voxel_m).astype(np.float32)
+        ends = np.cumsum([np.count_nonzero(o) for o in np.split(occupied, np.cumsum([len(c) for c, _ in clusters])[:-1])])
+        return np.split(centres, ends[:-1])
+
+    def sample_rows(self, clusters: list[tuple[np.ndarray, int]], max_points: int) -> list[dict[str, np.ndarray]]:
+        """Per (cells, which) of ``clusters`` (indices into :attr:`arrays`, fastest ascending; ALL
+        or CONFIRMED), its Gaussians: every one, or at most ``max_points`` (0 = all) taken as the
+        same share of every cell, each cell's first in its order (confirmed first), so the sample is
+        even at the voxel scale and read in short contiguous runs. Means [M, 3], uid [M],
+        colors [M, 3], margin [M], from the cell tables' copies: no block is read."""
+        if not clusters:
+            return []
+        a = self.arrays
+        sizes = np.array([len(c) for c, _ in clusters])
+        cells = np.concatenate([c for c, _ in clusters])
+        which = np.repeat([w for _, w in clusters], sizes)
+        counts = np.where(which == ALL, a["count"][ALL].take(cells), a["count"][CONFIRMED].take(cells)).astype(np.int64)
+        # each cell's range among its cluster's Gaussians; a cluster's sample: the multiples of its step
+        ends = np.cumsum(counts)
+        first = np.cumsum(sizes) - sizes
+        base = np.repeat(ends[first] - counts[first], sizes)
+        total = np.add.reduceat(counts, first)
+        steps = np.maximum(1, -(-total // max_points)) if max_points > 0 else np.ones(len(clusters), np.int64)
+        step = np.repeat(steps, sizes)
+        lo, hi = ends - counts - base, ends - base
+        taken = (-lo // step) - (-hi // step)  # ceil(hi / s) - ceil(lo / s)
+        cell = np.repeat(cells, taken)
+        offset = np.arange(cell.size) - np.repeat(np.cumsum(taken) - taken, taken)
+        position = a["start"].take(cell) + offset  # row in its part's table
+        part = a["part"].take(cell)
+        # gathered in output order, one run of rows of one part at a time (no scatter)
+        runs = np.flatnonzero(np.r_[True, part[1:] != part[:-1], True]) if part.size else np.zeros(1, np.int64)
+        rows, rgba = np.empty(cell.size, POINT), np.empty(cell.size, np.uint32)
+        margin = a["margin"].take(cell).astype(np.float32)
+        for begin, end in zip(runs[:-1], runs[1:]):
+            p = self._parts[int(part[begin])]
+            at = position[begin:end]
+            # into the outputs' slices; mode "clip" (positions are valid) skips take's buffering
+            p.table.points.take(at, out=rows[begin:end], mode="clip")
+            p.table.colors.view(np.uint32).reshape(-1).take(at, out=rgba[begin:end], mode="clip")
+            if p.row_margin is not None:
+                margin[begin:end] = p.row_margin.take(at)
+        colors = np.empty((cell.size, 3), np.uint8)
+        for channel in range(3):  # three strided copies: far faster than copying 3-byte rows
+            colors[:, channel] = rgba.view(np.uint8)[channel::4]
+        out = {"means": np.ascontiguousarray(rows["means"]), "uid": np.ascontiguousarray(rows["uid"]),
+               "colors": colors, "margin": margin}
+        splits = np.cumsum(np.add.reduceat(taken, first))[:-1]
         return [dict(zip(out, parts)) for parts in zip(*(np.split(v, splits) for v in out.values()))]
 
 
 def _empty(name: str) -> np.ndarray:
-    shapes = {"voxel": (0, 3), "block": (0,), "part": (0,), "count": (2, 0), "total": (2, 0, 3), "lo": (2, 0, 3),
+    shapes = {"voxel": (0, 3), "start": (0,), "part": (0,), "count": (2, 0), "total": (2, 0, 3), "lo": (2, 0, 3),
               "hi": (2, 0, 3), "min_uid": (2, 0), "max_seen": (2, 0), "msum": (2, 0), "rsum": (2, 0)}
     floats = {"lo": np.float32, "hi": np.float32, "total": np.float32, "msum": np.float64, "rsum": np.float64}
     return np.zeros(shapes[name], floats.get(name, np.int64))

@@ -305,24 +305,25 @@ class QueryEngine:
         result.level = "+".join(LEVELS[lv] for lv in levels)
         mask = self._mask_cells(scorer, {lv: max(cfg.min_margin, cfg.keep_ratio * best[lv]) for lv in levels})
         cells = mask.arrays
-        clusters = cluster_by_region(cells["voxel"], cells["block"], cells["count"][ALL], cfg.min_instance_gaussians)
+        clusters = cluster_by_region(cells["voxel"], cells["part"], mask.block_keys, cells["count"][ALL],
+                                     cfg.min_instance_gaussians)
         if not clusters:
             result.message = f"'{text}' matched only {int(cells['count'][ALL].sum())} scattered Gaussians, no object"
             return result
+        sums = mask.cluster_sums(clusters)
+        # the Gaussians confirmed by min_confirmations keyframes, where at least half are; else all
+        which = np.where(2 * sums["count"][CONFIRMED] >= sums["count"][ALL], CONFIRMED, ALL)
+        of = (which, np.arange(len(clusters)))
+        counts, mean_margin = sums["count"][of], sums["msum"][of] / sums["count"][of]
         found, rank_keys, stale = [], [], []
-        for cluster in clusters:
-            # the Gaussians confirmed by min_confirmations keyframes, where at least half are; else all
-            confirmed, every = cells["count"][CONFIRMED, cluster].sum(), cells["count"][ALL, cluster].sum()
-            which = CONFIRMED if 2 * confirmed >= every else ALL
-            n = int(cells["count"][which, cluster].sum())
-            seen = self.data.keyframes.seen_range(int(cells["min_uid"][which, cluster].min()),
-                                                  int(cells["max_seen"][which, cluster].max()))
+        for i in range(len(clusters)):
+            seen = self.data.keyframes.seen_range(int(sums["min_uid"][which[i], i]), int(sums["max_seen"][which[i], i]))
             age = seen.age_s(now_ns) if seen is not None and now_ns is not None else None
             if max_age_s > 0 and age is not None and age > max_age_s:
                 stale.append(age)
                 continue
-            found.append((cluster, which, n, seen, age))
-            rank_keys.append((float(cells["msum"][which, cluster].sum() / n), n))
+            found.append((i, seen, age))
+            rank_keys.append((float(mean_margin[i]), int(counts[i])))
         ignored = (f" ({len(stale)} more not seen in the last {max_age_s:g} s ignored)" if stale else "")
         if not found:
             result.message = (f"{len(stale)} object(s) match '{text}', but none was seen in the last "
@@ -335,8 +336,10 @@ class QueryEngine:
                       reverse=True)
         order = near + sorted(set(range(len(found))) - set(near), key=lambda i: rank_keys[i], reverse=True)
         kept = [found[i] for i in order[: max_objects or None]]
-        rows = mask.sample_rows([(cluster, which) for cluster, which, *_ in kept], max_points)
-        result.objects = [self._object(mask, *k, r) for k, r in zip(kept, rows)]
+        chosen = [(clusters[i], int(which[i])) for i, *_ in kept]
+        result.objects = [self._object(sums, i, int(which[i]), seen, age, rows, footprint)
+                          for (i, seen, age), rows, footprint
+                          in zip(kept, mask.sample_rows(chosen, max_points), mask.footprints(chosen, cfg.cluster_voxel_m))]
         objects = result.objects
         if navigate_from is None:
             goal, why = plan_goal(self.local_grid(objects[0].footprint), objects[0].footprint, objects[0].centroid,
@@ -376,20 +379,17 @@ class QueryEngine:
         return goal, i, (f"navigate: goal for object #{i + 1}, {goal.path_length:.2f} m of path from the robot, "
                          f"{goal.distance_to_object:.2f} m from the object")
 
-    def _object(self, mask: MaskCells, cluster: np.ndarray, which: int, n: int, seen: SeenTimes | None,
-                age: float | None, rows: dict[str, np.ndarray]) -> ObjectResult:
-        """The instance of ``cluster`` (cells of ``mask``; ``which``: its confirmed Gaussians or all,
-        ``n`` of them; ``rows``: those its answer returns): box, centroid and score from the cells' sums."""
-        cells = mask.arrays
-        relevance = 1.0 / (1.0 + np.exp(-rows["margin"].astype(np.float64) / self.config.temperature))
-        occupied = cluster[cells["count"][which, cluster] > 0]
-        footprint = ((cells["voxel"][occupied] + 0.5) * self.config.cluster_voxel_m).astype(np.float32)
-        return ObjectResult(score=float(cells["rsum"][which, cluster].sum() / n), points=rows["means"],
-                            centroid=cells["total"][which, cluster].sum(axis=0, dtype=np.float64) / n,
-                            bbox_min=cells["lo"][which, cluster].min(axis=0),
-                            bbox_max=cells["hi"][which, cluster].max(axis=0), uids=rows["uid"],
-                            colors=rows["colors"], relevance=relevance.astype(np.float32), seen=seen, age_s=age,
-                            num_gaussians=n, footprint=footprint)
+    def _object(self, sums: dict[str, np.ndarray], i: int, which: int, seen: SeenTimes | None, age: float | None,
+                rows: dict[str, np.ndarray], footprint: np.ndarray) -> ObjectResult:
+        """The instance of cluster ``i`` of ``sums`` (:meth:`MaskCells.cluster_sums`) over its
+        Gaussians ``which`` (ALL or CONFIRMED); ``rows``: those its answer returns."""
+        n = int(sums["count"][which, i])
+        relevance = 1.0 / (1.0 + np.exp(-rows["margin"] / np.float32(self.config.temperature)))
+        return ObjectResult(score=float(sums["rsum"][which, i] / n), points=rows["means"],
+                            centroid=sums["total"][which, i] / n, bbox_min=sums["lo"][which, i].copy(),
+                            bbox_max=sums["hi"][which, i].copy(), uids=rows["uid"], colors=rows["colors"],
+                            relevance=relevance.astype(np.float32), seen=seen, age_s=age, num_gaussians=n,
+                            footprint=footprint)
 
     def _mask_cells(self, scorer: BlockScorer, thresholds: dict[int, float]) -> MaskCells:
         """The cells of the Gaussians matching at a majority of the levels of ``thresholds``
@@ -405,20 +405,30 @@ class QueryEngine:
             def make(g: object) -> BlockCells:
                 return block_cells(g, len(LEVELS), cfg.cluster_voxel_m, cfg.min_confirmations)  # type: ignore[arg-type]
 
-            for blk in scorer.candidates(thresholds):
-                table = self.store.derived(blk, name, make)
+            blocks = scorer.candidates(thresholds)
+            tables = [self.store.derived(blk, name, make) for blk in blocks]
+            if not tables:
+                return mask
+            # every candidate block's signatures decided at once
+            keys = np.concatenate([t.keys for t in tables])  # type: ignore[attr-defined]
+            votes = np.zeros(len(keys), np.int64)
+            margin = np.full(len(keys), -np.inf, np.float32)
+            for level, threshold in thresholds.items():
+                m = scorer.key_margins(level, keys[:, level])
+                hit = m >= threshold
+                votes += hit
+                np.maximum(margin, np.where(hit, m, -np.inf), out=margin)
+            ok = np.flatnonzero(votes >= need)
+            first = np.cumsum([0] + [len(t.keys) for t in tables])  # type: ignore[attr-defined]
+            owner = np.searchsorted(first, ok, side="right") - 1
+            bounds = np.searchsorted(owner, np.arange(len(tables) + 1))
+            for b in np.flatnonzero(bounds[1:] > bounds[:-1]):
+                table = tables[b]
                 assert isinstance(table, BlockCells)
-                votes = np.zeros(len(table.keys), np.int64)
-                margin = np.full(len(table.keys), -np.inf, np.float32)
-                for level, threshold in thresholds.items():
-                    m = scorer.key_margins(level, table.keys[:, level])
-                    hit = m >= threshold
-                    votes += hit
-                    margin = np.where(hit, np.maximum(margin, m), margin)
-                ok = votes >= need
-                if ok.any():
-                    sel = np.flatnonzero(ok[table.cells.group])
-                    mask.add(blk, table.cells, sel, cell_margin=margin[table.cells.group[sel]])
+                signatures = ok[bounds[b]:bounds[b + 1]] - first[b]
+                lengths = table.signature_start[signatures + 1] - table.signature_start[signatures]
+                mask.add(blocks[b], table.cells, table.cells_of(signatures),
+                         cell_margin=np.repeat(margin[ok[bounds[b]:bounds[b + 1]]], lengths))
             return mask
         for blk in scorer.candidates(thresholds):
             g = self.store.columns_of(blk)
