@@ -80,3 +80,12 @@ def test_touching_blocks_on_a_grid_and_far_apart():
         else:
             assert region[0] == region[1] == region[2] == region[3] != region[4]
     assert touching_blocks(np.array([[0, 0, 0], [1, 0, 0], [5 * 10**6, 0, 0], [5 * 10**6 + 1, 1, 0]])).tolist() == [0, 0, 1, 1]
+
+
+def test_regions_that_fit_alone_but_not_together_are_labelled_in_turn():
+    """Two 13 m diagonals far apart: each region's grid fits, both side by side do not."""
+    line = np.repeat(np.arange(0.0, 13.0, 0.02)[:, None], 3, axis=1)
+    points = np.concatenate([line, line + [100.0, 0, 0]]).astype(np.float32)
+    voxels = np.floor(points.astype(np.float64) / 0.05).astype(np.int64)
+    clusters = _by_region(voxels, block_keys(points, 2.0), np.ones(len(points)), 10)
+    assert _as_sets(clusters) == {frozenset(range(len(line))), frozenset(range(len(line), 2 * len(line)))}

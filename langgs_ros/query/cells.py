@@ -157,24 +157,28 @@ class _Part:
 
     block: Any
     table: CellTable
-    cells: np.ndarray
+    cells: np.ndarray | slice
+    """Indices of the table's cells, or a slice of them."""
     cell_margin: np.ndarray | None
     """[len(cells)] margin of every Gaussian of each cell; None: per row, ``row_margin``."""
     row_margin: np.ndarray | None = None
     """[R] margin per position of ``table.order``."""
 
-    span: slice | None = None
-    """``cells`` as a slice when they are one ascending run."""
-
-    def __post_init__(self) -> None:
+    @property
+    def size(self) -> int:
         c = self.cells
-        if c[-1] - c[0] + 1 == c.size and np.all(c[1:] > c[:-1]):
-            self.span = slice(int(c[0]), int(c[-1]) + 1)
+        return c.stop - c.start if isinstance(c, slice) else c.size
+
+    @property
+    def index(self) -> np.ndarray:
+        """``cells`` as an index array."""
+        c = self.cells
+        return np.arange(c.start, c.stop) if isinstance(c, slice) else c
 
     def pick(self, values: np.ndarray, axis: int) -> np.ndarray:
-        """``values`` of the table's cells (on ``axis``) at ``cells``: a view when they are one run."""
-        if self.span is not None:
-            return values[(slice(None),) * axis + (self.span,)]
+        """``values`` of the table's cells (on ``axis``) at ``cells`` (a view for a slice)."""
+        if isinstance(self.cells, slice):
+            return values[(slice(None),) * axis + (self.cells,)]
         return values.take(self.cells, axis=axis)
 
 
@@ -186,12 +190,13 @@ class MaskCells:
         self._parts: list[_Part] = []
         self._built: dict[str, np.ndarray] | None = None
 
-    def add(self, block: Any, table: CellTable, cells: np.ndarray, cell_margin: np.ndarray | None = None,
+    def add(self, block: Any, table: CellTable, cells: np.ndarray | slice, cell_margin: np.ndarray | None = None,
             row_margin: np.ndarray | None = None) -> None:
-        """Cells ``cells`` of ``table`` (of ``block``, added at most once), with one margin per cell
-        or per row."""
-        if cells.size:
-            self._parts.append(_Part(block, table, cells, cell_margin, row_margin))
+        """Cells ``cells`` (indices or a slice) of ``table`` (of ``block``, added at most once),
+        with one margin per cell or per row."""
+        part = _Part(block, table, cells, cell_margin, row_margin)
+        if part.size > 0:
+            self._parts.append(part)
             self._built = None
 
     def _relevancy(self, margin: np.ndarray) -> np.ndarray:
@@ -210,7 +215,7 @@ class MaskCells:
         if self._built is None:
             names = ("count", "total", "lo", "hi", "min_uid", "max_seen")
             parts = self._parts
-            sizes = np.array([p.cells.size for p in parts], np.int64)
+            sizes = np.array([p.size for p in parts], np.int64)
             # np.take, not fancy indexing: several times faster on rows of a few columns
             built = {n: np.concatenate([p.pick(getattr(p.table, n), 1) for p in parts], axis=1) if parts
                      else _empty(n) for n in names}
@@ -219,7 +224,7 @@ class MaskCells:
             built["part"] = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
             built["first"] = np.cumsum(sizes) - sizes
             # one margin per cell (codebook): sums from the counts; per row (the average field): summed
-            margin = np.concatenate([p.cell_margin if p.cell_margin is not None else np.full(p.cells.size, np.nan)
+            margin = np.concatenate([p.cell_margin if p.cell_margin is not None else np.full(p.size, np.nan)
                                      for p in parts]).astype(np.float64) if parts else np.zeros(0)
             counts = built["count"].astype(np.float64)
             built["margin"] = margin
@@ -233,7 +238,7 @@ class MaskCells:
 
     def _row_sums(self, part: _Part) -> tuple[np.ndarray, np.ndarray]:
         """[2, cells] sums of the row margins and of their relevancy over all and confirmed rows."""
-        t, c = part.table, part.cells
+        t, c = part.table, part.index
         assert part.row_margin is not None
         first, n_conf = t.start[c].astype(np.int64), t.count[CONFIRMED, c]
         ends = np.append(t.start[1:], t.order.size)[c]

@@ -287,7 +287,7 @@ class QueryEngine:
         now_ns = self.data.keyframes.newest_ns if now_ns is None else now_ns
         if self.data.field is None or self.encoder is None:
             return result.refuse("the map has no semantics (it was built with --semantics none)")
-        if len(self.store) == 0:
+        if not any(blk.count for blk in self.store.blocks):  # stops at the first (len() sums them all)
             return result.refuse("the map is empty")
         q = self._embed_many([text])[0]
         if not np.any(q):
@@ -419,16 +419,22 @@ class QueryEngine:
                 votes += hit
                 np.maximum(margin, np.where(hit, m, -np.inf), out=margin)
             ok = np.flatnonzero(votes >= need)
-            first = np.cumsum([0] + [len(t.keys) for t in tables])  # type: ignore[attr-defined]
-            owner = np.searchsorted(first, ok, side="right") - 1
-            bounds = np.searchsorted(owner, np.arange(len(tables) + 1))
-            for b in np.flatnonzero(bounds[1:] > bounds[:-1]):
-                table = tables[b]
+            first = np.cumsum([0] + [len(t.keys) for t in tables]).tolist()  # type: ignore[attr-defined]
+            bounds = np.searchsorted(ok, first).tolist()
+            for b, table in enumerate(tables):
+                lo, hi = bounds[b], bounds[b + 1]
+                if lo == hi:
+                    continue
                 assert isinstance(table, BlockCells)
-                signatures = ok[bounds[b]:bounds[b + 1]] - first[b]
+                signatures = ok[lo:hi] - first[b]
+                s0, s1 = int(signatures[0]), int(signatures[-1])
                 lengths = table.signature_start[signatures + 1] - table.signature_start[signatures]
-                mask.add(blocks[b], table.cells, table.cells_of(signatures),
-                         cell_margin=np.repeat(margin[ok[bounds[b]:bounds[b + 1]]], lengths))
+                cell_margin = np.repeat(margin[ok[lo:hi]], lengths)
+                if s1 - s0 + 1 == hi - lo:  # consecutive signatures: a slice of the table's cells
+                    cells = slice(int(table.signature_start[s0]), int(table.signature_start[s1 + 1]))
+                    mask.add(blocks[b], table.cells, cells, cell_margin=cell_margin)
+                else:
+                    mask.add(blocks[b], table.cells, table.cells_of(signatures), cell_margin=cell_margin)
             return mask
         for blk in scorer.candidates(thresholds):
             g = self.store.columns_of(blk)

@@ -101,7 +101,7 @@ def cluster_by_region(voxels: np.ndarray, block_of: np.ndarray, block_keys: np.n
 
     region = touching_blocks(key_coords(block_keys))[block_of]
     order = np.argsort(region, kind="stable")
-    vox, region = np.asarray(voxels, np.int64)[order], region[order]
+    vox, region = np.asarray(voxels, np.int64).take(order, axis=0), region.take(order)
     starts = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])
     ends = np.r_[starts[1:], len(order)]
     lo, hi = np.minimum.reduceat(vox, starts, axis=0), np.maximum.reduceat(vox, starts, axis=0)
@@ -118,24 +118,32 @@ def cluster_by_region(voxels: np.ndarray, block_of: np.ndarray, block_keys: np.n
             return
         offset = np.cumsum(np.r_[0, dims[batch[:-1], 0] + 1])
         shape = np.array([offset[-1] + dims[batch[-1], 0], dims[batch, 1].max(), dims[batch, 2].max()])
-        rows = np.concatenate([np.arange(starts[r], ends[r]) for r in batch])
+        rows = (np.arange(len(order)) if len(batch) == len(starts) else
+                np.concatenate([np.arange(starts[r], ends[r]) for r in batch]))
         shift = np.repeat(lo[batch] - np.c_[offset, np.zeros((len(batch), 2), np.int64)], ends[batch] - starts[batch],
                           axis=0)
-        found, w = _groups(*_label(vox[rows] - shift, shape), np.asarray(weights, np.float64)[order[rows]])
+        found, w = _groups(*_label(vox.take(rows, axis=0) - shift, shape),
+                           np.asarray(weights, np.float64).take(order.take(rows)))
         groups.extend(order[rows[g]] for g in found)
         weight.append(w)
         batch.clear()
 
-    for r in range(len(starts)):
-        if volume[r] > _MAX_CELLS:  # too large for one grid: on its own, at coarser voxels
-            label_batch()
-            found, w = _cluster_voxels(vox[starts[r]:ends[r]], np.asarray(weights)[order[starts[r]:ends[r]]])
-            groups.extend(order[starts[r] + g] for g in found)
-            weight.append(w)
-            continue
-        packed = batch + [r]
-        if (dims[packed, 0] + 1).sum() * dims[packed, 1].max() * dims[packed, 2].max() > _MAX_CELLS:
-            label_batch()
-        batch.append(r)
+    # the usual case: every region fits, and all side by side fit, in one grid
+    span = dims.astype(np.float64)
+    packed = np.cumsum(span[:, 0] + 1) * np.maximum.accumulate(span[:, 1]) * np.maximum.accumulate(span[:, 2])
+    if packed[-1] <= _MAX_CELLS:
+        batch.extend(range(len(starts)))
+    else:
+        for r in range(len(starts)):
+            if volume[r] > _MAX_CELLS:  # too large for one grid: on its own, at coarser voxels
+                label_batch()
+                found, w = _cluster_voxels(vox[starts[r]:ends[r]], np.asarray(weights)[order[starts[r]:ends[r]]])
+                groups.extend(order[starts[r] + g] for g in found)
+                weight.append(w)
+                continue
+            more = batch + [r]
+            if (dims[more, 0] + 1).sum() * dims[more, 1].max() * dims[more, 2].max() > _MAX_CELLS:
+                label_batch()
+            batch.append(r)
     label_batch()
     return _heaviest_first(groups, np.concatenate(weight) if weight else np.zeros(0), min_weight)
