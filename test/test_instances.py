@@ -79,7 +79,8 @@ def test_touching_blocks_on_a_grid_and_far_apart():
             assert len(set(region.tolist())) == len(coords)
         else:
             assert region[0] == region[1] == region[2] == region[3] != region[4]
-    assert touching_blocks(np.array([[0, 0, 0], [1, 0, 0], [5 * 10**6, 0, 0], [5 * 10**6 + 1, 1, 0]])).tolist() == [0, 0, 1, 1]
+    far_pairs = np.array([[0, 0, 0], [1, 0, 0], [5 * 10**6, 0, 0], [5 * 10**6 + 1, 1, 0]])
+    assert touching_blocks(far_pairs).tolist() == [0, 0, 1, 1]
 
 
 def test_regions_that_fit_alone_but_not_together_are_labelled_in_turn():

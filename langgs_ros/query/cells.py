@@ -209,14 +209,15 @@ class MaskCells:
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
-        """Per cell, concatenated over blocks: voxel, part (its block's index in :attr:`block_keys`), count, total, lo, hi,
-        min_uid, max_seen (as :class:`CellTable`), start (its first row in its part's table) and
-        margin / relevancy sums [2, C]."""
+        """Per cell, concatenated over blocks: voxel, part (its block's index in
+        :attr:`block_keys`), count, total, lo, hi, min_uid, max_seen (as :class:`CellTable`), start
+        (its first row in its part's table), margin, and margin / relevancy sums [2, C]."""
         if self._built is None:
             names = ("count", "total", "lo", "hi", "min_uid", "max_seen")
             parts = self._parts
             sizes = np.array([p.size for p in parts], np.int64)
-            # np.take, not fancy indexing: several times faster on rows of a few columns
+            # views where a part's cells are one slice, else np.take (several times faster than fancy
+            # indexing on rows of a few columns)
             built = {n: np.concatenate([p.pick(getattr(p.table, n), 1) for p in parts], axis=1) if parts
                      else _empty(n) for n in names}
             for n in ("voxel", "start"):
@@ -272,12 +273,12 @@ class MaskCells:
         which = np.repeat([w for _, w in clusters], [len(c) for c, _ in clusters])
         occupied = a["count"][which, cells] > 0
         centres = ((a["voxel"].take(cells[occupied], axis=0) + 0.5) * voxel_m).astype(np.float32)
-        ends = np.cumsum([np.count_nonzero(o) for o in np.split(occupied, np.cumsum([len(c) for c, _ in clusters])[:-1])])
-        return np.split(centres, ends[:-1])
+        per_cluster = np.add.reduceat(occupied, np.cumsum([0] + [len(c) for c, _ in clusters[:-1]]), dtype=np.int64)
+        return np.split(centres, np.cumsum(per_cluster)[:-1])
 
     def sample_rows(self, clusters: list[tuple[np.ndarray, int]], max_points: int) -> list[dict[str, np.ndarray]]:
-        """Per (cells, which) of ``clusters`` (indices into :attr:`arrays`, fastest ascending; ALL
-        or CONFIRMED), its Gaussians: every one, or at most ``max_points`` (0 = all) taken as the
+        """Per (cells, which) of ``clusters`` (indices into :attr:`arrays`, fastest when ascending;
+        ALL or CONFIRMED), its Gaussians: every one, or at most ``max_points`` (0 = all) taken as the
         same share of every cell, each cell's first in its order (confirmed first), so the sample is
         even at the voxel scale and read in short contiguous runs. Means [M, 3], uid [M],
         colors [M, 3], margin [M], from the cell tables' copies: no block is read."""

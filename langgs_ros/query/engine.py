@@ -50,7 +50,8 @@ class ObjectResult:
 
     score: float
     points: np.ndarray
-    """[M, 3] means of its Gaussians: all of them, or an even sample (``max_points`` of the query)."""
+    """[M, 3] means of its Gaussians: all of them, or a sample spread evenly over its voxels
+    (``max_points`` of the query: the same share of each ``query.cluster_voxel_m`` cell)."""
     centroid: np.ndarray
     bbox_min: np.ndarray
     bbox_max: np.ndarray
@@ -67,8 +68,9 @@ class ObjectResult:
     """Gaussians of the instance (``points`` may hold a sample of them); 0: as many as ``points``."""
     footprint: np.ndarray | None = None
     """[K, 3] centres of the voxels (``query.cluster_voxel_m``) its Gaussians occupy, fixed frame, m
-    (one per cell of the answer: a voxel may repeat): what the goal is planned around (the same whether ``points`` is a sample or not; cell for cell
-    the points' when ``query.grid_resolution_m`` equals the voxel). None: ``points``."""
+    (one per cell of the answer: a voxel may repeat): what the goal is planned around (the same
+    whether ``points`` is a sample or not; cell for cell the points' when
+    ``query.grid_resolution_m`` equals the voxel). None: ``points``."""
 
     def __post_init__(self) -> None:
         self.num_gaussians = self.num_gaussians or len(self.points)
@@ -263,8 +265,9 @@ class QueryEngine:
         ``max_objects`` > 0 keeps the best that many. The goal approaches the best object; with
         ``navigate_from`` (the robot's x, y in the fixed frame, m) it approaches the object the
         robot reaches first over the navigation grid (:mod:`langgs_ros.query.reachability`).
-        ``max_points`` > 0: each object's ``points`` (and goal planning) an even sample of at most
-        that many of its Gaussians (``num_gaussians`` says how many it has); 0 = all.
+        ``max_points`` > 0: each object's ``points`` a sample of at most that many of its Gaussians,
+        spread evenly over its voxels (``num_gaussians`` says how many it has; box, centroid, score
+        and the goal, planned on the object's voxels, cover all of them); 0 = all.
         """
         extra = self.data.extra or {}
         return self._answer(text, max_age_s, now_ns, max_objects, navigate_from, max_points).note_semantic_lag(
@@ -337,9 +340,9 @@ class QueryEngine:
         order = near + sorted(set(range(len(found))) - set(near), key=lambda i: rank_keys[i], reverse=True)
         kept = [found[i] for i in order[: max_objects or None]]
         chosen = [(clusters[i], int(which[i])) for i, *_ in kept]
+        samples, footprints = mask.sample_rows(chosen, max_points), mask.footprints(chosen, cfg.cluster_voxel_m)
         result.objects = [self._object(sums, i, int(which[i]), seen, age, rows, footprint)
-                          for (i, seen, age), rows, footprint
-                          in zip(kept, mask.sample_rows(chosen, max_points), mask.footprints(chosen, cfg.cluster_voxel_m))]
+                          for (i, seen, age), rows, footprint in zip(kept, samples, footprints)]
         objects = result.objects
         if navigate_from is None:
             goal, why = plan_goal(self.local_grid(objects[0].footprint), objects[0].footprint, objects[0].centroid,

@@ -37,27 +37,26 @@ def _heaviest_first(groups: list[np.ndarray], weights: np.ndarray, min_weight: f
     return [groups[i] for i in np.argsort(-np.asarray(weights, np.float64), kind="stable") if weights[i] >= min_weight]
 
 
+def _label_fitting(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`_label` of ``keys`` [M, 3] (int64, M >= 1) in their bounding grid; a grid over
+    ``_MAX_CELLS`` is made coarser (coordinates halved) until it fits."""
+    keys = np.asarray(keys, np.int64)
+    while True:
+        lo, hi, _ = column_bounds(keys)
+        dims = hi - lo + 1
+        if int(np.prod(dims)) <= _MAX_CELLS:
+            return _label(keys - lo, dims)
+        keys = keys // 2  # floor(p / 2v) = floor(floor(p / v) / 2)
+
+
 def cluster_voxels(voxels: np.ndarray, weights: np.ndarray, min_weight: float) -> list[np.ndarray]:
     """Indices of ``voxels`` [M, 3] (int64 voxel coordinates; repeats allowed) grouped by
     26-connected occupied voxels. Groups whose ``weights`` [M] sum below ``min_weight`` are
     dropped; the rest are returned heaviest first. A set spanning a huge volume is grouped at
     coarser voxels (coordinates halved) rather than failing."""
-    groups, weight = _cluster_voxels(voxels, weights)
-    return _heaviest_first(groups, weight, min_weight)
-
-
-def _cluster_voxels(voxels: np.ndarray, weights: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """:func:`cluster_voxels`'s groups in label order with their weights, none dropped."""
     if len(voxels) == 0:
-        return [], np.zeros(0)
-    keys = np.asarray(voxels, np.int64)
-    while True:
-        lo, hi, _ = column_bounds(keys)
-        dims = hi - lo + 1
-        if int(np.prod(dims)) <= _MAX_CELLS:
-            break
-        keys = keys // 2  # floor(p / 2v) = floor(floor(p / v) / 2)
-    return _groups(*_label(keys - lo, dims), weights)
+        return []
+    return _heaviest_first(*_groups(*_label_fitting(voxels), weights), min_weight)
 
 
 def cluster_points(points: np.ndarray, voxel_m: float, min_size: int) -> list[np.ndarray]:
@@ -87,63 +86,86 @@ def touching_blocks(coords: np.ndarray) -> np.ndarray:
     return connected_components(coo_matrix((np.ones(i.size), (i, j)), shape=(n, n)), directed=False)[1]
 
 
+_SMALL_GRID = 1 << 16
+"""A batch of regions may always grow to this many voxels, whatever its waste."""
+_COARSE = 8
+"""Voxels per side of the coarse cells whose connected groups bound the voxels' labelling grids."""
+
+
+def _components(keys: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, int]:
+    """[M] component id (0..n-1) of each of ``keys`` [M, 3] (int64 coordinates, repeats allowed)
+    under 26-connectivity, and n, given ``region`` [M]: an id that connected keys share. Each
+    region is labelled in its bounding grid, in few calls: its axes turned so its longest extent
+    comes first (connectivity does not depend on the axes' order), regions laid side by side along
+    it, a voxel apart, in grids of at most ``_MAX_CELLS`` that hold at most twice their regions'
+    own volume (a region larger than that alone is labelled at coarser voxels)."""
+    order = np.argsort(region, kind="stable")
+    keys, region = keys.take(order, axis=0), region.take(order)
+    starts = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    lo, hi = np.minimum.reduceat(keys, starts, axis=0), np.maximum.reduceat(keys, starts, axis=0)
+    axes = np.argsort(-(hi - lo), axis=1, kind="stable")  # each region's axes, longest first
+    dims = np.take_along_axis(hi - lo + 1, axes, axis=1)
+    component = np.empty(len(order), np.int64)
+    count = 0
+
+    def label(batch: list[int]) -> None:
+        nonlocal count
+        if len(batch) == len(starts):
+            batch, rows = list(range(len(starts))), np.arange(len(order))
+        else:
+            rows = np.concatenate([np.arange(starts[r], ends[r]) for r in batch])
+        offset = np.cumsum(np.r_[0, dims[batch[:-1], 0] + 1])
+        shape = np.array([offset[-1] + dims[batch[-1], 0], dims[batch, 1].max(), dims[batch, 2].max()])
+        repeat = ends[batch] - starts[batch]
+        local = np.take_along_axis(keys.take(rows, axis=0) - np.repeat(lo[batch], repeat, axis=0),
+                                   np.repeat(axes[batch], repeat, axis=0), axis=1)
+        local[:, 0] += np.repeat(offset, repeat)
+        found, n = _label(local, shape)
+        component[order.take(rows)] = found - 1 + count
+        count += n
+
+    # regions by cross-section, largest first, so a batch's grid is mostly its regions' own volume
+    d = dims.astype(np.float64).tolist()
+    batch: list[int] = []
+    length = across_1 = across_2 = own = 0.0
+    for r in sorted(range(len(starts)), key=lambda r: -d[r][1] * d[r][2]):
+        d0, d1, d2 = d[r]
+        if d0 * d1 * d2 > _MAX_CELLS:  # too large for one grid: on its own, at coarser voxels
+            found, n = _label_fitting(keys[starts[r]:ends[r]])
+            component[order[starts[r]:ends[r]]] = found - 1 + count
+            count += n
+            continue
+        grid = (length + d0 + 1) * max(across_1, d1) * max(across_2, d2)
+        if batch and (grid > _MAX_CELLS or grid > max(2 * (own + (d0 + 1) * d1 * d2), _SMALL_GRID)):
+            label(batch)
+            batch, length, across_1, across_2, own = [], 0.0, 0.0, 0.0, 0.0
+        batch.append(r)
+        length, across_1, across_2 = length + d0 + 1, max(across_1, d1), max(across_2, d2)
+        own += (d0 + 1) * d1 * d2
+    if batch:
+        label(batch)
+    return component, count
+
+
 def cluster_by_region(voxels: np.ndarray, block_of: np.ndarray, block_keys: np.ndarray, weights: np.ndarray,
                       min_weight: float) -> list[np.ndarray]:
-    """:func:`cluster_voxels` of each group of touching map blocks (``block_of``: the index into
-    ``block_keys``, distinct int64 block keys, of each voxel's block; blocks touch when their
-    coordinates differ by at most one): a mask spread over a building is clustered in grids of its
-    regions, never one the size of the building. The regions' grids are laid side by side, a voxel
-    apart, in one grid (up to ``_MAX_CELLS``) and labelled at once. Same result: 26-connected
-    voxels never span blocks that do not touch. Heaviest first; each group's indices ascending."""
+    """:func:`cluster_voxels` of a mask spread over a building, in grids around its parts, never
+    one the size of the building (``block_of``: the index into ``block_keys``, distinct int64 block
+    keys, of each voxel's block). 26-connected voxels never span blocks that do not touch (whose
+    coordinates differ by more than one), nor coarse cells (``_COARSE`` voxels a side) that do not:
+    the groups of touching blocks bound the labelling of the coarse cells, whose groups bound the
+    labelling of the voxels (:func:`_components`), so a sparse mask is labelled in small grids.
+    Same result as :func:`cluster_voxels` on the whole. Heaviest first (ties: the group with the
+    lowest index first); each group's indices ascending."""
     if len(voxels) == 0:
         return []
     from langgs_ros.mapping.block_store import key_coords
 
+    voxels = np.asarray(voxels, np.int64)
     region = touching_blocks(key_coords(block_keys))[block_of]
-    order = np.argsort(region, kind="stable")
-    vox, region = np.asarray(voxels, np.int64).take(order, axis=0), region.take(order)
-    starts = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])
-    ends = np.r_[starts[1:], len(order)]
-    lo, hi = np.minimum.reduceat(vox, starts, axis=0), np.maximum.reduceat(vox, starts, axis=0)
-    dims = hi - lo + 1
-    volume = np.prod(dims.astype(np.float64), axis=1)
-
-    groups: list[np.ndarray] = []
-    weight: list[np.ndarray] = []
-    batch: list[int] = []
-
-    def label_batch() -> None:
-        """Label the regions of ``batch`` side by side along x in one grid."""
-        if not batch:
-            return
-        offset = np.cumsum(np.r_[0, dims[batch[:-1], 0] + 1])
-        shape = np.array([offset[-1] + dims[batch[-1], 0], dims[batch, 1].max(), dims[batch, 2].max()])
-        rows = (np.arange(len(order)) if len(batch) == len(starts) else
-                np.concatenate([np.arange(starts[r], ends[r]) for r in batch]))
-        shift = np.repeat(lo[batch] - np.c_[offset, np.zeros((len(batch), 2), np.int64)], ends[batch] - starts[batch],
-                          axis=0)
-        found, w = _groups(*_label(vox.take(rows, axis=0) - shift, shape),
-                           np.asarray(weights, np.float64).take(order.take(rows)))
-        groups.extend(order[rows[g]] for g in found)
-        weight.append(w)
-        batch.clear()
-
-    # the usual case: every region fits, and all side by side fit, in one grid
-    span = dims.astype(np.float64)
-    packed = np.cumsum(span[:, 0] + 1) * np.maximum.accumulate(span[:, 1]) * np.maximum.accumulate(span[:, 2])
-    if packed[-1] <= _MAX_CELLS:
-        batch.extend(range(len(starts)))
-    else:
-        for r in range(len(starts)):
-            if volume[r] > _MAX_CELLS:  # too large for one grid: on its own, at coarser voxels
-                label_batch()
-                found, w = _cluster_voxels(vox[starts[r]:ends[r]], np.asarray(weights)[order[starts[r]:ends[r]]])
-                groups.extend(order[starts[r] + g] for g in found)
-                weight.append(w)
-                continue
-            more = batch + [r]
-            if (dims[more, 0] + 1).sum() * dims[more, 1].max() * dims[more, 2].max() > _MAX_CELLS:
-                label_batch()
-            batch.append(r)
-    label_batch()
-    return _heaviest_first(groups, np.concatenate(weight) if weight else np.zeros(0), min_weight)
+    near, _ = _components(voxels // _COARSE, region)
+    component, n = _components(voxels, near)
+    groups, total = _groups(component + 1, n, weights)
+    first = np.array([g[0] for g in groups], np.int64)
+    return [groups[i] for i in np.lexsort((first, -total)) if total[i] >= min_weight]

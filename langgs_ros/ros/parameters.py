@@ -37,7 +37,8 @@ NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     "publish_occupancy_grid": (False, "Publish the mapped obstacles as nav_msgs/OccupancyGrid on ~/occupancy"),
     "default_threshold": (0.0, "Least relevancy (0..1) of a mask Gaussian when a request gives 0; 0 = config"),
     "default_max_objects": (50, "Objects per answer when a request gives 0 (a building may hold one per room)"),
-    "answer_max_points": (5000, "Most points per object in answers (an even sample; the query reads no more)"),
+    "answer_max_points": (5000, "Most points per object in answers (a sample spread evenly over its voxels; "
+                                "the query reads no more)"),
     "sync_slop_s": (0.02, "Approximate-time pairing window of color and depth, seconds"),
     "input_timeout_s": (5.0, "/diagnostics turns WARN when nothing arrives on an input topic for this long, s"),
     "pose_topic_type": ("odometry", "Message type on input.pose_topic: odometry (nav_msgs/Odometry) or pose "

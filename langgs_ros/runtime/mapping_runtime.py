@@ -257,12 +257,13 @@ class MappingRuntime(QueueWorker):
             self.status.last_update_ms = 1000 * (time.perf_counter() - start)
 
     # -- map --------------------------------------------------------------------------------
-    def _map_data(self) -> MapData:
+    def _map_data(self, extra: dict | None = None) -> MapData:
+        """The live map as :class:`MapData`; ``extra`` None: with the settings (as saved)."""
         assert self.mapper is not None
         return MapData(store=self.mapper.store, field=self.mapper.field, semantics=self.semantics,
                        fixed_frame=self.config.input.fixed_frame, floor_z=self.mapper.floor_z(),
                        keyframes=self.mapper.keyframes,
-                       extra={"config": config_to_dict(self.config)})
+                       extra={"config": config_to_dict(self.config)} if extra is None else extra)
 
     def query(self, text: str, threshold: float = 0.0, max_objects: int = 0, max_age_s: float = 0.0,
               now_ns: int | None = None, navigate_from: np.ndarray | None = None, max_points: int = 0) -> QueryResult:
@@ -301,8 +302,8 @@ class MappingRuntime(QueueWorker):
             backend = self.mapper.backend
             encoder = backend.text_encoder if backend is not None else None
             self._engine = QueryEngine(self._map_data(), self.config.query, encoder)
-        else:
-            self._engine.data = self._map_data()
+        else:  # the settings do not change while the map lives: no new copy of them per query
+            self._engine.data = self._map_data(self._engine.data.extra)
         return self._engine
 
     def save(self, path: str | Path) -> Path:
