@@ -90,3 +90,21 @@ def test_regions_that_fit_alone_but_not_together_are_labelled_in_turn():
     voxels = np.floor(points.astype(np.float64) / 0.05).astype(np.int64)
     clusters = _by_region(voxels, block_keys(points, 2.0), np.ones(len(points)), 10)
     assert _as_sets(clusters) == {frozenset(range(len(line))), frozenset(range(len(line), 2 * len(line)))}
+
+
+def test_a_sparse_mask_split_by_coarse_cells_clusters_as_the_whole():
+    """Small boxes (some overlapping, some a voxel apart diagonally) scattered over a 6 m room of
+    touching blocks: the regions' grids are large, so coarse cells split them first; the groups
+    are those of one labelling of the whole."""
+    rng = np.random.default_rng(6)
+    corners = rng.uniform([0, 0, 0], [5.8, 5.8, 1.8], (40, 3))
+    corners[1] = corners[0] + 0.12  # overlapping the first
+    corners[3] = corners[2] + [0.2, 0.2, 0.2]  # a corner voxel apart from the third (diagonal)
+    points = np.concatenate([c + rng.uniform(0, 0.15, (60, 3)) for c in corners] +
+                            [corners[2][None, :] + 0.17]).astype(np.float32)  # the diagonal link
+    voxels = np.floor(points.astype(np.float64) / 0.05).astype(np.int64)
+    weights = rng.integers(1, 4, len(points)).astype(np.float64)
+    whole = cluster_voxels(voxels, weights, 30)
+    by_region = _by_region(voxels, block_keys(points, 2.0), weights, 30)
+    assert _as_sets(by_region) == _as_sets(whole) and 5 < len(whole) < 40
+    assert [float(weights[c].sum()) for c in by_region] == sorted((float(weights[c].sum()) for c in whole), reverse=True)

@@ -31,37 +31,69 @@ _NO_UID = np.iinfo(np.uint32).max
 _NO_SEEN = np.iinfo(np.int32).min
 
 
+CELL = np.dtype([("voxel", np.int32, (3,)), ("start", np.int32), ("count", np.int32, (2,)),
+                 ("total", np.float32, (2, 3)), ("lo", np.float32, (2, 3)), ("hi", np.float32, (2, 3)),
+                 ("min_uid", np.uint32, (2,)), ("max_seen", np.int32, (2,))])
+"""One cell's record (see :class:`CellTable`): a mask copies a cell in one piece."""
+
+
 @dataclass
 class CellTable:
     """Cells of a set of rows of one block; ``order`` lists the rows cell by cell, the confirmed
     rows of a cell first. Sums have a leading axis: [ALL] over all rows, [CONFIRMED] over those
     confirmed by ``min_confirmations`` keyframes (empty: count 0, box +inf..-inf)."""
 
-    voxel: np.ndarray
-    """[C, 3] int32 voxel coordinates, floor(mean / voxel_m) in the fixed frame."""
+    cells: np.ndarray
+    """[C] :data:`CELL` records, read through the properties below."""
     group: np.ndarray
     """[C] int32 signature of each cell (0 where rows were not grouped); cells sorted by it."""
-    start: np.ndarray
-    """[C] int32 position in ``order`` of each cell's first row."""
     order: np.ndarray
     """[R] int32 rows of the block."""
-    count: np.ndarray
-    """[2, C] int32."""
-    total: np.ndarray
-    """[2, C, 3] float32 sum of the means (m)."""
-    lo: np.ndarray
-    """[2, C, 3] float32 least coordinates."""
-    hi: np.ndarray
-    """[2, C, 3] float32 greatest coordinates."""
-    min_uid: np.ndarray
-    """[2, C] uint32 oldest Gaussian id (empty: the largest uint32)."""
-    max_seen: np.ndarray
-    """[2, C] int32 newest keyframe index that observed a Gaussian (empty: the least int32)."""
     points: np.ndarray
     """[R] :data:`POINT` means and ids of the rows of ``order``, in that order (answers read them
     in short runs)."""
     colors: np.ndarray
     """[R, 4] uint8 RGB (and a zero byte: 4-byte rows gather in one copy each) of the rows of ``order``."""
+
+    @property
+    def voxel(self) -> np.ndarray:
+        """[C, 3] int32 voxel coordinates, floor(mean / voxel_m) in the fixed frame."""
+        return self.cells["voxel"]
+
+    @property
+    def start(self) -> np.ndarray:
+        """[C] int32 position in ``order`` of each cell's first row."""
+        return self.cells["start"]
+
+    @property
+    def count(self) -> np.ndarray:
+        """[2, C] int32."""
+        return self.cells["count"].T
+
+    @property
+    def total(self) -> np.ndarray:
+        """[2, C, 3] float32 sum of the means (m)."""
+        return self.cells["total"].transpose(1, 0, 2)
+
+    @property
+    def lo(self) -> np.ndarray:
+        """[2, C, 3] float32 least coordinates."""
+        return self.cells["lo"].transpose(1, 0, 2)
+
+    @property
+    def hi(self) -> np.ndarray:
+        """[2, C, 3] float32 greatest coordinates."""
+        return self.cells["hi"].transpose(1, 0, 2)
+
+    @property
+    def min_uid(self) -> np.ndarray:
+        """[2, C] uint32 oldest Gaussian id (empty: the largest uint32)."""
+        return self.cells["min_uid"].T
+
+    @property
+    def max_seen(self) -> np.ndarray:
+        """[2, C] int32 newest keyframe index that observed a Gaussian (empty: the least int32)."""
+        return self.cells["max_seen"].T
 
 
 def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: float,
@@ -102,10 +134,13 @@ def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: 
     points["means"], points["uid"] = means, uid
     colors = np.zeros((len(ordered), 4), np.uint8)
     colors[:, :3] = columns["colors"][ordered]
-    return CellTable(voxel=vox[sort][starts].astype(np.int32), group=group[sort][starts].astype(np.int32),
-                     start=starts.astype(np.int32), order=ordered.astype(np.int32), count=count.astype(np.int32),
-                     total=total.astype(np.float32), lo=lo.astype(np.float32), hi=hi.astype(np.float32),
-                     min_uid=min_uid, max_seen=max_seen, points=points, colors=colors)
+    cells = np.empty(len(starts), CELL)
+    cells["voxel"], cells["start"] = vox[sort][starts], starts
+    for name, value in (("count", count), ("total", total), ("lo", lo), ("hi", hi), ("min_uid", min_uid),
+                        ("max_seen", max_seen)):
+        cells[name] = np.moveaxis(value, 0, 1)
+    return CellTable(cells=cells, group=group[sort][starts].astype(np.int32), order=ordered.astype(np.int32),
+                     points=points, colors=colors)
 
 
 def segment_keys(columns: Columns, level: int) -> np.ndarray:
@@ -175,12 +210,6 @@ class _Part:
         c = self.cells
         return np.arange(c.start, c.stop) if isinstance(c, slice) else c
 
-    def pick(self, values: np.ndarray, axis: int) -> np.ndarray:
-        """``values`` of the table's cells (on ``axis``) at ``cells`` (a view for a slice)."""
-        if isinstance(self.cells, slice):
-            return values[(slice(None),) * axis + (self.cells,)]
-        return values.take(self.cells, axis=axis)
-
 
 class MaskCells:
     """The cells of a query's mask across blocks, with margin sums for scores and ranking."""
@@ -210,20 +239,27 @@ class MaskCells:
     @property
     def arrays(self) -> dict[str, np.ndarray]:
         """Per cell, concatenated over blocks: voxel, part (its block's index in
-        :attr:`block_keys`), count, total, lo, hi, min_uid, max_seen (as :class:`CellTable`), start
-        (its first row in its part's table), margin, and margin / relevancy sums [2, C]."""
+        :attr:`block_keys`), count, min_uid, max_seen (as :class:`CellTable`), total, lo, hi (as
+        :class:`CellTable`'s but [2, 3, C]), start (its first row in its part's table), margin,
+        and margin / relevancy sums [2, C]."""
         if self._built is None:
-            names = ("count", "total", "lo", "hi", "min_uid", "max_seen")
             parts = self._parts
             sizes = np.array([p.size for p in parts], np.int64)
-            # views where a part's cells are one slice, else np.take (several times faster than fancy
-            # indexing on rows of a few columns)
-            built = {n: np.concatenate([p.pick(getattr(p.table, n), 1) for p in parts], axis=1) if parts
-                     else _empty(n) for n in names}
-            for n in ("voxel", "start"):
-                built[n] = np.concatenate([p.pick(getattr(p.table, n), 0) for p in parts]) if parts else _empty(n)
+            first = np.cumsum(sizes) - sizes
+            cells = np.empty(int(sizes.sum()), CELL)  # each part's cells copied in one piece
+            for p, at, n in zip(parts, first.tolist(), sizes.tolist()):
+                if isinstance(p.cells, slice):
+                    cells[at:at + n] = p.table.cells[p.cells]
+                else:  # mode "clip" (the indices are valid) skips take's buffering
+                    p.table.cells.take(p.cells, out=cells[at:at + n], mode="clip")
+            # contiguous copies of the fields: np.take copies a strided array whole on every call
+            built = {n: np.ascontiguousarray(cells[n]) for n in ("voxel", "start")}
+            built.update({n: np.ascontiguousarray(cells[n].T) for n in ("count", "min_uid", "max_seen")})
+            # total, lo, hi as [2, 3, C]: coordinates outermost copy several times faster than [2, C, 3]
+            built.update({n: np.ascontiguousarray(cells[n].reshape(-1, 6).T).reshape(2, 3, -1)
+                          for n in ("total", "lo", "hi")})
             built["part"] = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
-            built["first"] = np.cumsum(sizes) - sizes
+            built["first"] = first
             # one margin per cell (codebook): sums from the counts; per row (the average field): summed
             margin = np.concatenate([p.cell_margin if p.cell_margin is not None else np.full(p.size, np.nan)
                                      for p in parts]).astype(np.float64) if parts else np.zeros(0)
@@ -252,15 +288,19 @@ class MaskCells:
     def cluster_sums(self, clusters: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Per cluster of ``clusters`` (indices into :attr:`arrays`, non-empty), over its cells
         ([ALL] and [CONFIRMED] first axis, clusters second): ``count`` (int64), ``total``, ``msum``,
-        ``rsum`` (float64 sums), ``lo`` / ``min_uid`` (least), ``hi`` / ``max_seen`` (greatest)."""
+        ``rsum`` (float64 sums), ``lo`` / ``min_uid`` (least), ``hi`` / ``max_seen`` (greatest);
+        total, lo, hi [2, K, 3]."""
         a = self.arrays
         cells = np.concatenate(clusters)
         starts = np.cumsum([0] + [len(c) for c in clusters[:-1]])
         out = {"count": np.add.reduceat(a["count"].take(cells, axis=1), starts, axis=1, dtype=np.int64)}
-        for name in ("total", "msum", "rsum"):
+        for name in ("msum", "rsum"):
             out[name] = np.add.reduceat(a[name].take(cells, axis=1), starts, axis=1, dtype=np.float64)
-        for name, op in (("lo", np.minimum), ("min_uid", np.minimum), ("hi", np.maximum), ("max_seen", np.maximum)):
+        for name, op in (("min_uid", np.minimum), ("max_seen", np.maximum)):
             out[name] = op.reduceat(a[name].take(cells, axis=1), starts, axis=1)
+        for name, op in (("total", np.add), ("lo", np.minimum), ("hi", np.maximum)):  # [2, 3, C] -> [2, K, 3]
+            kind = {"dtype": np.float64} if name == "total" else {}
+            out[name] = op.reduceat(a[name].take(cells, axis=2), starts, axis=2, **kind).transpose(0, 2, 1)
         return out
 
     def footprints(self, clusters: list[tuple[np.ndarray, int]], voxel_m: float) -> list[np.ndarray]:
@@ -321,10 +361,3 @@ class MaskCells:
                "colors": colors, "margin": margin}
         splits = np.cumsum(np.add.reduceat(taken, first))[:-1]
         return [dict(zip(out, parts)) for parts in zip(*(np.split(v, splits) for v in out.values()))]
-
-
-def _empty(name: str) -> np.ndarray:
-    shapes = {"voxel": (0, 3), "start": (0,), "part": (0,), "count": (2, 0), "total": (2, 0, 3), "lo": (2, 0, 3),
-              "hi": (2, 0, 3), "min_uid": (2, 0), "max_seen": (2, 0), "msum": (2, 0), "rsum": (2, 0)}
-    floats = {"lo": np.float32, "hi": np.float32, "total": np.float32, "msum": np.float64, "rsum": np.float64}
-    return np.zeros(shapes[name], floats.get(name, np.int64))

@@ -89,21 +89,32 @@ def touching_blocks(coords: np.ndarray) -> np.ndarray:
 _SMALL_GRID = 1 << 16
 """A batch of regions may always grow to this many voxels, whatever its waste."""
 _COARSE = 8
-"""Voxels per side of the coarse cells whose connected groups bound the voxels' labelling grids."""
+"""Voxels per side of the coarse cells whose connected groups bound a sparse mask's labelling grids."""
+_DIRECT_GRID = 1 << 18
+"""Grid voxels up to which regions are labelled without first grouping coarse cells (about 2 ms)."""
 
 
-def _components(keys: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, int]:
+def _components(keys: np.ndarray, region: np.ndarray, refine: int = 0) -> tuple[np.ndarray, int]:
     """[M] component id (0..n-1) of each of ``keys`` [M, 3] (int64 coordinates, repeats allowed)
     under 26-connectivity, and n, given ``region`` [M]: an id that connected keys share. Each
     region is labelled in its bounding grid, in few calls: its axes turned so its longest extent
     comes first (connectivity does not depend on the axes' order), regions laid side by side along
     it, a voxel apart, in grids of at most ``_MAX_CELLS`` that hold at most twice their regions'
-    own volume (a region larger than that alone is labelled at coarser voxels)."""
+    own volume (a region larger than that alone is labelled at coarser voxels). ``refine`` > 0:
+    where the regions' grids would exceed ``_DIRECT_GRID`` voxels, the regions are first split
+    into the connected groups of cells of ``refine`` keys a side (a sparse mask's grids shrink)."""
     order = np.argsort(region, kind="stable")
     keys, region = keys.take(order, axis=0), region.take(order)
     starts = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])
-    ends = np.r_[starts[1:], len(order)]
     lo, hi = np.minimum.reduceat(keys, starts, axis=0), np.maximum.reduceat(keys, starts, axis=0)
+    if refine and np.prod((hi - lo + 1).astype(np.float64), axis=1).sum() > _DIRECT_GRID:
+        near, _ = _components(keys // refine, region)
+        sub = np.argsort(near, kind="stable")
+        keys, order = keys.take(sub, axis=0), order.take(sub)
+        region = near.take(sub)
+        starts = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])
+        lo, hi = np.minimum.reduceat(keys, starts, axis=0), np.maximum.reduceat(keys, starts, axis=0)
+    ends = np.r_[starts[1:], len(order)]
     axes = np.argsort(-(hi - lo), axis=1, kind="stable")  # each region's axes, longest first
     dims = np.take_along_axis(hi - lo + 1, axes, axis=1)
     component = np.empty(len(order), np.int64)
@@ -154,8 +165,9 @@ def cluster_by_region(voxels: np.ndarray, block_of: np.ndarray, block_keys: np.n
     one the size of the building (``block_of``: the index into ``block_keys``, distinct int64 block
     keys, of each voxel's block). 26-connected voxels never span blocks that do not touch (whose
     coordinates differ by more than one), nor coarse cells (``_COARSE`` voxels a side) that do not:
-    the groups of touching blocks bound the labelling of the coarse cells, whose groups bound the
-    labelling of the voxels (:func:`_components`), so a sparse mask is labelled in small grids.
+    the groups of touching blocks bound the labelling, and where their grids are large, the groups
+    of touching coarse cells within them (:func:`_components`), so a sparse mask is labelled in
+    small grids.
     Same result as :func:`cluster_voxels` on the whole. Heaviest first (ties: the group with the
     lowest index first); each group's indices ascending."""
     if len(voxels) == 0:
@@ -164,8 +176,7 @@ def cluster_by_region(voxels: np.ndarray, block_of: np.ndarray, block_keys: np.n
 
     voxels = np.asarray(voxels, np.int64)
     region = touching_blocks(key_coords(block_keys))[block_of]
-    near, _ = _components(voxels // _COARSE, region)
-    component, n = _components(voxels, near)
+    component, n = _components(voxels, region, refine=_COARSE)
     groups, total = _groups(component + 1, n, weights)
     first = np.array([g[0] for g in groups], np.int64)
     return [groups[i] for i in np.lexsort((first, -total)) if total[i] >= min_weight]
