@@ -20,7 +20,7 @@ import numpy as np
 
 from langgs_ros.mapping.block_scoring import Columns
 
-__all__ = ["CellTable", "BlockCells", "MaskCells", "build_cells", "block_cells", "segment_keys", "ranges"]
+__all__ = ["CellTable", "BlockCells", "MaskCells", "build_cells", "block_cells", "segment_keys"]
 
 ALL, CONFIRMED = 0, 1
 """Index of the sums over all Gaussians of a cell and over its confirmed ones."""
@@ -34,17 +34,20 @@ _NO_SEEN = np.iinfo(np.int32).min
 CELL = np.dtype([("voxel", np.int32, (3,)), ("start", np.int32), ("count", np.int32, (2,)),
                  ("total", np.float32, (2, 3)), ("lo", np.float32, (2, 3)), ("hi", np.float32, (2, 3)),
                  ("min_uid", np.uint32, (2,)), ("max_seen", np.int32, (2,))])
-"""One cell's record (see :class:`CellTable`): a mask copies a cell in one piece."""
+"""One cell's record, so a mask copies a cell in one piece: voxel coordinates (floor(mean /
+voxel_m), fixed frame), position in ``order`` of its first row, and per [ALL, CONFIRMED]: count,
+sum of the means (m), least and greatest coordinates, oldest Gaussian id (empty: the largest
+uint32), newest keyframe index that observed one (empty: the least int32)."""
 
 
 @dataclass
 class CellTable:
     """Cells of a set of rows of one block; ``order`` lists the rows cell by cell, the confirmed
-    rows of a cell first. Sums have a leading axis: [ALL] over all rows, [CONFIRMED] over those
+    rows of a cell first. Sums are kept twice: [ALL] over all rows, [CONFIRMED] over those
     confirmed by ``min_confirmations`` keyframes (empty: count 0, box +inf..-inf)."""
 
     cells: np.ndarray
-    """[C] :data:`CELL` records, read through the properties below."""
+    """[C] :data:`CELL` records."""
     group: np.ndarray
     """[C] int32 signature of each cell (0 where rows were not grouped); cells sorted by it."""
     order: np.ndarray
@@ -56,11 +59,6 @@ class CellTable:
     """[R, 4] uint8 RGB (and a zero byte: 4-byte rows gather in one copy each) of the rows of ``order``."""
 
     @property
-    def voxel(self) -> np.ndarray:
-        """[C, 3] int32 voxel coordinates, floor(mean / voxel_m) in the fixed frame."""
-        return self.cells["voxel"]
-
-    @property
     def start(self) -> np.ndarray:
         """[C] int32 position in ``order`` of each cell's first row."""
         return self.cells["start"]
@@ -69,31 +67,6 @@ class CellTable:
     def count(self) -> np.ndarray:
         """[2, C] int32."""
         return self.cells["count"].T
-
-    @property
-    def total(self) -> np.ndarray:
-        """[2, C, 3] float32 sum of the means (m)."""
-        return self.cells["total"].transpose(1, 0, 2)
-
-    @property
-    def lo(self) -> np.ndarray:
-        """[2, C, 3] float32 least coordinates."""
-        return self.cells["lo"].transpose(1, 0, 2)
-
-    @property
-    def hi(self) -> np.ndarray:
-        """[2, C, 3] float32 greatest coordinates."""
-        return self.cells["hi"].transpose(1, 0, 2)
-
-    @property
-    def min_uid(self) -> np.ndarray:
-        """[2, C] uint32 oldest Gaussian id (empty: the largest uint32)."""
-        return self.cells["min_uid"].T
-
-    @property
-    def max_seen(self) -> np.ndarray:
-        """[2, C] int32 newest keyframe index that observed a Gaussian (empty: the least int32)."""
-        return self.cells["max_seen"].T
 
 
 def build_cells(columns: Columns, rows: np.ndarray, group: np.ndarray, voxel_m: float,
@@ -164,10 +137,10 @@ class BlockCells:
 
     def cells_of(self, signatures: np.ndarray) -> np.ndarray:
         """Indices of the cells of ``signatures`` (ascending indices into ``keys``), ascending."""
-        return ranges(self.signature_start[signatures], self.signature_start[signatures + 1])
+        return _ranges(self.signature_start[signatures], self.signature_start[signatures + 1])
 
 
-def ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The concatenation of ``arange(starts[i], ends[i])`` over i (int64)."""
     if len(starts) == 1:
         return np.arange(starts[0], max(starts[0], ends[0]), dtype=np.int64)
@@ -259,7 +232,6 @@ class MaskCells:
             built.update({n: np.ascontiguousarray(cells[n].reshape(-1, 6).T).reshape(2, 3, -1)
                           for n in ("total", "lo", "hi")})
             built["part"] = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
-            built["first"] = first
             # one margin per cell (codebook): sums from the counts; per row (the average field): summed
             margin = np.concatenate([p.cell_margin if p.cell_margin is not None else np.full(p.size, np.nan)
                                      for p in parts]).astype(np.float64) if parts else np.zeros(0)
@@ -268,7 +240,7 @@ class MaskCells:
             built["msum"], built["rsum"] = counts * margin, counts * self._relevancy(margin)
             for i, p in enumerate(parts):
                 if p.cell_margin is None:
-                    at = slice(built["first"][i], built["first"][i] + sizes[i])
+                    at = slice(first[i], first[i] + sizes[i])
                     built["msum"][:, at], built["rsum"][:, at] = self._row_sums(p)
             self._built = built
         return self._built
@@ -328,7 +300,7 @@ class MaskCells:
         sizes = np.array([len(c) for c, _ in clusters])
         cells = np.concatenate([c for c, _ in clusters])
         which = np.repeat([w for _, w in clusters], sizes)
-        counts = np.where(which == ALL, a["count"][ALL].take(cells), a["count"][CONFIRMED].take(cells)).astype(np.int64)
+        counts = a["count"][which, cells].astype(np.int64)
         # each cell's range among its cluster's Gaussians; a cluster's sample: the multiples of its step
         ends = np.cumsum(counts)
         first = np.cumsum(sizes) - sizes

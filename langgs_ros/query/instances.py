@@ -34,7 +34,10 @@ def _groups(label: np.ndarray, n: int, weights: np.ndarray) -> tuple[list[np.nda
 
 
 def _heaviest_first(groups: list[np.ndarray], weights: np.ndarray, min_weight: float) -> list[np.ndarray]:
-    return [groups[i] for i in np.argsort(-np.asarray(weights, np.float64), kind="stable") if weights[i] >= min_weight]
+    """``groups`` (ascending indices) weighing at least ``min_weight``, heaviest first; ties: the
+    group with the lowest index first (an order that does not depend on how they were labelled)."""
+    first = np.array([g[0] for g in groups], np.int64)
+    return [groups[i] for i in np.lexsort((first, -np.asarray(weights, np.float64))) if weights[i] >= min_weight]
 
 
 def _label_fitting(keys: np.ndarray) -> tuple[np.ndarray, int]:
@@ -52,7 +55,7 @@ def _label_fitting(keys: np.ndarray) -> tuple[np.ndarray, int]:
 def cluster_voxels(voxels: np.ndarray, weights: np.ndarray, min_weight: float) -> list[np.ndarray]:
     """Indices of ``voxels`` [M, 3] (int64 voxel coordinates; repeats allowed) grouped by
     26-connected occupied voxels. Groups whose ``weights`` [M] sum below ``min_weight`` are
-    dropped; the rest are returned heaviest first. A set spanning a huge volume is grouped at
+    dropped; the rest are returned heaviest first (ties: lowest index first). A set spanning a huge volume is grouped at
     coarser voxels (coordinates halved) rather than failing."""
     if len(voxels) == 0:
         return []
@@ -177,6 +180,4 @@ def cluster_by_region(voxels: np.ndarray, block_of: np.ndarray, block_keys: np.n
     voxels = np.asarray(voxels, np.int64)
     region = touching_blocks(key_coords(block_keys))[block_of]
     component, n = _components(voxels, region, refine=_COARSE)
-    groups, total = _groups(component + 1, n, weights)
-    first = np.array([g[0] for g in groups], np.int64)
-    return [groups[i] for i in np.lexsort((first, -total)) if total[i] >= min_weight]
+    return _heaviest_first(*_groups(component + 1, n, weights), min_weight)
